@@ -1,1 +1,107 @@
-fn main() {}
+//! `git-deploy`, run by git as `git deploy ...`. This file only parses arguments, opens the
+//! repository and maps errors to the documented exit codes; the work is in `cmd/`.
+
+mod cli;
+mod cmd;
+mod output;
+mod plan;
+mod write;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command};
+use shared::git::Repo;
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(err) => {
+            let mut stderr = anstream::stderr();
+            let _ = writeln!(
+                stderr,
+                "{}error:{} {}",
+                output::BAD.render(),
+                output::BAD.render_reset(),
+                err.message
+            );
+            if let Some(hint) = &err.hint {
+                let _ = writeln!(
+                    stderr,
+                    "{}hint:{} {hint}",
+                    output::DIM.render(),
+                    output::DIM.render_reset()
+                );
+            }
+            err.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> shared::Result<()> {
+    match cli.command {
+        Command::Completions(args) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(args.shell, &mut cmd, "git-deploy", &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Man(args) => return man(args.output_dir),
+        _ => {}
+    }
+    let dir = match &cli.dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()?,
+    };
+    if !dir.is_dir() {
+        return Err(shared::Error::invalid(format!(
+            "-C {}: no such directory",
+            dir.display()
+        )));
+    }
+    let mut repo = Repo::discover(&dir)?;
+    // Objects are built in memory and only written when a plan executes, so refusals,
+    // dry-runs and declined prompts leave the object database untouched.
+    repo.inner.objects.enable_object_memory();
+    match cli.command {
+        Command::Init(a) => cmd::init::run(&mut repo, a),
+        Command::Status(a) => cmd::status::run(&repo, a),
+        Command::Tag(a) => cmd::tag::run(&mut repo, a),
+        Command::Promote(a) => cmd::promote::run(&mut repo, a),
+        Command::Rollback(a) => cmd::rollback::run(&mut repo, a),
+        Command::Log(a) => cmd::log::run(&repo, a),
+        Command::Diff(a) => cmd::diff::run(&repo, a),
+        Command::Show(a) => cmd::show::run(&repo, a),
+        Command::Lock(a) => cmd::lock::lock(&mut repo, a),
+        Command::Unlock(a) => cmd::lock::unlock(&mut repo, a),
+        Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
+    }
+}
+
+/// `git deploy --help` makes git open `man git-deploy`, so we ship man pages generated from
+/// the same definitions as `-h`.
+fn man(dir: Option<PathBuf>) -> shared::Result<()> {
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut buf)?;
+    std::fs::write(dir.join("git-deploy.1"), &buf)?;
+    for sub in cmd.get_subcommands() {
+        let name = format!("git-deploy-{}", sub.get_name());
+        let page = sub
+            .clone()
+            .name(name.clone())
+            .bin_name(format!("git deploy {}", sub.get_name()));
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(page).render(&mut buf)?;
+        std::fs::write(dir.join(format!("{name}.1")), &buf)?;
+    }
+    output::info(format!("wrote man pages to {}", dir.display()));
+    Ok(())
+}

@@ -1,1 +1,15 @@
-//! Shared library.
+//! What `git-deploy` and `kubectl-gitops` share: the `gitops.yaml` model, deploy tag names and
+//! messages, read access to the config repository, and the error type both binaries map to
+//! their documented exit codes.
+
+pub mod config;
+pub mod error;
+pub mod git;
+pub mod refname;
+pub mod tag;
+
+pub use config::{Config, Environment};
+pub use error::{Error, ErrorKind, Result};
+
+/// Version string recorded in tags (`Deploy-Tool`) and ApplySet tooling annotations.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,145 @@
+use shared::git::Repo;
+use shared::tag::{self, Action, DeployRecord};
+use shared::{Error, Result};
+
+use crate::cli::RollbackArgs;
+use crate::output;
+use crate::plan::Plan;
+use crate::write;
+
+pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
+    super::check_env_name(&args.env)?;
+    if let Some(remote) = &args.write.push {
+        crate::plan::check_remote(remote)?;
+    }
+    if let Some(m) = &args.message {
+        tag::check_body(m)?;
+    }
+    let tags = repo.deploy_tags(&args.env)?;
+    let Some(current) = tags.first() else {
+        if let Ok((cfg, _)) = super::head_config(repo) {
+            cfg.require(&args.env, "gitops.yaml at HEAD")?;
+        }
+        return Err(Error::invalid(format!(
+            "environment {} has no deploy tags to roll back to",
+            args.env
+        )));
+    };
+    let current_commit = repo.peel_to_commit(current.target)?;
+    let current_tree = repo.tree_of(current_commit)?;
+    let target = match &args.tag {
+        Some(t) => super::require_deploy_tag(repo, &args.env, t)?,
+        None => {
+            // The most recent earlier deploy that actually differs: rolling back to a tag with
+            // the same tree would change nothing.
+            let mut found = None;
+            for t in tags.iter().skip(1) {
+                let c = repo.peel_to_commit(t.target)?;
+                if repo.tree_of(c)? != current_tree {
+                    found = Some(repo.tag_info_at(&t.name, t.target)?);
+                    break;
+                }
+            }
+            found.ok_or_else(|| {
+                Error::invalid(format!(
+                    "environment {} has no earlier deploy that differs from the current one ({})",
+                    args.env, current.name
+                ))
+                .hint(format!(
+                    "`git deploy log {}` lists its deploys; name one explicitly",
+                    args.env
+                ))
+            })?
+        }
+    };
+    let cfg = repo.config_at(target.commit, &target.name)?;
+    let env = cfg
+        .require(&args.env, &format!("gitops.yaml at {}", target.name))?
+        .clone();
+    write::check_unlocked(repo, &env.name, args.ignore_lock)?;
+    let head = repo.branch_head(&env.branch)?.ok_or_else(|| {
+        Error::invalid(format!(
+            "branch {} of environment {} does not exist",
+            env.branch, env.name
+        ))
+    })?;
+    let target_tree = repo.tree_of(target.commit)?;
+    if repo.tree_of(head)? == target_tree {
+        output::info(format!(
+            "{} ({}) already has the tree of {}; nothing to roll back",
+            env.branch,
+            repo.short(head),
+            target.name
+        ));
+        return Ok(());
+    }
+    let msg = format!(
+        "Roll back {} to {}\n\nRestores the tree of {} ({}) on {}; the commits since stay in history.\n",
+        env.name,
+        target.name,
+        target.name,
+        repo.short(target.commit),
+        env.branch
+    );
+    let new_head = write::make_commit(repo, target_tree, &[head], &msg)?;
+    output::info(format!(
+        "rollback {}: {} {} -> tree of {} ({})",
+        env.name,
+        env.branch,
+        repo.short(head),
+        target.name,
+        repo.short(target.commit)
+    ));
+    super::print_changes(repo, Some(head), new_head, &env.path)?;
+
+    let who = write::identity(repo)?;
+    let name = write::free_tag_name(repo, &env.name, who.time.seconds)?;
+    let record = DeployRecord {
+        env: env.name.clone(),
+        action: Some(Action::Rollback),
+        subject: tag::subject(
+            &env.name,
+            Action::Rollback,
+            &target.name,
+            &repo.short(target.commit),
+        ),
+        body: args.message.clone(),
+        source_env: Some(env.name.clone()),
+        source_tag: Some(target.name.clone()),
+        source_commit: Some(target.commit.to_string()),
+        previous_tag: Some(current.name.clone()),
+        previous_commit: Some(head.to_string()),
+        branch: env.branch.clone(),
+        tool: format!("git-deploy/{}", shared::VERSION),
+    };
+    let sign = write::want_signature(repo, args.sign);
+    let tag_id = write::make_tag(repo, &name, new_head, &record, sign)?;
+    let mut plan = Plan::new(
+        format!("git-deploy: roll back {} to {}", env.name, target.name),
+        args.write.push.clone(),
+    );
+    plan.add(
+        format!("refs/heads/{}", env.branch),
+        Some(head),
+        Some(new_head),
+        format!("new commit restoring {}", target.name),
+    );
+    plan.add(
+        format!("refs/tags/{name}"),
+        None,
+        Some(tag_id),
+        format!("annotated tag on {}", repo.short(new_head)),
+    );
+    super::show_plan(repo, &plan, args.write.dry_run);
+    if args.write.dry_run {
+        return Ok(());
+    }
+    write::confirm(
+        &format!("Roll back {} to {}?", env.name, target.name),
+        args.yes,
+        &format!("roll back {}", env.name),
+    )?;
+    plan.execute(repo)?;
+    output::stdout_line(&name);
+    Ok(())
+}

@@ -1,0 +1,104 @@
+use shared::git::Repo;
+use shared::tag::{self, Action, DeployRecord};
+use shared::{Error, Result};
+
+use crate::cli::TagArgs;
+use crate::output;
+use crate::plan::Plan;
+use crate::write;
+
+pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
+    super::check_env_name(&args.env)?;
+    if let Some(remote) = &args.write.push {
+        crate::plan::check_remote(remote)?;
+    }
+    if let Some(m) = &args.message {
+        tag::check_body(m)?;
+    }
+    let (head_cfg, _) = super::head_config(repo)?;
+    let env = head_cfg.require(&args.env, "gitops.yaml at HEAD")?.clone();
+    let branch_head = repo.branch_head(&env.branch)?.ok_or_else(|| {
+        Error::invalid(format!(
+            "branch {} of environment {} does not exist",
+            env.branch, env.name
+        ))
+        .hint("create it with `git deploy init`, or `git branch <branch> <commit>`")
+    })?;
+    let commit = match &args.rev {
+        Some(rev) => {
+            let c = repo.resolve_commit(rev)?;
+            if !repo.is_ancestor(c, branch_head)? {
+                return Err(Error::invalid(format!(
+                    "{rev} ({}) is not on branch {}",
+                    repo.short(c),
+                    env.branch
+                ))
+                .hint(format!(
+                    "only commits of {} can be deployed to {}; promote or merge it there first",
+                    env.branch, env.name
+                )));
+            }
+            c
+        }
+        None => branch_head,
+    };
+    // The commit being deployed must itself describe the environment the same way.
+    let cfg = repo.config_at(commit, &format!("{} of {}", repo.short(commit), env.branch))?;
+    let here = cfg.require(&env.name, &format!("gitops.yaml at {}", repo.short(commit)))?;
+    if here.branch != env.branch {
+        return Err(Error::invalid(format!(
+            "gitops.yaml at {} puts {} on branch {}, but HEAD's gitops.yaml says {}",
+            repo.short(commit),
+            env.name,
+            here.branch,
+            env.branch
+        )));
+    }
+    write::check_unlocked(repo, &env.name, args.ignore_lock)?;
+
+    let previous = repo.latest_deploy_tag(&env.name)?;
+    if let Some(prev) = &previous
+        && repo.peel_to_commit(prev.target)? == commit
+    {
+        output::info(format!(
+            "{} is already deployed to {} as {}; nothing to do",
+            repo.short(commit),
+            env.name,
+            prev.name
+        ));
+        return Ok(());
+    }
+    let who = write::identity(repo)?;
+    let name = write::free_tag_name(repo, &env.name, who.time.seconds)?;
+    let previous_commit = previous
+        .as_ref()
+        .map(|p| repo.peel_to_commit(p.target))
+        .transpose()?;
+    let record = DeployRecord {
+        env: env.name.clone(),
+        action: Some(Action::Tag),
+        subject: tag::subject(&env.name, Action::Tag, "", &repo.short(commit)),
+        body: args.message.clone(),
+        previous_tag: previous.as_ref().map(|p| p.name.clone()),
+        previous_commit: previous_commit.map(|c| c.to_string()),
+        branch: env.branch.clone(),
+        tool: format!("git-deploy/{}", shared::VERSION),
+        ..Default::default()
+    };
+    let sign = write::want_signature(repo, args.sign);
+    let tag_id = write::make_tag(repo, &name, commit, &record, sign)?;
+    let mut plan = Plan::new(format!("git-deploy: tag {name}"), args.write.push.clone());
+    plan.add(
+        format!("refs/tags/{name}"),
+        None,
+        Some(tag_id),
+        format!("annotated tag on {}", repo.short(commit)),
+    );
+    super::show_plan(repo, &plan, args.write.dry_run);
+    if args.write.dry_run {
+        return Ok(());
+    }
+    plan.execute(repo)?;
+    output::stdout_line(&name);
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Name rules: git's `check-ref-format` for branches, and the stricter rules for environment
+//! names, which become parts of tag and ref names (`deploy/<env>/...`).
+
+/// Returns why `name` is not a valid full ref name per `git check-ref-format`, or `None`.
+pub fn ref_format_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.starts_with('-') {
+        return Some("starts with '-'");
+    }
+    if name.starts_with('/') || name.ends_with('/') {
+        return Some("starts or ends with '/'");
+    }
+    if name.ends_with('.') {
+        return Some("ends with '.'");
+    }
+    if name.contains("..") {
+        return Some("contains '..'");
+    }
+    if name.contains("//") {
+        return Some("contains an empty path component ('//')");
+    }
+    if name.contains("@{") {
+        return Some("contains '@{'");
+    }
+    if name == "@" {
+        return Some("is '@'");
+    }
+    for c in name.chars() {
+        if c.is_control() || c == ' ' {
+            return Some("contains a space or control character");
+        }
+        if matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\') {
+            return Some("contains one of ~ ^ : ? * [ \\");
+        }
+    }
+    for component in name.split('/') {
+        if component.starts_with('.') {
+            return Some("has a path component starting with '.'");
+        }
+        if component.ends_with(".lock") {
+            return Some("has a path component ending with '.lock'");
+        }
+    }
+    None
+}
+
+/// Returns why `branch` (a short name such as `env/prod`) is not usable as a branch.
+pub fn branch_problem(branch: &str) -> Option<&'static str> {
+    if branch == "HEAD" {
+        return Some("is 'HEAD'");
+    }
+    if branch.starts_with("refs/") {
+        return Some(
+            "is a full ref name; give the short branch name (env/prod, not refs/heads/env/prod)",
+        );
+    }
+    ref_format_problem(branch)
+}
+
+/// Environment names are one ref component (they appear in `deploy/<env>/...` tag names),
+/// so they are held to a conservative alphabet that is also safe in shells and file names.
+pub fn env_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.len() > 63 {
+        return Some("is longer than 63 characters");
+    }
+    if !name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+    {
+        return Some("must start with a letter or digit");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Some("may only contain letters, digits, '-', '_' and '.'");
+    }
+    if name.contains("..") {
+        return Some("contains '..'");
+    }
+    if name.ends_with('.') || name.ends_with(".lock") {
+        return Some("ends with '.' or '.lock'");
+    }
+    None
+}
+
+/// A Kubernetes namespace name is an RFC 1123 DNS label.
+pub fn dns_label_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.len() > 63 {
+        return Some("is longer than 63 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Some("may only contain lowercase letters, digits and '-'");
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        return Some("must start and end with a letter or digit");
+    }
+    None
+}
+
+/// A manifests path is relative to the repository root and may not leave it.
+pub fn repo_path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("is empty (use '.' for the repository root)");
+    }
+    if path.starts_with('/') {
+        return Some("is absolute; give a path relative to the repository root");
+    }
+    if path.contains('\\') {
+        return Some("contains '\\'; use '/' as the separator");
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Some("contains '..'; it must stay inside the repository");
+    }
+    None
+}
+
+/// `deploy/overlays/dev/` and `./deploy/overlays/dev` both mean `deploy/overlays/dev`;
+/// `.` and `./` mean the repository root, returned as the empty string.
+pub fn normalize_repo_path(path: &str) -> String {
+    path.split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_follow_git() {
+        assert_eq!(branch_problem("env/prod"), None);
+        assert_eq!(branch_problem("release-1.2"), None);
+        for bad in [
+            "env..prod",
+            "env/prod.lock",
+            "-env",
+            "env prod",
+            "env:prod",
+            "env/",
+            "/env",
+            "env//prod",
+            "env/.hidden",
+            "a@{b",
+            "HEAD",
+            "refs/heads/x",
+            "x~1",
+            "x^",
+            "x?",
+            "x*",
+            "x[",
+            "x\\y",
+            "",
+        ] {
+            assert!(branch_problem(bad).is_some(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn env_names_are_one_safe_component() {
+        assert_eq!(env_name_problem("prod"), None);
+        assert_eq!(env_name_problem("eu-west_1.prod"), None);
+        for bad in [
+            "",
+            "a/b",
+            "-x",
+            "..",
+            "a..b",
+            ".x",
+            "x.",
+            "a b",
+            "x.lock",
+            &"a".repeat(64),
+        ] {
+            assert!(
+                env_name_problem(bad).is_some(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn namespaces_are_dns_labels() {
+        assert_eq!(dns_label_problem("team-a1"), None);
+        for bad in ["", "Team", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(
+                dns_label_problem(bad).is_some(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn repo_paths_stay_inside() {
+        assert_eq!(repo_path_problem("deploy/overlays/dev"), None);
+        assert_eq!(repo_path_problem("."), None);
+        assert!(repo_path_problem("../x").is_some());
+        assert!(repo_path_problem("a/../../x").is_some());
+        assert!(repo_path_problem("/etc").is_some());
+        assert_eq!(normalize_repo_path("./deploy//dev/"), "deploy/dev");
+        assert_eq!(normalize_repo_path("."), "");
+    }
+}
