@@ -216,8 +216,20 @@ fn quote(s: &str) -> String {
     serde_json::to_string(s).expect("strings always serialise")
 }
 
+/// serde-saphyr's message without its own `error: line N column M:` prefix, which we replace
+/// with `file:line:column:`.
 fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().trim().to_string()
+    let line = s.lines().next().unwrap_or_default().trim();
+    let line = line.strip_prefix("error:").unwrap_or(line).trim_start();
+    if let Some(rest) = line.strip_prefix("line ")
+        && let Some((_, msg)) = rest.split_once(": ")
+        && rest
+            .split_once(':')
+            .is_some_and(|(pos, _)| pos.contains(" column "))
+    {
+        return msg.trim().to_string();
+    }
+    line.to_string()
 }
 
 #[cfg(test)]

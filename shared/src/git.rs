@@ -215,7 +215,7 @@ impl Repo {
                 target,
             });
         }
-        out.sort_by(|a, b| b.parsed.order_key().cmp(&a.parsed.order_key()));
+        out.sort_by_key(|t| std::cmp::Reverse(t.parsed.order_key()));
         Ok(out)
     }
 

@@ -203,9 +203,7 @@ impl DeployRecord {
         let mut rec = DeployRecord::default();
         let mut seen_env = false;
         for line in trailers.lines() {
-            let Some((key, value)) = line.split_once(':') else {
-                return None;
-            };
+            let (key, value) = line.split_once(':')?;
             let value = value.trim().to_string();
             match key.trim() {
                 "Deploy-Env" => {

@@ -43,7 +43,7 @@ pub fn show_plan(repo: &Repo, plan: &Plan, dry_run: bool) {
         output::info("dry run: these ref updates would be made; nothing was written");
         anstream::print!("{}", plan.render(repo));
     } else {
-        output::info(format!("{}", plan.render(repo).trim_end()));
+        output::info(plan.render(repo).trim_end());
     }
 }
 
