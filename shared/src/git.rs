@@ -128,7 +128,14 @@ impl Repo {
 
     pub fn short(&self, id: ObjectId) -> String {
         use gix::prelude::ObjectIdExt;
-        id.attach(&self.inner).shorten_or_id().to_string()
+        let short = id.attach(&self.inner).shorten_or_id().to_string();
+        // Objects still in object memory (not yet written) cannot be disambiguated against
+        // the database; show them at git's default abbreviation.
+        if short.len() == id.kind().len_in_hex() {
+            id.to_hex_with_len(7).to_string()
+        } else {
+            short
+        }
     }
 
     /// Resolves `rev` (a branch, tag, or any git revision) to a commit.

@@ -2,10 +2,14 @@
 //! messages, read access to the config repository, and the error type both binaries map to
 //! their documented exit codes.
 
+pub mod applyset;
 pub mod config;
 pub mod error;
 pub mod git;
+pub mod manifest;
+pub mod normalize;
 pub mod refname;
+pub mod render;
 pub mod tag;
 
 pub use config::{Config, Environment};
