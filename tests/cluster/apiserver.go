@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/rest"
+	basecompatibility "k8s.io/component-base/compatibility"
+	"k8s.io/component-base/featuregate"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+)
+
+// serviceCIDR holds 10.0.0.1, the "kubernetes" Service address put in the serving certificate.
+const serviceCIDR = "10.0.0.0/24"
+
+// apiServerArgs are the kube-apiserver flags of a node-less test control plane. They are
+// parsed by kube-apiserver's own flag set, so they mean exactly what the flags of the real
+// binary mean, and extra flags given after "--" on our command line are appended last.
+func apiServerArgs(o clusterOptions, c *credentials, ports portSet) []string {
+	args := []string{
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(ports.APIServer),
+		// Advertised (not listened on) address; with the endpoint reconciler off nothing
+		// publishes it as an Endpoints object, which would reject a loopback address.
+		"--advertise-address=127.0.0.1",
+		"--endpoint-reconciler-type=none",
+		"--etcd-servers=http://127.0.0.1:" + strconv.Itoa(ports.EtcdClient),
+		"--cert-dir=" + c.pkiDir,
+		"--tls-cert-file=" + c.servingCertFile,
+		"--tls-private-key-file=" + c.servingKeyFile,
+		"--token-auth-file=" + c.tokenFile,
+		"--authorization-mode=RBAC",
+		"--service-cluster-ip-range=" + serviceCIDR,
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + c.saPubFile,
+		"--service-account-signing-key-file=" + c.saKeyFile,
+		"--allow-privileged=true",
+		"--profiling=false",
+		"--v=" + strconv.Itoa(o.verbosity),
+	}
+	if !o.controllers {
+		// Without the service-account controller no namespace gets its "default"
+		// ServiceAccount, and this plugin would then reject every Pod.
+		args = append(args, "--disable-admission-plugins=ServiceAccount")
+	}
+	return append(args, o.extraAPIServerArg...)
+}
+
+// runAPIServer does what kube-apiserver's cobra command does, minus its process-wide signal
+// handler: our own context decides when to stop, and the listener is the one we reserved.
+func runAPIServer(ctx context.Context, o clusterOptions, c *credentials, ports portSet, listener net.Listener) error {
+	s := options.NewServerRunOptions()
+	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
+	for _, f := range s.Flags().FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(apiServerArgs(o, c, ports)); err != nil {
+		listener.Close()
+		return fmt.Errorf("flags: %w", err)
+	}
+	s.SecureServing.Listener = listener
+	s.SecureServing.BindPort = ports.APIServer
+
+	featureGate := s.GenericServerRunOptions.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	// The apiserver's loopback clients would otherwise log every deprecation warning they
+	// cause themselves.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	if err := logsapi.ValidateAndApply(s.Logs, featureGate); err != nil {
+		return err
+	}
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return err
+	}
+	if errs := completed.Validate(); len(errs) != 0 {
+		return utilerrors.NewAggregate(errs)
+	}
+	if mfg, ok := featureGate.(featuregate.MutableFeatureGate); ok {
+		mfg.AddMetrics()
+	}
+	s.GenericServerRunOptions.ComponentGlobalsRegistry.AddMetrics()
+	return app.Run(ctx, completed)
+}
