@@ -1,0 +1,308 @@
+//! Command-line surface of `kubectl gitops`. kubectl passes every flag after the plugin name
+//! to us, so the kube connection flags are ours and are accepted before or after the
+//! subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  diff:          0 no differences, 1 differences, 2 or more on error (as kubectl diff)
+  sync, revert:  0 done (or nothing to do), 1 failed, refused or not ready in time (--wait),
+                 2 invalid input, 3 another sync or revert holds the namespace
+  status:        0 (with --exit-code: in sync and healthy), 1 drifted or unhealthy, 2 error
+  history:       0, or 2 on error";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl-gitops",
+    bin_name = "kubectl gitops",
+    version,
+    about = "Diff, sync and revert a namespace to the manifests recorded at a git tag",
+    long_about = "Diff, sync and revert a namespace to the manifests recorded at a git tag.\n\n\
+Manifests are read straight from the git objects of the tag (never a checkout); a kustomization \
+is rendered with `kubectl kustomize`. Objects are applied with server-side apply (field manager \
+kubectl-gitops) and tracked as an ApplySet, so only what we applied is ever pruned. Each sync is \
+recorded in the namespace.",
+    after_help = EXIT_CODES,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The connection flags every kubectl user expects (cli-runtime's generic flags).
+#[derive(Args, Debug, Clone, Default)]
+pub struct KubeArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, which may list several, or ~/.kube/config)
+    #[arg(long, global = true, value_name = "path")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use
+    #[arg(long, global = true, value_name = "name")]
+    pub context: Option<String>,
+    /// The kubeconfig cluster to use
+    #[arg(long, global = true, value_name = "name")]
+    pub cluster: Option<String>,
+    /// The kubeconfig user to use
+    #[arg(long, global = true, value_name = "name")]
+    pub user: Option<String>,
+    /// Namespace to act on (default: from --env's gitops.yaml entry, else the context's)
+    #[arg(short = 'n', long, global = true, value_name = "name")]
+    pub namespace: Option<String>,
+    /// The address of the Kubernetes API server
+    #[arg(short = 's', long, global = true, value_name = "url")]
+    pub server: Option<String>,
+    /// Bearer token for authentication to the API server
+    #[arg(long, global = true, value_name = "token", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Username to impersonate for the operation
+    #[arg(long = "as", global = true, value_name = "user")]
+    pub as_user: Option<String>,
+    /// Group to impersonate (repeatable)
+    #[arg(long = "as-group", global = true, value_name = "group")]
+    pub as_group: Vec<String>,
+    /// Path to a CA certificate file for the API server
+    #[arg(long, global = true, value_name = "path")]
+    pub certificate_authority: Option<PathBuf>,
+    /// Do not verify the API server's certificate (insecure)
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
+    /// Server name to use for certificate validation
+    #[arg(long, global = true, value_name = "name")]
+    pub tls_server_name: Option<String>,
+    /// Time to wait for a single request (e.g. 30s, 1m; 0 means no timeout)
+    #[arg(long, global = true, value_name = "duration", default_value = "0")]
+    pub request_timeout: String,
+    /// Log verbosity: 0 quiet, 4 requests, 6+ details (logs go to stderr and never show secret values)
+    #[arg(
+        short = 'v',
+        long = "v",
+        global = true,
+        value_name = "level",
+        default_value_t = 0
+    )]
+    pub verbosity: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show what a sync would change: one diff per object, then a summary
+    #[command(after_help = EXIT_CODES)]
+    Diff(DiffArgs),
+    /// Make the namespace match the tag: apply, prune what we applied before, record it
+    #[command(after_help = EXIT_CODES)]
+    Sync(SyncArgs),
+    /// Bring the namespace back to a recorded revision (no git needed) or to a tag
+    #[command(after_help = EXIT_CODES)]
+    Revert(RevertArgs),
+    /// The recorded revisions of the namespace, newest first
+    #[command(after_help = EXIT_CODES)]
+    History(HistoryArgs),
+    /// Current revision, drift from it, and workload health (read-only)
+    #[command(after_help = EXIT_CODES)]
+    Status(StatusArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// How a sync or revert writes: shared by both.
+#[derive(Args, Debug, Clone)]
+pub struct ApplyArgs {
+    /// Print the plan and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Do not delete objects that left the manifests
+    #[arg(long)]
+    pub no_prune: bool,
+    /// Also prune Namespaces, PersistentVolumeClaims and CustomResourceDefinitions
+    #[arg(long)]
+    pub prune_protected: bool,
+    /// Take over fields another field manager owns
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Take over objects that belong to another ApplySet or carry Argo CD / Flux / Helm / kapp marks
+    #[arg(long)]
+    pub adopt: bool,
+    /// How many revision records to keep in the namespace
+    #[arg(long, value_name = "n", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub history_limit: u32,
+    /// Wait until what was applied is ready (rolled out, complete, bound, established)
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 90s, 5m, 1h)
+    #[arg(long, value_name = "duration", default_value = "5m")]
+    pub timeout: String,
+    /// Output format of the plan
+    #[arg(short, long, value_enum, default_value_t = Output::Diff)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct RevertArgs {
+    /// Revision to bring back (default: the last successful revision before the current one)
+    #[arg(long, value_name = "n", conflicts_with = "to_tag")]
+    pub to_revision: Option<u64>,
+    /// Bring back the manifests at this tag instead (read from git, as sync does)
+    #[arg(long, value_name = "tag")]
+    pub to_tag: Option<String>,
+    /// The config repository, with --to-tag (default: the repository around the working directory)
+    #[arg(long, value_name = "path")]
+    pub repo: Option<std::path::PathBuf>,
+    /// Manifests path, with --to-tag (default: the environment's path in gitops.yaml)
+    #[arg(long, value_name = "path")]
+    pub path: Option<String>,
+    /// Requests in flight at once
+    #[arg(long, value_name = "n", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Show Secret values instead of masking them
+    #[arg(long)]
+    pub show_secrets: bool,
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Exit 1 when the namespace drifted from its revision or a workload is not ready
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Requests in flight at once
+    #[arg(long, value_name = "n", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Coloured unified diffs and a summary
+    Diff,
+    /// The plan as JSON: creates, updates (with their diff), prunes
+    Json,
+}
+
+/// Where the manifests come from and how they may be applied.
+#[derive(Args, Debug, Clone)]
+pub struct SourceArgs {
+    /// The config repository (default: the git repository containing the working directory)
+    #[arg(long, value_name = "path")]
+    pub repo: Option<PathBuf>,
+    /// Deploy the manifests at this tag
+    #[arg(
+        long,
+        value_name = "tag",
+        conflicts_with = "env",
+        required_unless_present = "env"
+    )]
+    pub tag: Option<String>,
+    /// Deploy the latest deploy/<env>/... tag; namespace, path and context default to the
+    /// environment's entry in gitops.yaml at that tag
+    #[arg(long, value_name = "env")]
+    pub env: Option<String>,
+    /// Manifests path inside the repository (default: the environment's path)
+    #[arg(long, value_name = "path")]
+    pub path: Option<String>,
+    /// Allow objects whose namespace differs from the target namespace
+    #[arg(long)]
+    pub allow_other_namespaces: bool,
+    /// Allow cluster-scoped objects (a Namespace named like the target is always allowed)
+    #[arg(long)]
+    pub allow_cluster_scoped: bool,
+    /// Create the target namespace if it does not exist
+    #[arg(long)]
+    pub create_namespace: bool,
+    /// Allow a render with no objects (a sync then prunes everything we applied)
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Requests in flight at once
+    #[arg(long, value_name = "n", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Show Secret values instead of masking them
+    #[arg(long)]
+    pub show_secrets: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output format
+    #[arg(short, long, value_enum, default_value_t = Output::Diff)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_before_and_after_the_subcommand() {
+        let before = Cli::try_parse_from([
+            "kubectl-gitops",
+            "--context",
+            "c",
+            "-n",
+            "ns",
+            "diff",
+            "--tag",
+            "t",
+        ])
+        .unwrap();
+        let after = Cli::try_parse_from([
+            "kubectl-gitops",
+            "diff",
+            "--tag",
+            "t",
+            "--context",
+            "c",
+            "-n",
+            "ns",
+        ])
+        .unwrap();
+        assert_eq!(before.kube.context.as_deref(), Some("c"));
+        assert_eq!(after.kube.context.as_deref(), Some("c"));
+        assert_eq!(after.kube.namespace.as_deref(), Some("ns"));
+    }
+
+    #[test]
+    fn tag_or_env_is_required() {
+        assert!(Cli::try_parse_from(["kubectl-gitops", "diff"]).is_err());
+        assert!(
+            Cli::try_parse_from(["kubectl-gitops", "diff", "--tag", "a", "--env", "b"]).is_err()
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! `kubectl gitops history`: the revisions recorded in a namespace, newest first.
+
+use std::io::Write;
+
+use serde_json::json;
+use shared::Result;
+
+use crate::cli::{Format, HistoryArgs, KubeArgs};
+
+pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
+    let conn = crate::kubeconf::connect(kube, None).await?;
+    let namespace = kube
+        .namespace
+        .clone()
+        .unwrap_or(conn.default_namespace.clone());
+    let cluster = crate::cluster::Cluster::discover(conn.client.clone()).await?;
+    let mut records = crate::record::list(&cluster, &namespace).await?;
+    records.reverse();
+    match args.output {
+        Format::Json => {
+            let list: Vec<_> = records
+                .iter()
+                .map(|m| {
+                    json!({
+                        "revision": m.revision,
+                        "tag": m.tag,
+                        "commit": m.commit,
+                        "time": m.time,
+                        "user": m.user,
+                        "outcome": m.outcome,
+                        "objects": m.objects.len(),
+                        "reverted_to": m.reverted_to,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"namespace": namespace, "revisions": list}))
+                    .expect("json")
+            );
+        }
+        Format::Table => {
+            let mut out = anstream::stdout().lock();
+            let rows: Vec<[String; 7]> = records
+                .iter()
+                .map(|m| {
+                    [
+                        m.revision.to_string(),
+                        m.tag.clone(),
+                        m.commit.chars().take(7).collect(),
+                        m.time.clone(),
+                        m.user.clone(),
+                        m.outcome.clone(),
+                        m.objects.len().to_string(),
+                    ]
+                })
+                .collect();
+            let headers = [
+                "REVISION", "TAG", "COMMIT", "TIME", "USER", "OUTCOME", "OBJECTS",
+            ];
+            let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+            for r in &rows {
+                for (i, c) in r.iter().enumerate() {
+                    widths[i] = widths[i].max(c.chars().count());
+                }
+            }
+            let line = |cells: Vec<&str>| {
+                cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if i + 1 == cells.len() {
+                            c.to_string()
+                        } else {
+                            format!("{c:<w$}", w = widths[i])
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            };
+            let _ = writeln!(out, "{}", line(headers.to_vec()));
+            for r in &rows {
+                let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
+            }
+            if rows.is_empty() {
+                let _ = writeln!(out, "no revisions recorded in namespace {namespace}");
+            }
+        }
+    }
+    Ok(0)
+}

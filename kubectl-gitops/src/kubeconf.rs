@@ -1,0 +1,209 @@
+//! Building the API client from kubeconfig and the kubectl-style flags, with errors that name
+//! the file, context or flag at fault.
+
+use std::time::Duration;
+
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use shared::{Error, Result};
+
+use crate::cli::KubeArgs;
+
+pub struct Connection {
+    pub client: kube::Client,
+    /// The context's namespace, or `default`.
+    pub default_namespace: String,
+    /// Who we act as, for revision records: the impersonated user or the kubeconfig user.
+    pub user: String,
+}
+
+/// `30s`, `1m`, `1h`, a bare number of seconds, or `0` for none.
+pub fn parse_duration(s: &str) -> Result<Option<Duration>> {
+    let bad = || {
+        Error::invalid(format!(
+            "--request-timeout {s:?}: expected a duration such as 30s, 1m or 0"
+        ))
+    };
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => return Ok((n > 0).then(|| Duration::from_millis(n))),
+        _ => return Err(bad()),
+    };
+    Ok((secs > 0).then(|| Duration::from_secs(secs)))
+}
+
+fn load_kubeconfig(args: &KubeArgs) -> Result<Option<Kubeconfig>> {
+    if let Some(path) = &args.kubeconfig {
+        return Kubeconfig::read_from(path)
+            .map(Some)
+            .map_err(|e| Error::invalid(format!("--kubeconfig {}: {e}", path.display())));
+    }
+    match Kubeconfig::from_env() {
+        Ok(Some(kc)) => return Ok(Some(kc)),
+        Ok(None) => {}
+        Err(e) => {
+            return Err(Error::invalid(format!(
+                "KUBECONFIG={}: {e}",
+                std::env::var("KUBECONFIG").unwrap_or_default()
+            )));
+        }
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    match home.map(|h| h.join(".kube/config")).filter(|p| p.exists()) {
+        Some(path) => Kubeconfig::read_from(&path)
+            .map(Some)
+            .map_err(|e| Error::invalid(format!("{}: {e}", path.display()))),
+        None => Ok(None),
+    }
+}
+
+pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<Connection> {
+    let kubeconfig = load_kubeconfig(args)?;
+    let context = args
+        .context
+        .clone()
+        .or_else(|| context_default.map(str::to_string));
+    let (mut config, user) = match kubeconfig {
+        Some(kc) => {
+            let ctx_name = context.clone().or_else(|| kc.current_context.clone());
+            if let Some(name) = &ctx_name
+                && !kc.contexts.iter().any(|c| &c.name == name)
+            {
+                let known: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+                return Err(Error::invalid(format!(
+                    "context {name:?} does not exist in the kubeconfig"
+                ))
+                .hint(format!(
+                    "contexts are: {} (kubectl config get-contexts)",
+                    known.join(", ")
+                )));
+            }
+            let user = args.user.clone().or_else(|| {
+                let name = ctx_name.as_ref()?;
+                kc.contexts
+                    .iter()
+                    .find(|c| &c.name == name)?
+                    .context
+                    .as_ref()
+                    .map(|c| c.user.clone().unwrap_or_default())
+            });
+            let opts = KubeConfigOptions {
+                context: context.clone(),
+                cluster: args.cluster.clone(),
+                user: args.user.clone(),
+            };
+            let config = Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| Error::invalid(format!("kubeconfig: {e}")))?;
+            (config, user.unwrap_or_default())
+        }
+        None => {
+            let Some(server) = &args.server else {
+                return Err(Error::invalid(
+                    "no kubeconfig found ($KUBECONFIG unset and ~/.kube/config missing)",
+                )
+                .hint("pass --kubeconfig, set KUBECONFIG, or give --server and --token"));
+            };
+            let url = server
+                .parse()
+                .map_err(|e| Error::invalid(format!("--server {server:?}: {e}")))?;
+            (Config::new(url), String::new())
+        }
+    };
+    if let Some(server) = &args.server {
+        config.cluster_url = server
+            .parse()
+            .map_err(|e| Error::invalid(format!("--server {server:?}: {e}")))?;
+    }
+    if let Some(token) = &args.token {
+        config.auth_info.token = Some(secrecy::SecretString::from(token.clone()));
+    }
+    if let Some(ca) = &args.certificate_authority {
+        let pem = std::fs::read(ca).map_err(|e| {
+            Error::invalid(format!("--certificate-authority {}: {e}", ca.display()))
+        })?;
+        config.root_cert = Some(pem_to_der(&pem).map_err(|e| {
+            Error::invalid(format!("--certificate-authority {}: {e}", ca.display()))
+        })?);
+    }
+    if args.insecure_skip_tls_verify {
+        config.accept_invalid_certs = true;
+    }
+    if let Some(name) = &args.tls_server_name {
+        config.tls_server_name = Some(name.clone());
+    }
+    if let Some(t) = parse_duration(&args.request_timeout)? {
+        config.read_timeout = Some(t);
+        config.write_timeout = Some(t);
+        config.connect_timeout = Some(t);
+    }
+    if let Some(as_user) = &args.as_user {
+        config.auth_info.impersonate = Some(as_user.clone());
+    }
+    if !args.as_group.is_empty() {
+        config.auth_info.impersonate_groups = Some(args.as_group.clone());
+    }
+    let user = args.as_user.clone().unwrap_or(user);
+    let default_namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config)
+        .map_err(|e| Error::invalid(format!("cannot build a client: {e}")))?;
+    Ok(Connection {
+        client,
+        default_namespace,
+        user,
+    })
+}
+
+/// kube's `root_cert` holds DER certificates; CA files are PEM.
+fn pem_to_der(pem: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
+    let text = std::str::from_utf8(pem).map_err(|_| "not a PEM file".to_string())?;
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("-----BEGIN CERTIFICATE") {
+            current = Some(String::new());
+        } else if line.starts_with("-----END CERTIFICATE") {
+            let b64 = current.take().ok_or("unbalanced PEM markers")?;
+            use base64::Engine;
+            out.push(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|e| e.to_string())?,
+            );
+        } else if let Some(buf) = current.as_mut() {
+            buf.push_str(line);
+        }
+    }
+    if out.is_empty() {
+        return Err("no certificate found".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0").unwrap(), None);
+        assert_eq!(
+            parse_duration("30s").unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_duration("2m").unwrap(),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_duration("15").unwrap(), Some(Duration::from_secs(15)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

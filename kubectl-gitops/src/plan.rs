@@ -1,0 +1,508 @@
+//! The plan: everything diff shows and sync executes, computed with reads and server-side
+//! dry-runs only. Validation errors surface here, before a single write request.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use shared::applyset;
+use shared::manifest::{Manifest, ObjectKey};
+use shared::{Error, Result};
+
+use crate::cluster::{Cluster, Resolved, api_error, status_code};
+
+pub const MANAGER: &str = "kubectl-gitops";
+/// The ApplySet parent: a Secret in the namespace, as kubectl's own default.
+pub const PARENT_NAME: &str = "kubectl-gitops-applyset";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+    Prune,
+    /// Would be pruned, but its kind is protected (Namespace, PVC, CRD).
+    Protected,
+    /// Would be pruned, but --no-prune was given.
+    Kept,
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub key: ObjectKey,
+    pub action: Action,
+    pub rank: u8,
+    pub resolved: Resolved,
+    /// What we apply (with namespace and ApplySet label set).
+    pub desired: Option<Value>,
+    pub live: Option<Value>,
+    /// The server's dry-run result: what the object will look like.
+    pub merged: Option<Value>,
+    /// Field-manager conflict reported by the dry-run (sync stops unless --force-conflicts).
+    pub conflict: Option<String>,
+    /// Another tool's ownership mark on the live object (sync stops unless --adopt).
+    pub owner: Option<String>,
+}
+
+pub struct Options {
+    pub namespace: String,
+    pub allow_other_namespaces: bool,
+    pub allow_cluster_scoped: bool,
+    pub create_namespace: bool,
+    pub allow_empty: bool,
+    pub concurrency: usize,
+    pub prune_protected: bool,
+    pub prune: bool,
+}
+
+pub struct Plan {
+    pub namespace: String,
+    pub namespace_exists: bool,
+    pub applyset_id: String,
+    pub parent_exists: bool,
+    /// Group-kinds recorded on the parent before this run.
+    pub parent_kinds: BTreeSet<(String, String)>,
+    pub items: Vec<Item>,
+    /// Live objects of the listed kinds that no ApplySet claims (drift for `status`).
+    pub unowned: Vec<ObjectKey>,
+}
+
+impl Plan {
+    pub fn count(&self, action: Action) -> usize {
+        self.items.iter().filter(|i| i.action == action).count()
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.items
+            .iter()
+            .any(|i| matches!(i.action, Action::Create | Action::Update | Action::Prune))
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} to create, {} to update, {} to prune, {} unchanged",
+            self.count(Action::Create),
+            self.count(Action::Update),
+            self.count(Action::Prune),
+            self.count(Action::Unchanged)
+        );
+        let protected = self.count(Action::Protected);
+        if protected > 0 {
+            s.push_str(&format!(", {protected} not pruned (protected)"));
+        }
+        let kept = self.count(Action::Kept);
+        if kept > 0 {
+            s.push_str(&format!(", {kept} not pruned (--no-prune)"));
+        }
+        s
+    }
+
+    /// Group-kinds of the objects that will be members after the sync.
+    pub fn member_kinds(&self) -> BTreeSet<(String, String)> {
+        self.items
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.action,
+                    Action::Create
+                        | Action::Update
+                        | Action::Unchanged
+                        | Action::Protected
+                        | Action::Kept
+                )
+            })
+            .filter(|i| !is_target_namespace(&i.key, &self.namespace))
+            .map(|i| (i.key.kind.clone(), i.key.group.clone()))
+            .collect()
+    }
+}
+
+pub fn is_target_namespace(key: &ObjectKey, namespace: &str) -> bool {
+    key.kind == "Namespace" && key.group.is_empty() && key.name == namespace
+}
+
+/// Apply order: what others depend on first.
+pub fn rank(group: &str, kind: &str) -> u8 {
+    match (group, kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") | ("", "Namespace") => 0,
+        ("", "ServiceAccount") => 1,
+        ("rbac.authorization.k8s.io", _) => 2,
+        ("", "ConfigMap") | ("", "Secret") => 3,
+        ("", "Service") | ("", "PersistentVolumeClaim") => 4,
+        ("apps", _) | ("batch", _) | ("", "Pod") | ("", "ReplicationController") => 5,
+        _ => 6,
+    }
+}
+
+fn protected(key: &ObjectKey) -> bool {
+    matches!(
+        (key.group.as_str(), key.kind.as_str()),
+        ("", "Namespace")
+            | ("", "PersistentVolumeClaim")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+    )
+}
+
+fn where_(m: &Manifest) -> String {
+    format!(
+        "{}: document {} (line {})",
+        m.source.file, m.source.document, m.source.line
+    )
+}
+
+pub fn parent_id(namespace: &str) -> String {
+    applyset::applyset_id(PARENT_NAME, namespace, "Secret", "")
+}
+
+pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options) -> Result<Plan> {
+    let ns = opts.namespace.as_str();
+    if let Some(problem) = shared::refname::dns_label_problem(ns) {
+        return Err(Error::invalid(format!("namespace {ns:?} {problem}")));
+    }
+    if manifests.is_empty() && !opts.allow_empty {
+        return Err(Error::invalid(
+            "the manifests render to no objects; refusing to sync (it would prune everything)",
+        )
+        .hint("check --path, or pass --allow-empty if emptying the namespace is intended"));
+    }
+    shared::manifest::check_duplicates(manifests)?;
+    let id = parent_id(ns);
+    cluster.learn_crds(
+        &manifests
+            .iter()
+            .map(|m| m.object.clone())
+            .collect::<Vec<_>>(),
+    );
+
+    // Validate and prepare every object before any request that could write.
+    let mut problems = Vec::new();
+    let mut desired: Vec<(ObjectKey, Resolved, Value)> = Vec::new();
+    let mut namespace_in_set = false;
+    for m in manifests {
+        let mut obj = m.object.clone();
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_string();
+        let Some(resolved) = cluster.resolve(&api_version, &kind) else {
+            problems.push(format!("{}: unknown kind {kind} (apiVersion {api_version}): the server does not serve it and no CRD in the set defines it", where_(m)));
+            continue;
+        };
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if resolved.namespaced {
+            let obj_ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
+            match obj_ns {
+                Some(other) if other != ns && !opts.allow_other_namespaces => {
+                    problems.push(format!("{}: {kind}/{name} is in namespace {other:?}, not the target {ns:?} (use --allow-other-namespaces to allow)", where_(m)));
+                    continue;
+                }
+                Some(_) => {}
+                None => obj["metadata"]["namespace"] = json!(ns),
+            }
+        } else {
+            let is_ns = kind == "Namespace" && resolved.resource.group.is_empty() && name == ns;
+            if is_ns {
+                namespace_in_set = true;
+            } else if !opts.allow_cluster_scoped {
+                problems.push(format!(
+                    "{}: {kind}/{name} is cluster-scoped (use --allow-cluster-scoped to allow)",
+                    where_(m)
+                ));
+                continue;
+            }
+            if let Some(meta) = obj["metadata"].as_object_mut() {
+                meta.remove("namespace");
+            }
+        }
+        let key = ObjectKey::of(&obj);
+        if !is_target_namespace(&key, ns) {
+            obj["metadata"]["labels"][applyset::LABEL_PART_OF] = json!(id);
+        }
+        desired.push((key, resolved, obj));
+    }
+    if !problems.is_empty() {
+        let n = problems.len();
+        let mut msg = format!(
+            "{n} invalid object{} in the manifests; nothing was applied:",
+            if n == 1 { "" } else { "s" }
+        );
+        for p in problems.iter().take(20) {
+            msg.push_str("\n  ");
+            msg.push_str(p);
+        }
+        if n > 20 {
+            msg.push_str(&format!("\n  ... and {} more", n - 20));
+        }
+        return Err(Error::invalid(msg));
+    }
+
+    let ns_resolved = cluster
+        .resolve("v1", "Namespace")
+        .ok_or_else(|| Error::refused("the server does not serve v1 Namespace"))?;
+    let namespace_exists = match cluster.api(&ns_resolved, None).get_opt(ns).await {
+        Ok(o) => o.is_some(),
+        Err(e) => return Err(api_error(format!("reading namespace {ns}"), e)),
+    };
+    if !namespace_exists && !namespace_in_set && !opts.create_namespace {
+        return Err(
+            Error::invalid(format!("namespace {ns:?} does not exist")).hint(
+                "pass --create-namespace to create it, or add a Namespace object to the manifests",
+            ),
+        );
+    }
+
+    // The ApplySet parent tells us which kinds may hold members to prune.
+    let secret = cluster
+        .resolve("v1", "Secret")
+        .ok_or_else(|| Error::refused("the server does not serve v1 Secret"))?;
+    let mut parent_kinds = BTreeSet::new();
+    let mut parent_exists = false;
+    if namespace_exists
+        && let Some(parent) = cluster
+            .api(&secret, Some(ns))
+            .get_opt(PARENT_NAME)
+            .await
+            .map_err(|e| {
+                api_error(
+                    format!("reading ApplySet parent Secret/{ns}/{PARENT_NAME}"),
+                    e,
+                )
+            })?
+    {
+        parent_exists = true;
+        let annotations = parent.metadata.annotations.clone().unwrap_or_default();
+        let labels = parent.metadata.labels.clone().unwrap_or_default();
+        let tooling = annotations
+            .get(applyset::ANNOTATION_TOOLING)
+            .cloned()
+            .unwrap_or_default();
+        if !tooling.starts_with(&format!("{MANAGER}/")) {
+            return Err(Error::refused(format!(
+                "Secret/{ns}/{PARENT_NAME} is an ApplySet parent managed by {:?}, not by {MANAGER}; refusing to change it",
+                if tooling.is_empty() {
+                    "an unknown tool"
+                } else {
+                    tooling.as_str()
+                }
+            )));
+        }
+        if labels.get(applyset::LABEL_ID) != Some(&id) {
+            return Err(Error::refused(format!(
+                "Secret/{ns}/{PARENT_NAME} carries ApplySet id {:?}, expected {id}",
+                labels.get(applyset::LABEL_ID)
+            )));
+        }
+        if let Some(gks) = annotations.get(applyset::ANNOTATION_CONTAINS_GROUP_KINDS) {
+            parent_kinds.extend(applyset::parse_group_kinds(gks));
+        }
+    }
+
+    // Live state: one LIST per kind in the namespace, plus GETs for cluster-scoped objects.
+    let mut kinds: BTreeMap<(String, String), Resolved> = BTreeMap::new();
+    for (key, r, _) in &desired {
+        kinds
+            .entry((key.kind.clone(), key.group.clone()))
+            .or_insert_with(|| r.clone());
+    }
+    for (kind, group) in &parent_kinds {
+        if let Some(r) = cluster.resolve_group_kind(group, kind) {
+            kinds.entry((kind.clone(), group.clone())).or_insert(r);
+        }
+    }
+    let mut live: BTreeMap<ObjectKey, Value> = BTreeMap::new();
+    let mut members: BTreeMap<ObjectKey, (Value, Resolved)> = BTreeMap::new();
+    let mut unowned = Vec::new();
+    let selector = format!("{}={id}", applyset::LABEL_PART_OF);
+    let lists = futures::stream::iter(kinds.values().cloned().map(|r| {
+        let api = cluster.api(&r, if r.namespaced { Some(ns) } else { None });
+        let selector = selector.clone();
+        let ns_ok = namespace_exists || !r.namespaced;
+        async move {
+            if r.pending || !ns_ok {
+                return Ok((r, Vec::new()));
+            }
+            // Cluster-scoped kinds: only our members (a cluster-wide list of everything could be huge).
+            let params = if r.namespaced {
+                ListParams::default()
+            } else {
+                ListParams::default().labels(&selector)
+            };
+            let list = api
+                .list(&params)
+                .await
+                .map_err(|e| api_error(format!("listing {} in {ns}", r.resource.plural), e))?;
+            Ok::<_, Error>((r, list.items))
+        }
+    }))
+    .buffer_unordered(opts.concurrency)
+    .collect::<Vec<_>>()
+    .await;
+    for result in lists {
+        let (r, items) = result?;
+        for o in items {
+            let v = to_value(&o, &r);
+            let key = ObjectKey::of(&v);
+            let part_of = o
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(applyset::LABEL_PART_OF));
+            if part_of == Some(&id) {
+                members.insert(key.clone(), (v.clone(), r.clone()));
+            } else if part_of.is_none() && !infrastructure(&v) {
+                unowned.push(key.clone());
+            }
+            live.insert(key, v);
+        }
+    }
+    for (key, r, _) in desired
+        .iter()
+        .filter(|(_, r, _)| !r.namespaced && !r.pending)
+    {
+        if live.contains_key(key) {
+            continue;
+        }
+        if let Some(o) = cluster
+            .api(r, None)
+            .get_opt(&key.name)
+            .await
+            .map_err(|e| api_error(key, e))?
+        {
+            live.insert(key.clone(), to_value(&o, r));
+        }
+    }
+
+    // Server-side dry-runs, bounded concurrency.
+    let skip_dry_run = |r: &Resolved| r.pending || (r.namespaced && !namespace_exists);
+    let runs = futures::stream::iter(desired.into_iter().map(|(key, r, obj)| {
+        let api = cluster.api(&r, obj["metadata"]["namespace"].as_str());
+        let skip = skip_dry_run(&r);
+        async move {
+            if skip {
+                return Ok((key, r, obj.clone(), Some(obj), None));
+            }
+            let pp = PatchParams::apply(MANAGER).dry_run();
+            match api.patch(&key.name, &pp, &Patch::Apply(&obj)).await {
+                Ok(merged) => {
+                    let m = to_value(&merged, &r);
+                    Ok((key, r, obj, Some(m), None))
+                }
+                Err(e) if status_code(&e) == Some(409) => {
+                    let conflict = match &e {
+                        kube::Error::Api(s) => s.message.clone(),
+                        other => other.to_string(),
+                    };
+                    let merged = api
+                        .patch(&key.name, &pp.force(), &Patch::Apply(&obj))
+                        .await
+                        .map_err(|e| api_error(format!("dry-run of {key}"), e))?;
+                    let m = to_value(&merged, &r);
+                    Ok((key, r, obj, Some(m), Some(conflict)))
+                }
+                Err(e) => {
+                    let code = status_code(&e);
+                    // The server reports a manifest that does not fit the schema as 500
+                    // "failed to create typed patch object": that is bad input, not a failure.
+                    let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object"));
+                    let err = api_error(format!("dry-run of {key}"), e);
+                    Err(if schema || matches!(code, Some(400) | Some(422)) { Error { kind: shared::ErrorKind::Invalid, ..err } } else { err })
+                }
+            }
+        }
+    }))
+    .buffer_unordered(opts.concurrency)
+    .collect::<Vec<_>>()
+    .await;
+
+    let mut items = Vec::new();
+    let mut wanted = BTreeSet::new();
+    for run in runs {
+        let (key, r, obj, merged, conflict) = run?;
+        wanted.insert(key.clone());
+        let live_obj = live.get(&key).cloned();
+        let action = match &live_obj {
+            None => Action::Create,
+            Some(l) => {
+                let mut a = l.clone();
+                let mut b = merged.clone().unwrap_or_default();
+                shared::normalize::normalize(&mut a);
+                shared::normalize::normalize(&mut b);
+                if a == b {
+                    Action::Unchanged
+                } else {
+                    Action::Update
+                }
+            }
+        };
+        let owner = live_obj
+            .as_ref()
+            .and_then(|l| applyset::foreign_owner(l, &id));
+        items.push(Item {
+            rank: rank(&key.group, &key.kind),
+            key,
+            action,
+            resolved: r,
+            desired: Some(obj),
+            live: live_obj,
+            merged,
+            conflict,
+            owner,
+        });
+    }
+    for (key, (obj, r)) in members {
+        if wanted.contains(&key) || is_target_namespace(&key, ns) {
+            continue;
+        }
+        let action = if protected(&key) && !opts.prune_protected {
+            Action::Protected
+        } else if !opts.prune {
+            Action::Kept
+        } else {
+            Action::Prune
+        };
+        items.push(Item {
+            rank: rank(&key.group, &key.kind),
+            key,
+            action,
+            resolved: r,
+            desired: None,
+            live: Some(obj),
+            merged: None,
+            conflict: None,
+            owner: None,
+        });
+    }
+    items.sort_by(|a, b| (a.rank, &a.key).cmp(&(b.rank, &b.key)));
+    unowned.sort();
+    Ok(Plan {
+        namespace: ns.to_string(),
+        namespace_exists,
+        applyset_id: id,
+        parent_exists,
+        parent_kinds,
+        items,
+        unowned,
+    })
+}
+
+/// Objects Kubernetes or this tool put in every namespace: never reported as unowned drift.
+fn infrastructure(v: &Value) -> bool {
+    let name = v["metadata"]["name"].as_str().unwrap_or_default();
+    let kind = v["kind"].as_str().unwrap_or_default();
+    matches!(
+        (kind, name),
+        ("ConfigMap", "kube-root-ca.crt") | ("ServiceAccount", "default") | ("Secret", PARENT_NAME)
+    ) || v["type"] == "kubernetes.io/service-account-token"
+        || v["type"] == crate::record::SECRET_TYPE
+}
+
+/// A dynamic object as JSON with apiVersion and kind filled in (list items lack them).
+pub fn to_value(o: &DynamicObject, r: &Resolved) -> Value {
+    let mut v = serde_json::to_value(o).unwrap_or_default();
+    v["apiVersion"] = json!(r.resource.api_version);
+    v["kind"] = json!(r.resource.kind);
+    v
+}

@@ -1,0 +1,115 @@
+//! What a revert goes back to: a recorded revision (manifests from the record in the cluster,
+//! so it works with the git server down or the repository gone), or a tag read from git.
+
+use shared::manifest::{Manifest, Source};
+use shared::{Error, Result};
+
+use crate::cli::{KubeArgs, RevertArgs, SourceArgs};
+use crate::record::{self, Meta};
+
+pub struct Target {
+    pub manifests: Vec<Manifest>,
+    pub namespace: String,
+    pub tag: String,
+    pub commit: String,
+    pub revision: Option<u64>,
+    /// `revision 3 (tag deploy/dev/...)` or `tag v1`.
+    pub describe: String,
+}
+
+fn succeeded(m: &Meta) -> bool {
+    m.outcome == "succeeded" || m.outcome.starts_with("reverted to")
+}
+
+pub async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
+    if let Some(tag) = &args.to_tag {
+        let source = crate::source::resolve(&SourceArgs {
+            repo: args.repo.clone(),
+            tag: Some(tag.clone()),
+            env: None,
+            path: args.path.clone(),
+            allow_other_namespaces: true,
+            allow_cluster_scoped: true,
+            create_namespace: false,
+            allow_empty: true,
+            concurrency: args.concurrency,
+            show_secrets: args.show_secrets,
+        })?;
+        let conn = crate::kubeconf::connect(kube, source.context.as_deref()).await?;
+        let namespace = kube
+            .namespace
+            .clone()
+            .or(source.namespace.clone())
+            .unwrap_or(conn.default_namespace);
+        return Ok(Target {
+            manifests: source.manifests,
+            namespace,
+            describe: format!("tag {}", source.tag),
+            tag: source.tag,
+            commit: source.commit.to_string(),
+            revision: None,
+        });
+    }
+    let conn = crate::kubeconf::connect(kube, None).await?;
+    let namespace = kube
+        .namespace
+        .clone()
+        .unwrap_or(conn.default_namespace.clone());
+    let cluster = crate::cluster::Cluster::discover(conn.client.clone()).await?;
+    let records = record::list(&cluster, &namespace).await?;
+    let Some(current) = records.last() else {
+        return Err(Error::invalid(format!(
+            "namespace {namespace} has no recorded revisions to revert to"
+        ))
+        .hint("kubectl gitops sync records one per sync; use --to-tag to go to a tag"));
+    };
+    let meta = match args.to_revision {
+        Some(n) => records
+            .iter()
+            .find(|m| m.revision == n)
+            .cloned()
+            .ok_or_else(|| {
+                let kept: Vec<String> = records.iter().map(|m| m.revision.to_string()).collect();
+                Error::invalid(format!("namespace {namespace} has no revision {n}")).hint(format!(
+                    "recorded revisions: {} (kubectl gitops history -n {namespace})",
+                    kept.join(", ")
+                ))
+            })?,
+        None => records
+            .iter()
+            .rev()
+            .filter(|m| m.revision < current.revision)
+            .find(|m| succeeded(m))
+            .cloned()
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "namespace {namespace} has no successful revision before the current one ({})",
+                    current.revision
+                ))
+                .hint(format!(
+                    "kubectl gitops history -n {namespace} lists them; name one with --to-revision"
+                ))
+            })?,
+    };
+    let objects = record::manifests(&cluster, &namespace, &meta).await?;
+    let manifests = objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, object)| Manifest {
+            object,
+            source: Source {
+                file: format!("revision {}", meta.revision),
+                document: i + 1,
+                line: 1,
+            },
+        })
+        .collect();
+    Ok(Target {
+        manifests,
+        namespace,
+        describe: format!("revision {} (tag {})", meta.revision, meta.tag),
+        tag: meta.tag.clone(),
+        commit: meta.commit.clone(),
+        revision: Some(meta.revision),
+    })
+}

@@ -1,0 +1,110 @@
+//! Where the manifests come from: a tag (or an environment's latest deploy tag) in the config
+//! repository, read from git objects, with namespace, path and context defaulting to the
+//! environment's entry in gitops.yaml at that tag.
+
+use std::path::PathBuf;
+
+use gix::ObjectId;
+use shared::git::Repo;
+use shared::manifest::Manifest;
+use shared::tag::TagName;
+use shared::{Error, Result};
+
+use crate::cli::SourceArgs;
+
+pub struct Source {
+    pub tag: String,
+    pub commit: ObjectId,
+    pub path: String,
+    pub env: Option<String>,
+    pub namespace: Option<String>,
+    pub context: Option<String>,
+    pub manifests: Vec<Manifest>,
+}
+
+/// `KUBECTL_PATH` is set by kubectl for its plugins; otherwise `kubectl` from PATH.
+pub fn kubectl_binary() -> PathBuf {
+    std::env::var_os("KUBECTL_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+pub fn resolve(args: &SourceArgs) -> Result<Source> {
+    let dir = match &args.repo {
+        Some(p) => p.clone(),
+        None => std::env::current_dir()?,
+    };
+    let repo = Repo::discover(&dir).map_err(|e| {
+        Error::invalid(format!("--repo: {}", e.message))
+            .hint("pass --repo <path to the config repository>, or run inside it")
+    })?;
+    let (tag, env_name) = match (&args.tag, &args.env) {
+        (Some(t), _) => (
+            t.trim_start_matches("refs/tags/").to_string(),
+            TagName::parse(t).map(|t| t.env),
+        ),
+        (None, Some(env)) => {
+            let latest = repo.latest_deploy_tag(env)?.ok_or_else(|| {
+                Error::invalid(format!(
+                    "environment {env:?} has no deploy tag in {}",
+                    repo.git_dir().display()
+                ))
+                .hint(format!(
+                    "tag it with `git deploy tag {env}`, or name a tag with --tag"
+                ))
+            })?;
+            (latest.name, Some(env.clone()))
+        }
+        (None, None) => return Err(Error::invalid("give --tag <tag> or --env <environment>")),
+    };
+    let info = repo.tag_info(&tag).map_err(|e| {
+        Error::invalid(format!(
+            "tag {tag:?} not found in {}",
+            repo.git_dir().display()
+        ))
+        .hint(e.hint.unwrap_or_default())
+    })?;
+    let commit = info.commit;
+    let env = match &env_name {
+        Some(name) => match repo.config_at(commit, &tag) {
+            Ok(cfg) => match cfg.env(name) {
+                Some(e) => Some(e.clone()),
+                None if args.env.is_some() => {
+                    return Err(cfg
+                        .require(name, &format!("gitops.yaml at {tag}"))
+                        .unwrap_err());
+                }
+                None => None,
+            },
+            // A --tag without gitops.yaml is fine when --path and -n are given.
+            Err(e) if args.env.is_some() => return Err(e),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let path = match (&args.path, &env) {
+        (Some(p), _) => {
+            if let Some(problem) = shared::refname::repo_path_problem(p) {
+                return Err(Error::invalid(format!("--path {p:?} {problem}")));
+            }
+            shared::refname::normalize_repo_path(p)
+        }
+        (None, Some(e)) => e.path.clone(),
+        (None, None) => {
+            return Err(Error::invalid(format!(
+                "--path is needed: {tag} is not a deploy tag of an environment in gitops.yaml"
+            ))
+            .hint("name the manifests directory with --path, or use --env"));
+        }
+    };
+    let manifests = shared::manifest::load_at(&repo, commit, &path, &kubectl_binary())?;
+    Ok(Source {
+        tag,
+        commit,
+        path,
+        env: env.as_ref().map(|e| e.name.clone()),
+        namespace: env.as_ref().map(|e| e.namespace.clone()),
+        context: env.and_then(|e| e.context),
+        manifests,
+    })
+}

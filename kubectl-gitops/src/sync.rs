@@ -1,0 +1,407 @@
+//! Executing a plan: namespace and ApplySet parent first, then objects by rank with
+//! server-side apply, then prunes in reverse order, then the revision record. A failure
+//! midway says what was applied and what was not, and is recorded as a failed revision.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use serde_json::{Value, json};
+use shared::{Error, Result, applyset};
+
+use crate::cluster::{Cluster, api_error, status_code};
+use crate::plan::{Action, Item, MANAGER, PARENT_NAME, Plan, is_target_namespace};
+use crate::record::{self, Meta};
+
+pub struct SyncOptions {
+    pub force_conflicts: bool,
+    pub concurrency: usize,
+    pub history_limit: u32,
+}
+
+pub struct Outcome {
+    pub applied: Vec<String>,
+    pub pruned: Vec<String>,
+    pub revision: u64,
+}
+
+/// Refusals that must happen before any write: foreign owners and field conflicts.
+pub fn check_blockers(plan: &Plan, adopt: bool, force_conflicts: bool) -> Result<()> {
+    let owned: Vec<String> = plan
+        .items
+        .iter()
+        .filter(|i| !adopt && i.owner.is_some())
+        .map(|i| format!("{}: {}", i.key, i.owner.as_deref().unwrap_or_default()))
+        .collect();
+    if !owned.is_empty() {
+        return Err(Error::refused(format!(
+            "refusing to take over objects another tool owns; nothing was written:\n  {}",
+            owned.join("\n  ")
+        ))
+        .hint("pass --adopt to take them over"));
+    }
+    let conflicts: Vec<String> = plan
+        .items
+        .iter()
+        .filter(|i| !force_conflicts && matches!(i.action, Action::Create | Action::Update))
+        .filter_map(|i| i.conflict.as_ref().map(|c| format!("{}: {c}", i.key)))
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(Error::refused(format!(
+            "fields are owned by another field manager; nothing was written:\n  {}",
+            conflicts.join("\n  ")
+        ))
+        .hint("pass --force-conflicts to take those fields over"));
+    }
+    Ok(())
+}
+
+fn parent_object(ns: &str, id: &str, kinds: &BTreeSet<(String, String)>) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": PARENT_NAME,
+            "namespace": ns,
+            "labels": { applyset::LABEL_ID: id },
+            "annotations": {
+                applyset::ANNOTATION_TOOLING: format!("{MANAGER}/{}", shared::VERSION),
+                applyset::ANNOTATION_CONTAINS_GROUP_KINDS: applyset::group_kinds_annotation(kinds.iter().map(|(k, g)| (k.as_str(), g.as_str()))),
+            }
+        },
+        "type": "Opaque",
+    })
+}
+
+async fn apply_parent(
+    cluster: &Cluster,
+    plan: &Plan,
+    kinds: &BTreeSet<(String, String)>,
+) -> Result<()> {
+    let secret = cluster
+        .resolve("v1", "Secret")
+        .expect("v1 Secret is always served");
+    let obj = parent_object(&plan.namespace, &plan.applyset_id, kinds);
+    cluster
+        .api(&secret, Some(&plan.namespace))
+        .patch(
+            PARENT_NAME,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .map_err(|e| {
+            api_error(
+                format!(
+                    "updating ApplySet parent Secret/{}/{PARENT_NAME}",
+                    plan.namespace
+                ),
+                e,
+            )
+        })?;
+    Ok(())
+}
+
+async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
+    let obj = item
+        .desired
+        .as_ref()
+        .expect("applied items have a manifest");
+    let api = cluster.api(&item.resolved, obj["metadata"]["namespace"].as_str());
+    let mut pp = PatchParams::apply(MANAGER);
+    if force {
+        pp = pp.force();
+    }
+    api.patch(&item.key.name, &pp, &Patch::Apply(obj))
+        .await
+        .map_err(|e| {
+            if status_code(&e) == Some(409) {
+                let msg = match &e {
+                    kube::Error::Api(s) => s.message.clone(),
+                    other => other.to_string(),
+                };
+                Error::refused(format!("{}: conflict: {msg}", item.key))
+                    .hint("pass --force-conflicts to take those fields over")
+            } else {
+                api_error(&item.key, e)
+            }
+        })?;
+    Ok(())
+}
+
+async fn wait_established(cluster: &Cluster, item: &Item) -> Result<()> {
+    let api = cluster.api(&item.resolved, None);
+    for _ in 0..120 {
+        let o = api
+            .get(&item.key.name)
+            .await
+            .map_err(|e| api_error(&item.key, e))?;
+        let v = serde_json::to_value(&o).unwrap_or_default();
+        let established = v["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Established" && c["status"] == "True");
+        if established {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(Error::refused(format!(
+        "{} did not become Established within 30s",
+        item.key
+    )))
+}
+
+async fn prune_item(cluster: &Cluster, item: &Item) -> Result<()> {
+    let live = item.live.as_ref().expect("pruned items are live");
+    let api = cluster.api(&item.resolved, live["metadata"]["namespace"].as_str());
+    // Delete exactly the object we saw: if it was replaced meanwhile, its uid differs.
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        preconditions: Some(Preconditions {
+            uid: live["metadata"]["uid"].as_str().map(str::to_string),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    match api.delete(&item.key.name, &dp).await {
+        Ok(_) => Ok(()),
+        Err(e) if status_code(&e) == Some(404) => Ok(()),
+        Err(e) => Err(api_error(format!("pruning {}", item.key), e)),
+    }
+}
+
+pub struct RecordInfo {
+    pub tag: String,
+    pub commit: String,
+    pub user: String,
+    pub reverted_to: Option<u64>,
+    /// The outcome recorded on success: `succeeded`, `reverted to revision 3 (tag ...)`.
+    pub success: String,
+}
+
+async fn ensure_namespace(cluster: &Cluster, plan: &Plan, applied: &mut Vec<String>) -> Result<()> {
+    let ns = &plan.namespace;
+    if plan.namespace_exists {
+        return Ok(());
+    }
+    let r = cluster
+        .resolve("v1", "Namespace")
+        .expect("v1 Namespace is always served");
+    let obj = match plan.items.iter().find(|i| is_target_namespace(&i.key, ns)) {
+        Some(item) => item.desired.clone().expect("namespace item has a manifest"),
+        None => json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+    };
+    cluster
+        .api(&r, None)
+        .patch(ns, &PatchParams::apply(MANAGER), &Patch::Apply(&obj))
+        .await
+        .map_err(|e| api_error(format!("creating namespace {ns}"), e))?;
+    applied.push(format!("Namespace/{ns}"));
+    Ok(())
+}
+
+pub async fn execute(
+    cluster: &mut Cluster,
+    plan: &Plan,
+    opts: &SyncOptions,
+    info: RecordInfo,
+) -> Result<Outcome> {
+    let mut applied = Vec::new();
+    let mut pruned = Vec::new();
+    // The lease lives in the namespace, so the namespace comes first; creating it is
+    // idempotent, so two racing writers may both do it.
+    ensure_namespace(cluster, plan, &mut applied).await?;
+    let guard = crate::lock::acquire(cluster.client.clone(), &plan.namespace, &info.user).await?;
+    let result = record_and_finish(cluster, plan, opts, info, &mut applied, &mut pruned).await;
+    guard.release().await;
+    result
+}
+
+async fn record_and_finish(
+    cluster: &mut Cluster,
+    plan: &Plan,
+    opts: &SyncOptions,
+    info: RecordInfo,
+    applied: &mut Vec<String>,
+    pruned: &mut Vec<String>,
+) -> Result<Outcome> {
+    let previous = record::list(cluster, &plan.namespace).await?;
+    let revision = previous.last().map(|m| m.revision + 1).unwrap_or(1);
+    let mut interrupted = false;
+    let result = tokio::select! {
+        r = run(cluster, plan, opts, applied, pruned) => r,
+        _ = tokio::signal::ctrl_c() => {
+            interrupted = true;
+            Err(Error::refused("interrupted (Ctrl-C)"))
+        }
+    };
+    let manifests: Vec<Value> = plan
+        .items
+        .iter()
+        .filter_map(|i| i.desired.clone())
+        .collect();
+    let objects: Vec<String> = plan
+        .items
+        .iter()
+        .filter(|i| i.desired.is_some())
+        .map(|i| i.key.to_string())
+        .collect();
+    let outcome = match &result {
+        Ok(()) => info.success.clone(),
+        Err(_) if interrupted => "interrupted".to_string(),
+        Err(e) => format!("failed: {}", e.message.lines().next().unwrap_or_default()),
+    };
+    let meta = Meta {
+        revision,
+        tag: info.tag,
+        commit: info.commit,
+        time: jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+        user: info.user,
+        outcome,
+        objects,
+        parts: 0,
+        reverted_to: info.reverted_to,
+    };
+    let recorded = record::write(cluster, &plan.namespace, meta, &manifests).await;
+    match (&result, recorded) {
+        (Ok(()), Err(e)) => return Err(e),
+        (Err(_), Err(e)) => crate::log::warn(format!(
+            "could not record the failed revision: {}",
+            e.message
+        )),
+        _ => {}
+    }
+    if result.is_ok() {
+        record::prune_history(cluster, &plan.namespace, opts.history_limit).await?;
+    }
+    match result {
+        Ok(()) => Ok(Outcome {
+            applied: applied.clone(),
+            pruned: pruned.clone(),
+            revision,
+        }),
+        Err(e) => {
+            let total = plan
+                .items
+                .iter()
+                .filter(|i| matches!(i.action, Action::Create | Action::Update))
+                .count();
+            let not_applied: Vec<String> = plan
+                .items
+                .iter()
+                .filter(|i| matches!(i.action, Action::Create | Action::Update))
+                .map(|i| i.key.to_string())
+                .filter(|k| !applied.contains(k))
+                .collect();
+            let what = if interrupted { "interrupted" } else { "failed" };
+            let mut msg = format!(
+                "sync of {} {what} after applying {} of {total} changed objects: {}",
+                plan.namespace,
+                applied.len(),
+                e.message
+            );
+            if !not_applied.is_empty() {
+                msg.push_str(&format!("\nnot applied: {}", not_applied.join(", ")));
+            }
+            msg.push_str(&format!(
+                "\nrecorded as revision {revision} ({what}); rerunning the sync converges"
+            ));
+            Err(Error { message: msg, ..e })
+        }
+    }
+}
+
+async fn run(
+    cluster: &mut Cluster,
+    plan: &Plan,
+    opts: &SyncOptions,
+    applied: &mut Vec<String>,
+    pruned: &mut Vec<String>,
+) -> Result<()> {
+    let ns = &plan.namespace;
+    let members = plan.member_kinds();
+    let union: BTreeSet<_> = members.union(&plan.parent_kinds).cloned().collect();
+    let mut parent_written = false;
+    // The parent must list every kind that may hold members before members are applied, so
+    // that a crash never leaves a member that no prune would look for.
+    if !plan.parent_exists || union != plan.parent_kinds {
+        if let Some(ns_item) = plan
+            .items
+            .iter()
+            .find(|i| is_target_namespace(&i.key, ns) && i.action != Action::Unchanged)
+        {
+            apply_item(cluster, ns_item, opts.force_conflicts).await?;
+            applied.push(ns_item.key.to_string());
+        }
+        apply_parent(cluster, plan, &union).await?;
+        parent_written = true;
+    }
+    let mut ranks: Vec<u8> = plan.items.iter().map(|i| i.rank).collect();
+    ranks.sort();
+    ranks.dedup();
+    for rank in ranks {
+        let batch: Vec<&Item> = plan
+            .items
+            .iter()
+            .filter(|i| i.rank == rank && matches!(i.action, Action::Create | Action::Update))
+            .filter(|i| !applied.contains(&i.key.to_string()))
+            .collect();
+        let shared_cluster: &Cluster = cluster;
+        let results = futures::stream::iter(batch.iter().map(|item| async move {
+            let r = apply_item(shared_cluster, item, opts.force_conflicts).await;
+            (item, r)
+        }))
+        .buffer_unordered(opts.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+        let mut first_error = None;
+        for (item, r) in results {
+            match r {
+                Ok(()) => {
+                    crate::log::info(4, format!("applied {}", item.key));
+                    applied.push(item.key.to_string());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        for item in batch
+            .iter()
+            .filter(|i| i.key.kind == "CustomResourceDefinition")
+        {
+            wait_established(cluster, item).await?;
+        }
+        if batch
+            .iter()
+            .any(|i| i.key.kind == "CustomResourceDefinition")
+        {
+            // Custom resources of the new CRDs need the server's refreshed discovery.
+            let client = cluster.client.clone();
+            *cluster = Cluster::discover(client).await?;
+        }
+    }
+    let mut prunes: Vec<&Item> = plan
+        .items
+        .iter()
+        .filter(|i| i.action == Action::Prune)
+        .collect();
+    prunes.sort_by(|a, b| (b.rank, &b.key).cmp(&(a.rank, &a.key)));
+    for item in prunes {
+        prune_item(cluster, item).await?;
+        crate::log::info(4, format!("pruned {}", item.key));
+        pruned.push(item.key.to_string());
+    }
+    if members != union || (!parent_written && members != plan.parent_kinds) {
+        apply_parent(cluster, plan, &members).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1360 @@
+//! End-to-end tests of `kubectl gitops diff` and `sync` against the project's real test API
+//! server, each test in its own namespace, with config repositories made by the git binary.
+
+#[path = "../common/cluster.rs"]
+mod cluster;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kubectl-gitops");
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A config repository in a temp dir; every commit can be tagged.
+struct Repo {
+    tmp: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config");
+        std::fs::create_dir(&path).unwrap();
+        let r = Repo { tmp, path };
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .current_dir(&self.path)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "Ann Operator")
+            .env("GIT_AUTHOR_EMAIL", "ann@example.com")
+            .env("GIT_COMMITTER_NAME", "Ann Operator")
+            .env("GIT_COMMITTER_EMAIL", "ann@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn write(&self, rel: &str, content: &str) {
+        let p = self.path.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    /// Commits everything and puts an annotated tag on it.
+    fn tag(&self, name: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", name]);
+        self.git(&["tag", "-a", "-m", name, name]);
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    run_env(args, &[])
+}
+
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let c = cluster::cluster();
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .env_remove("KUBECONFIG")
+        .env("HOME", home.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> Output {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        out(&o),
+        err(&o)
+    );
+    o
+}
+
+fn kubectl(args: &[&str]) -> String {
+    let o = cluster::cluster().kubectl().args(args).output().unwrap();
+    assert!(o.status.success(), "kubectl {args:?}: {}", err(&o));
+    out(&o)
+}
+
+fn kubectl_json(args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(&a)).unwrap()
+}
+
+fn names(list: &Value) -> Vec<String> {
+    let mut v: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// What lives in a namespace, to prove a refused command wrote nothing.
+fn snapshot(ns: &str) -> Vec<String> {
+    let v = kubectl_json(&[
+        "get",
+        "configmaps,secrets,services,deployments,serviceaccounts,roles",
+        "-n",
+        ns,
+    ]);
+    let mut out: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}@{}",
+                i["kind"], i["metadata"]["name"], i["metadata"]["resourceVersion"]
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn applyset_id(ns: &str) -> String {
+    let s = kubectl_json(&["get", "secret", "kubectl-gitops-applyset", "-n", ns]);
+    s["metadata"]["labels"]["applyset.kubernetes.io/id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn boutique() -> String {
+    std::fs::read_to_string(corpus().join("microservices-demo/release/kubernetes-manifests.yaml"))
+        .unwrap()
+}
+
+/// The Online Boutique stream without the documents for which `drop` is true.
+fn boutique_without(drop: impl Fn(&str) -> bool) -> String {
+    boutique()
+        .split("\n---")
+        .filter(|d| !drop(d))
+        .collect::<Vec<_>>()
+        .join("\n---")
+}
+
+#[test]
+fn podinfo_overlay_syncs_and_then_diff_is_empty() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("podinfo");
+    let repo = Repo::new();
+    copy_dir(&corpus().join("podinfo/deploy"), &repo.path.join("deploy"));
+    // A test-owned overlay retargets podinfo's dev overlay (Namespace included) to this test's namespace.
+    repo.write(
+        "deploy/test/kustomization.yaml",
+        &format!("namespace: {ns}\nresources:\n- ../overlays/dev\n"),
+    );
+    repo.write(
+        "gitops.yaml",
+        &format!("environments:\n  - name: dev\n    branch: env/dev\n    path: deploy/test\n    namespace: {ns}\n"),
+    );
+    repo.tag("deploy/dev/20260101T000000Z");
+    let repo_arg = repo.path.to_str().unwrap();
+
+    let diff = run(&["diff", "--repo", repo_arg, "--env", "dev"]);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "differences before the first sync: {}",
+        err(&diff)
+    );
+    assert!(
+        out(&diff).contains("# create Deployment.apps/"),
+        "{}",
+        out(&diff)
+    );
+    assert!(
+        out(&diff).contains("24 to create") || out(&diff).contains("to create"),
+        "{}",
+        out(&diff)
+    );
+
+    let sync = ok(run(&["sync", "--repo", repo_arg, "--env", "dev", "--yes"]));
+    assert!(err(&sync).contains("revision 1"), "{}", err(&sync));
+    let deployments = kubectl_json(&["get", "deployments", "-n", &ns]);
+    assert_eq!(
+        names(&deployments),
+        ["backend", "cache", "database-replica", "frontend"]
+    );
+    assert_eq!(
+        names(&kubectl_json(&["get", "statefulsets", "-n", &ns])),
+        ["database-primary"]
+    );
+    assert_eq!(
+        names(&kubectl_json(&["get", "cronjobs", "-n", &ns])).len(),
+        4
+    );
+
+    // ApplySet: parent and members readable by kubectl.
+    let id = applyset_id(&ns);
+    assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{id}");
+    let parent = kubectl_json(&["get", "secret", "kubectl-gitops-applyset", "-n", &ns]);
+    let ann = &parent["metadata"]["annotations"];
+    assert!(
+        ann["applyset.kubernetes.io/tooling"]
+            .as_str()
+            .unwrap()
+            .starts_with("kubectl-gitops/v")
+            || ann["applyset.kubernetes.io/tooling"]
+                .as_str()
+                .unwrap()
+                .starts_with("kubectl-gitops/")
+    );
+    let gks = ann["applyset.kubernetes.io/contains-group-kinds"]
+        .as_str()
+        .unwrap();
+    assert!(
+        gks.contains("Deployment.apps")
+            && gks.contains("ConfigMap")
+            && gks.contains("CronJob.batch"),
+        "{gks}"
+    );
+    let members = kubectl_json(&[
+        "get",
+        "deployments",
+        "-n",
+        &ns,
+        "-l",
+        &format!("applyset.kubernetes.io/part-of={id}"),
+    ]);
+    assert_eq!(members["items"].as_array().unwrap().len(), 4);
+
+    let again = run(&["diff", "--repo", repo_arg, "--env", "dev"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "diff after sync must be empty:\n{}\n{}",
+        out(&again),
+        err(&again)
+    );
+    assert!(
+        out(&again).contains("0 to create, 0 to update, 0 to prune"),
+        "{}",
+        out(&again)
+    );
+}
+
+#[test]
+fn boutique_stream_prunes_what_left_the_tag_and_nothing_else() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("boutique");
+    let repo = Repo::new();
+    repo.write("manifests/all.yaml", &boutique());
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    ok(run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "v1",
+        "--path",
+        "manifests",
+        "-n",
+        &ns,
+        "--yes",
+    ]));
+    let deployments = names(&kubectl_json(&["get", "deployments", "-n", &ns]));
+    assert_eq!(deployments.len(), 12, "{deployments:?}");
+
+    // Someone else's object in the same namespace, applied with another field manager.
+    let foreign = repo.tmp.path().join("foreign.yaml");
+    std::fs::write(
+        &foreign,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: not-ours\ndata:\n  a: b\n",
+    )
+    .unwrap();
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "someone-else",
+        "-n",
+        &ns,
+        "-f",
+        foreign.to_str().unwrap(),
+    ]);
+
+    // v2 drops the load generator and scales the frontend.
+    let v2 = boutique_without(|d| d.contains("name: loadgenerator"));
+    let v2 = v2.replacen(
+        "  name: frontend\n  labels:\n    app: frontend\nspec:\n  selector:",
+        "  name: frontend\n  labels:\n    app: frontend\nspec:\n  replicas: 3\n  selector:",
+        1,
+    );
+    assert!(v2.contains("replicas: 3"), "fixture edit must apply");
+    repo.write("manifests/all.yaml", &v2);
+    repo.tag("v2");
+
+    let diff = run(&[
+        "diff",
+        "--repo",
+        r,
+        "--tag",
+        "v2",
+        "--path",
+        "manifests",
+        "-n",
+        &ns,
+    ]);
+    assert_eq!(diff.status.code(), Some(1), "{}", err(&diff));
+    let text = out(&diff);
+    assert!(
+        text.contains(&format!("# update Deployment.apps/{ns}/frontend")),
+        "{text}"
+    );
+    assert!(
+        text.contains("+  replicas: 3"),
+        "the changed field is shown: {text}"
+    );
+    assert!(
+        text.contains(&format!("# prune Deployment.apps/{ns}/loadgenerator")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("not-ours"),
+        "foreign objects are not in the plan: {text}"
+    );
+    assert!(
+        text.contains("0 to create, 1 to update, 2 to prune"),
+        "{text}"
+    );
+    let json = run(&[
+        "diff",
+        "--repo",
+        r,
+        "--tag",
+        "v2",
+        "--path",
+        "manifests",
+        "-n",
+        &ns,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(json.status.code(), Some(1), "{}", err(&json));
+    let plan: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan["summary"]["prune"], 2);
+
+    ok(run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "v2",
+        "--path",
+        "manifests",
+        "-n",
+        &ns,
+        "--yes",
+    ]));
+    let after = names(&kubectl_json(&["get", "deployments", "-n", &ns]));
+    assert!(!after.contains(&"loadgenerator".to_string()), "{after:?}");
+    assert_eq!(after.len(), 11);
+    assert_eq!(
+        kubectl_json(&["get", "deployment", "frontend", "-n", &ns])["spec"]["replicas"],
+        3
+    );
+    let foreign_after = kubectl_json(&["get", "configmap", "not-ours", "-n", &ns]);
+    assert_eq!(
+        foreign_after["data"]["a"], "b",
+        "the foreign object is untouched"
+    );
+    let clean = run(&[
+        "diff",
+        "--repo",
+        r,
+        "--tag",
+        "v2",
+        "--path",
+        "manifests",
+        "-n",
+        &ns,
+    ]);
+    assert_eq!(clean.status.code(), Some(0), "{}", out(&clean));
+
+    // Two revision records, in order.
+    let records = kubectl_json(&[
+        "get",
+        "secrets",
+        "-n",
+        &ns,
+        "-l",
+        "gitops.kubectl.io/revision",
+    ]);
+    let mut revs: Vec<String> = records["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s["metadata"]["labels"]["gitops.kubectl.io/revision"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    revs.sort();
+    assert_eq!(revs, ["1", "2"]);
+}
+
+const SECRET_VALUE: &str = "hunter2-Sup3rS3cret";
+
+fn secret_repo(ns_value: &str) -> Repo {
+    let repo = Repo::new();
+    repo.write(
+        "app/secret.yaml",
+        &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {ns_value}\n  user: admin\n"),
+    );
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: safe\n",
+    );
+    repo
+}
+
+fn assert_no_secret(o: &Output, values: &[&str]) {
+    use base64::Engine;
+    for v in values {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(v);
+        for text in [out(o), err(o)] {
+            assert!(!text.contains(v), "secret value leaked:\n{text}");
+            assert!(!text.contains(&b64), "base64 secret value leaked:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn secret_values_never_appear_in_any_output() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("secrets");
+    let repo = secret_repo(SECRET_VALUE);
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    let common = ["--repo", r, "--tag", "v1", "--path", "app", "-n", &ns];
+    for args in [
+        [&["diff"][..], &common[..]].concat(),
+        [&["diff", "-o", "json"][..], &common[..]].concat(),
+        [&["sync", "--dry-run", "-v", "9"][..], &common[..]].concat(),
+        [&["sync", "--yes", "-v", "9"][..], &common[..]].concat(),
+    ] {
+        let o = run(&args);
+        assert!(o.status.code().unwrap() <= 1, "{args:?}: {}", err(&o));
+        assert_no_secret(&o, &[SECRET_VALUE]);
+    }
+    let changed = secret_repo("n3w-Secr3t-Value");
+    repo.write(
+        "app/secret.yaml",
+        &std::fs::read_to_string(changed.path.join("app/secret.yaml")).unwrap(),
+    );
+    repo.tag("v2");
+    let common2 = ["--repo", r, "--tag", "v2", "--path", "app", "-n", &ns];
+    let diff = run(&[&["diff"][..], &common2[..]].concat());
+    assert_eq!(diff.status.code(), Some(1), "{}", err(&diff));
+    let text = out(&diff);
+    assert!(
+        text.contains("*** (before)") && text.contains("*** (after)"),
+        "{text}"
+    );
+    assert_no_secret(&diff, &[SECRET_VALUE, "n3w-Secr3t-Value", "admin"]);
+    let json = run(&[&["diff", "-o", "json"][..], &common2[..]].concat());
+    assert_no_secret(&json, &[SECRET_VALUE, "n3w-Secr3t-Value"]);
+    // --show-secrets is the explicit way to see them.
+    let shown = run(&[&["diff", "--show-secrets"][..], &common2[..]].concat());
+    assert!(
+        out(&shown).contains("n3w-Secr3t-Value") || out(&shown).contains("bjN3LVNlY3IzdC1WYWx1ZQ"),
+        "{}",
+        out(&shown)
+    );
+}
+
+#[test]
+fn field_conflicts_stop_the_sync_unless_forced() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("conflict");
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: safe\n",
+    );
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    ok(run(&[
+        "sync", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    let other = repo.tmp.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: fast\n",
+    )
+    .unwrap();
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        "hotfixer",
+        "-n",
+        &ns,
+        "-f",
+        other.to_str().unwrap(),
+    ]);
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: careful\n",
+    );
+    repo.tag("v2");
+    let before = snapshot(&ns);
+    let o = run(&[
+        "sync", "--repo", r, "--tag", "v2", "--path", "app", "-n", &ns, "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let e = err(&o);
+    assert!(e.contains(&format!("ConfigMap/{ns}/settings")), "{e}");
+    assert!(
+        e.contains("hotfixer") && e.contains(".data.mode"),
+        "names manager and field: {e}"
+    );
+    assert!(e.contains("--force-conflicts"), "{e}");
+    assert_eq!(snapshot(&ns), before, "nothing written");
+    ok(run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "v2",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--yes",
+        "--force-conflicts",
+    ]));
+    assert_eq!(
+        kubectl_json(&["get", "configmap", "settings", "-n", &ns])["data"]["mode"],
+        "careful"
+    );
+}
+
+fn expect_invalid(ns: &str, repo: &Repo, tag: &str, extra: &[&str], needle: &str) {
+    let before = snapshot(ns);
+    let r = repo.path.to_str().unwrap();
+    let mut args = vec![
+        "sync", "--repo", r, "--tag", tag, "--path", "app", "-n", ns, "--yes",
+    ];
+    args.extend(extra);
+    let o = run(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{tag}: expected exit 2\n{}\n{}",
+        out(&o),
+        err(&o)
+    );
+    assert!(
+        err(&o).contains(needle),
+        "{tag}: expected {needle:?} in:\n{}",
+        err(&o)
+    );
+    assert_eq!(snapshot(ns), before, "{tag}: nothing may be written");
+}
+
+#[test]
+fn validation_errors_exit_2_and_write_nothing() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("invalid");
+    let repo = Repo::new();
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\ndata:\n  a: b\n";
+    let cases: Vec<(&str, String, Vec<&str>, &str)> = vec![
+        (
+            "other-ns",
+            format!(
+                "{cm}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: elsewhere\n"
+            ),
+            vec![],
+            "not the target",
+        ),
+        (
+            "cluster-scoped",
+            format!(
+                "{cm}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: wide\nrules: []\n"
+            ),
+            vec![],
+            "cluster-scoped",
+        ),
+        (
+            "unknown-kind",
+            format!("{cm}---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n"),
+            vec![],
+            "unknown kind Widget",
+        ),
+        (
+            "duplicate",
+            format!("{cm}---\n{cm}"),
+            vec![],
+            "defined twice",
+        ),
+        (
+            "bad-yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n".to_string(),
+            vec![],
+            "app/all.yaml",
+        ),
+        (
+            "no-name",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n".to_string(),
+            vec![],
+            "name",
+        ),
+        (
+            "empty",
+            "# nothing here\n".to_string(),
+            vec![],
+            "no objects",
+        ),
+        (
+            "bad-field",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata: 12\n".to_string(),
+            vec![],
+            "ConfigMap",
+        ),
+    ];
+    for (tag, content, extra, needle) in &cases {
+        repo.write("app/all.yaml", content);
+        repo.tag(tag);
+        expect_invalid(&ns, &repo, tag, extra, needle);
+    }
+    // A namespace that does not exist is refused with a pointer to --create-namespace.
+    repo.write("app/all.yaml", cm);
+    repo.tag("good");
+    let missing = format!("{ns}-missing");
+    let r = repo.path.to_str().unwrap();
+    let o = run(&[
+        "sync", "--repo", r, "--tag", "good", "--path", "app", "-n", &missing, "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("--create-namespace"), "{}", err(&o));
+    let gone = cluster::cluster()
+        .kubectl()
+        .args(["get", "namespace", &missing])
+        .output()
+        .unwrap();
+    assert!(
+        !gone.status.success(),
+        "the namespace must not have been created"
+    );
+    ok(run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "good",
+        "--path",
+        "app",
+        "-n",
+        &missing,
+        "--yes",
+        "--create-namespace",
+    ]));
+    assert_eq!(
+        names(&kubectl_json(&[
+            "get",
+            "configmaps",
+            "-n",
+            &missing,
+            "-l",
+            "applyset.kubernetes.io/part-of"
+        ])),
+        ["ok"]
+    );
+    // Unknown tag, bad flags.
+    let o = run(&[
+        "sync", "--repo", r, "--tag", "nope", "--path", "app", "-n", &ns, "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("nope"), "{}", err(&o));
+    let o = run(&[
+        "diff", "--repo", r, "--tag", "good", "--path", "../etc", "-n", &ns,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let o = run(&[
+        "diff",
+        "--repo",
+        r,
+        "--tag",
+        "good",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--context",
+        "no-such-context",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("no-such-context"), "{}", err(&o));
+}
+
+#[test]
+fn dry_run_and_missing_terminal_write_nothing() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("dryrun");
+    let repo = secret_repo(SECRET_VALUE);
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    let before = snapshot(&ns);
+    let o = ok(run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "v1",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--dry-run",
+    ]));
+    assert!(
+        out(&o).contains(&format!("# create ConfigMap/{ns}/settings")),
+        "{}",
+        out(&o)
+    );
+    assert!(err(&o).contains("nothing was written"), "{}", err(&o));
+    assert_eq!(snapshot(&ns), before);
+    let o = run(&[
+        "sync", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("--yes"), "{}", err(&o));
+    assert_eq!(snapshot(&ns), before);
+}
+
+#[test]
+fn refuses_to_adopt_objects_other_tools_own() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("adopt");
+    let owned = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(owned.path(), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  labels:\n    app.kubernetes.io/managed-by: Helm\n  annotations:\n    meta.helm.sh/release-name: web\ndata:\n  mode: helm\n").unwrap();
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "helm",
+        "-n",
+        &ns,
+        "-f",
+        owned.path().to_str().unwrap(),
+    ]);
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: ours\n",
+    );
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    let before = snapshot(&ns);
+    let o = run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "v1",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--yes",
+        "--force-conflicts",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("Helm") && err(&o).contains("--adopt"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(snapshot(&ns), before);
+    ok(run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "v1",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--yes",
+        "--force-conflicts",
+        "--adopt",
+    ]));
+    assert_eq!(
+        kubectl_json(&["get", "configmap", "settings", "-n", &ns])["data"]["mode"],
+        "ours"
+    );
+}
+
+#[test]
+fn runs_as_a_kubectl_plugin() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("plugin");
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: safe\n",
+    );
+    repo.tag("v1");
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    let r = repo.path.to_str().unwrap();
+    // Global flags before the subcommand, as kubectl users type them.
+    // kubectl refuses flags before a plugin name, so the kubeconfig comes from KUBECONFIG.
+    let plugin = || {
+        let mut k = Command::new("kubectl");
+        k.env("PATH", &path)
+            .env("KUBECONFIG", c.kubeconfig())
+            .stdin(std::process::Stdio::null());
+        k
+    };
+    let o = plugin()
+        .args([
+            "gitops", "-n", &ns, "sync", "--repo", r, "--tag", "v1", "--path", "app", "--yes",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let o = plugin()
+        .args([
+            "gitops", "diff", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let help = plugin().args(["gitops", "--help"]).output().unwrap();
+    assert!(
+        out(&help).contains("Usage: kubectl gitops"),
+        "{}",
+        out(&help)
+    );
+    let id = applyset_id(&ns);
+    assert_eq!(
+        names(&kubectl_json(&[
+            "get",
+            "configmaps",
+            "-n",
+            &ns,
+            "-l",
+            &format!("applyset.kubernetes.io/part-of={id}")
+        ])),
+        ["settings"]
+    );
+}
+
+// ---- revert, history, status, lock, --wait ----
+
+fn deployment(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n        - name: app\n          image: {image}\n"
+    )
+}
+
+fn history(ns: &str) -> Value {
+    serde_json::from_slice(&ok(run(&["history", "-n", ns, "-o", "json"])).stdout).unwrap()
+}
+
+/// Tag A: web (v1) + cm-a; tag B: web (v2) + cm-b (cm-a removed).
+fn two_tags() -> Repo {
+    let repo = Repo::new();
+    repo.write("app/web.yaml", &deployment("web", "nginx:1.25"));
+    repo.write(
+        "app/cm-a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: only-in-a\ndata:\n  a: '1'\n",
+    );
+    repo.tag("A");
+    std::fs::remove_file(repo.path.join("app/cm-a.yaml")).unwrap();
+    repo.write("app/web.yaml", &deployment("web", "nginx:1.27"));
+    repo.write(
+        "app/cm-b.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: only-in-b\ndata:\n  b: '2'\n",
+    );
+    repo.tag("B");
+    repo
+}
+
+#[test]
+fn revert_brings_back_the_previous_revision_without_git() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("revert");
+    let repo = two_tags();
+    let r = repo.path.to_str().unwrap().to_string();
+    ok(run(&[
+        "sync", "--repo", &r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    ok(run(&[
+        "sync", "--repo", &r, "--tag", "B", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    let foreign = repo.tmp.path().join("foreign.yaml");
+    std::fs::write(
+        &foreign,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: theirs\ndata:\n  x: 'y'\n",
+    )
+    .unwrap();
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "other",
+        "-n",
+        &ns,
+        "-f",
+        foreign.to_str().unwrap(),
+    ]);
+    // The git repository is gone: revert reads the manifests from the record in the cluster.
+    let tag_a_commit = repo.git(&["rev-parse", "A^{commit}"]);
+    std::fs::remove_dir_all(&repo.path).unwrap();
+    let dry = ok(run(&["revert", "-n", &ns, "--dry-run"]));
+    assert!(
+        out(&dry).contains(&format!("# prune ConfigMap/{ns}/only-in-b")),
+        "{}",
+        out(&dry)
+    );
+    assert!(out(&dry).contains("nginx:1.25"), "{}", out(&dry));
+    let o = ok(run(&["revert", "-n", &ns, "--yes"]));
+    assert!(err(&o).contains("revision 1 (tag A)"), "{}", err(&o));
+    let web = kubectl_json(&["get", "deployment", "web", "-n", &ns]);
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.25"
+    );
+    let cms = names(&kubectl_json(&["get", "configmaps", "-n", &ns]));
+    assert!(
+        cms.contains(&"only-in-a".to_string()) && !cms.contains(&"only-in-b".to_string()),
+        "{cms:?}"
+    );
+    assert!(
+        cms.contains(&"theirs".to_string()),
+        "other owners untouched: {cms:?}"
+    );
+    let h = history(&ns);
+    let revs = h["revisions"].as_array().unwrap();
+    assert_eq!(revs.len(), 3);
+    assert_eq!(revs[0]["revision"], 3);
+    assert_eq!(revs[0]["outcome"], "reverted to revision 1 (tag A)");
+    assert_eq!(revs[0]["tag"], "A");
+    assert_eq!(revs[0]["commit"], tag_a_commit);
+    assert_eq!(revs[1]["tag"], "B");
+    assert_eq!(revs[2]["revision"], 1);
+    assert_eq!(revs[2]["outcome"], "succeeded");
+    let table = out(&ok(run(&["history", "-n", &ns])));
+    assert!(table.starts_with("REVISION"), "{table}");
+    // After the revert, status (a dry-run diff against the current record) shows no drift.
+    let s: Value =
+        serde_json::from_slice(&ok(run(&["status", "-n", &ns, "-o", "json"])).stdout).unwrap();
+    assert_eq!(s["in_sync"], true, "{s}");
+    assert_eq!(s["revision"]["revision"], 3);
+    // Reverting to a revision that does not exist is invalid input.
+    let o = run(&["revert", "-n", &ns, "--to-revision", "42", "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(err(&o).contains("no revision 42"), "{}", err(&o));
+    // And to an explicit revision, B again.
+    ok(run(&["revert", "-n", &ns, "--to-revision", "2", "--yes"]));
+    assert_eq!(
+        kubectl_json(&["get", "deployment", "web", "-n", &ns])["spec"]["template"]["spec"]["containers"]
+            [0]["image"],
+        "nginx:1.27"
+    );
+}
+
+#[test]
+fn revert_to_a_tag_reads_git() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("totag");
+    let repo = two_tags();
+    let r = repo.path.to_str().unwrap();
+    ok(run(&[
+        "sync", "--repo", r, "--tag", "B", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    ok(run(&[
+        "revert", "--repo", r, "--to-tag", "A", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    let d = run(&[
+        "diff", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns,
+    ]);
+    assert_eq!(d.status.code(), Some(0), "{}", out(&d));
+    assert_eq!(history(&ns)["revisions"][0]["outcome"], "reverted to tag A");
+}
+
+fn patch_ready(ns: &str, name: &str) {
+    let d = kubectl_json(&["get", "deployment", name, "-n", ns]);
+    let generation = d["metadata"]["generation"].as_i64().unwrap();
+    let status = serde_json::json!({"status": {
+        "observedGeneration": generation, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "ok"}]
+    }});
+    kubectl(&[
+        "patch",
+        "deployment",
+        name,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+}
+
+#[test]
+fn status_reports_drift_and_health() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("status");
+    let repo = two_tags();
+    let r = repo.path.to_str().unwrap();
+    ok(run(&[
+        "sync", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    // No kubelet here: the Deployment is not ready until its status says so.
+    let o = run(&["status", "-n", &ns, "--exit-code"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(
+        out(&o).contains(&format!("Deployment.apps/{ns}/web")),
+        "{}",
+        out(&o)
+    );
+    patch_ready(&ns, "web");
+    let o = run(&["status", "-n", &ns, "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    assert!(out(&o).contains("(in sync)"), "{}", out(&o));
+    // Someone edits an object with kubectl: drift.
+    kubectl(&[
+        "patch",
+        "configmap",
+        "only-in-a",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"edited"}}"#,
+    ]);
+    kubectl(&[
+        "create",
+        "configmap",
+        "stray",
+        "-n",
+        &ns,
+        "--from-literal=k=v",
+    ]);
+    let o = run(&["status", "-n", &ns, "--exit-code", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        s["drift"]["changed"],
+        serde_json::json!([format!("ConfigMap/{ns}/only-in-a")])
+    );
+    assert_eq!(
+        s["drift"]["unowned"],
+        serde_json::json!([format!("ConfigMap/{ns}/stray")])
+    );
+    assert_eq!(s["in_sync"], false);
+    // status never writes.
+    let before = snapshot(&ns);
+    ok(run(&["status", "-n", &ns]));
+    assert_eq!(snapshot(&ns), before);
+}
+
+#[test]
+fn a_held_lease_makes_a_second_writer_exit_3() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("lease");
+    let repo = two_tags();
+    let r = repo.path.to_str().unwrap();
+    let now = jiff_now();
+    let lease = format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubectl-gitops-lock\nspec:\n  holderIdentity: alice@laptop (pid 1)\n  acquireTime: \"{now}\"\n  renewTime: \"{now}\"\n  leaseDurationSeconds: 300\n"
+    );
+    let f = repo.tmp.path().join("lease.yaml");
+    std::fs::write(&f, lease).unwrap();
+    kubectl(&["apply", "-n", &ns, "-f", f.to_str().unwrap()]);
+    let before = snapshot(&ns);
+    let o = run(&[
+        "sync", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(
+        err(&o).contains("alice@laptop"),
+        "names the holder: {}",
+        err(&o)
+    );
+    assert_eq!(snapshot(&ns), before, "nothing written");
+    // An expired lease (holder killed) is taken over.
+    let stale = "2020-01-01T00:00:00.000000Z";
+    kubectl(&[
+        "patch",
+        "lease",
+        "kubectl-gitops-lock",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{{"renewTime":"{stale}","leaseDurationSeconds":30}}}}"#),
+    ]);
+    ok(run(&[
+        "sync", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    let leases = kubectl_json(&["get", "leases", "-n", &ns]);
+    assert!(
+        leases["items"].as_array().unwrap().is_empty(),
+        "the lease is released after the sync"
+    );
+}
+
+fn jiff_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn concurrent_syncs_never_lose_or_duplicate_records() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("race");
+    let repo = Repo::new();
+    repo.write("manifests/all.yaml", &boutique());
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap().to_string();
+    let kubeconfig = c.kubeconfig().to_path_buf();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let (r, ns, kubeconfig) = (r.clone(), ns.clone(), kubeconfig.clone());
+            std::thread::spawn(move || {
+                Command::new(BIN)
+                    .args([
+                        "sync",
+                        "--repo",
+                        &r,
+                        "--tag",
+                        "v1",
+                        "--path",
+                        "manifests",
+                        "-n",
+                        &ns,
+                        "--yes",
+                        "--kubeconfig",
+                    ])
+                    .arg(&kubeconfig)
+                    .env_remove("KUBECONFIG")
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outs: Vec<Output> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut winners = 0;
+    for o in &outs {
+        match o.status.code() {
+            Some(0) => winners += 1,
+            Some(3) => assert!(err(o).contains("is being changed by"), "{}", err(o)),
+            other => panic!("unexpected exit {other:?}: {}", err(o)),
+        }
+    }
+    assert!(winners >= 1);
+    let revs: Vec<u64> = history(&ns)["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revision"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=winners as u64).rev().collect();
+    assert_eq!(
+        revs, expected,
+        "one record per successful sync, numbered without gaps or duplicates"
+    );
+}
+
+#[test]
+fn records_larger_than_one_mebibyte_are_split_and_revert_exactly() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("bigrecord");
+    let repo = Repo::new();
+    // Incompressible data: two ConfigMaps of ~700 KB each make a record well over 1 MiB.
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut noise = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (b'a' + (seed % 26) as u8) as char
+            })
+            .collect()
+    };
+    let big_a = noise(700_000);
+    let big_b = noise(700_000);
+    repo.write(
+        "app/a.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big-a\ndata:\n  blob: {big_a}\n"
+        ),
+    );
+    repo.write(
+        "app/b.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big-b\ndata:\n  blob: {big_b}\n"
+        ),
+    );
+    repo.tag("big");
+    std::fs::remove_file(repo.path.join("app/b.yaml")).unwrap();
+    repo.write(
+        "app/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big-a\ndata:\n  blob: small\n",
+    );
+    repo.tag("small");
+    let r = repo.path.to_str().unwrap();
+    ok(run(&[
+        "sync", "--repo", r, "--tag", "big", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    let parts = kubectl_json(&[
+        "get",
+        "secrets",
+        "-n",
+        &ns,
+        "-l",
+        "gitops.kubectl.io/part-of-revision=1",
+    ]);
+    assert!(
+        !parts["items"].as_array().unwrap().is_empty(),
+        "the record is split across several Secrets"
+    );
+    ok(run(&[
+        "sync", "--repo", r, "--tag", "small", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    ok(run(&["revert", "-n", &ns, "--yes"]));
+    assert_eq!(
+        kubectl_json(&["get", "configmap", "big-a", "-n", &ns])["data"]["blob"],
+        big_a.as_str()
+    );
+    assert_eq!(
+        kubectl_json(&["get", "configmap", "big-b", "-n", &ns])["data"]["blob"],
+        big_b.as_str()
+    );
+}
+
+#[test]
+fn wait_returns_when_ready_and_fails_on_timeout() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("wait");
+    let repo = two_tags();
+    let r = repo.path.to_str().unwrap();
+    // Nothing makes the Deployment ready: --wait times out naming it, exit 1.
+    let o = run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "A",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--yes",
+        "--wait",
+        "--timeout",
+        "3s",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!("Deployment.apps/{ns}/web")),
+        "{}",
+        err(&o)
+    );
+    // With the status patched to ready while it waits, it returns 0.
+    let kubeconfig = c.kubeconfig().to_path_buf();
+    let (r2, ns2) = (r.to_string(), ns.clone());
+    let waiter = std::thread::spawn(move || {
+        Command::new(BIN)
+            .args([
+                "sync",
+                "--repo",
+                &r2,
+                "--tag",
+                "B",
+                "--path",
+                "app",
+                "-n",
+                &ns2,
+                "--yes",
+                "--wait",
+                "--timeout",
+                "60s",
+                "--kubeconfig",
+            ])
+            .arg(&kubeconfig)
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    });
+    // Wait for the sync to apply generation 2, then report it rolled out.
+    for _ in 0..100 {
+        let d = kubectl_json(&["get", "deployment", "web", "-n", &ns]);
+        if d["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    patch_ready(&ns, "web");
+    let o = waiter.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+}
