@@ -25,7 +25,10 @@ fn kubectl() -> Option<PathBuf> {
         .args(["version", "--client"])
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(runs, "kubectl is needed for the kustomize tests: install it or set KUBECTL_PATH");
+    assert!(
+        runs,
+        "kubectl is needed for the kustomize tests: install it or set KUBECTL_PATH"
+    );
     Some(candidate)
 }
 
