@@ -244,7 +244,16 @@ async fn apply_flow(
 async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Diff(args) => {
-            let p = prepare(&cli.kube, &args.source, false, true).await?;
+            // Exit 1 means "differences" to scripts, so every diff error must be 2 or more.
+            let p = prepare(&cli.kube, &args.source, false, true)
+                .await
+                .map_err(|e| match e.kind {
+                    shared::ErrorKind::Refused => Error {
+                        kind: shared::ErrorKind::Invalid,
+                        ..e
+                    },
+                    _ => e,
+                })?;
             match args.output {
                 Output::Json => {
                     let v = report::plan_json(&p.plan, args.source.show_secrets, source_json(&p));

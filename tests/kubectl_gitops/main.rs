@@ -1358,3 +1358,310 @@ fn wait_returns_when_ready_and_fails_on_timeout() {
     let o = waiter.join().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
 }
+
+// ---- more of diff/sync's contract ----
+
+#[test]
+fn a_crd_and_its_custom_resources_sync_together() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("crd");
+    let group = format!("{ns}.example.com");
+    let repo = Repo::new();
+    repo.write(
+        "app/crd.yaml",
+        &format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names:\n    kind: Widget\n    plural: widgets\n    singular: widget\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            spec:\n              type: object\n              properties:\n                size:\n                  type: integer\n"
+        ),
+    );
+    repo.write(
+        "app/widget.yaml",
+        &format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n"),
+    );
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    let d = run(&[
+        "diff",
+        "--repo",
+        r,
+        "--tag",
+        "v1",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--allow-cluster-scoped",
+    ]);
+    assert_eq!(d.status.code(), Some(1), "{}", err(&d));
+    assert!(
+        out(&d).contains(&format!("# create Widget.{group}/{ns}/w1")),
+        "{}",
+        out(&d)
+    );
+    ok(run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "v1",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--yes",
+        "--allow-cluster-scoped",
+    ]));
+    let w = kubectl_json(&["get", &format!("widgets.{group}"), "w1", "-n", &ns]);
+    assert_eq!(w["spec"]["size"], 3);
+    let d = run(&[
+        "diff",
+        "--repo",
+        r,
+        "--tag",
+        "v1",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--allow-cluster-scoped",
+    ]);
+    assert_eq!(d.status.code(), Some(0), "{}", out(&d));
+    // The CRD left the tag: protected from pruning unless asked.
+    std::fs::remove_file(repo.path.join("app/crd.yaml")).unwrap();
+    repo.tag("v2");
+    let o = ok(run(&[
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        "v2",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--yes",
+        "--allow-cluster-scoped",
+    ]));
+    assert!(err(&o).contains("1 not pruned (protected)"), "{}", err(&o));
+    kubectl(&["get", "crd", &format!("widgets.{group}")]);
+    kubectl(&["delete", "crd", &format!("widgets.{group}"), "--wait=false"]);
+}
+
+#[test]
+fn external_diff_tool_is_honoured() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("extdiff");
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: safe\n",
+    );
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    let o = run_env(
+        &[
+            "diff", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns,
+        ],
+        &[("KUBECTL_EXTERNAL_DIFF", "diff -r -u -N")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let text = out(&o);
+    assert!(
+        text.contains(&format!("MERGED/v1.ConfigMap.{ns}.settings")),
+        "files named like kubectl's: {text}"
+    );
+    assert!(text.contains("mode: safe"), "{text}");
+}
+
+#[test]
+fn refuses_an_applyset_parent_of_another_tool_and_honours_history_limit() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("tooling");
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: safe\n",
+    );
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    for _ in 0..4 {
+        ok(run(&[
+            "sync",
+            "--repo",
+            r,
+            "--tag",
+            "v1",
+            "--path",
+            "app",
+            "-n",
+            &ns,
+            "--yes",
+            "--history-limit",
+            "2",
+        ]));
+    }
+    let revs: Vec<u64> = history(&ns)["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["revision"].as_u64().unwrap())
+        .collect();
+    assert_eq!(revs, [4, 3], "only the newest two records are kept");
+    kubectl(&[
+        "annotate",
+        "secret",
+        "kubectl-gitops-applyset",
+        "-n",
+        &ns,
+        "--overwrite",
+        "applyset.kubernetes.io/tooling=kubectl/v1.32.0",
+    ]);
+    let before = snapshot(&ns);
+    let o = run(&[
+        "sync", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns, "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("kubectl/v1.32.0"), "{}", err(&o));
+    assert_eq!(snapshot(&ns), before);
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_sync_is_recorded_and_a_rerun_converges() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("sigint");
+    let repo = Repo::new();
+    // Enough objects that the sync is still applying when the signal arrives.
+    let mut stream = String::new();
+    for i in 0..600 {
+        stream.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  i: '{i}'\n"
+        ));
+    }
+    repo.write("app/all.yaml", &stream);
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "sync",
+            "--repo",
+            r,
+            "--tag",
+            "v1",
+            "--path",
+            "app",
+            "-n",
+            &ns,
+            "--yes",
+            "--concurrency",
+            "2",
+            "--kubeconfig",
+        ])
+        .arg(c.kubeconfig())
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The lease appears when writing starts: interrupt then.
+    let mut held = false;
+    for _ in 0..300 {
+        let o = c
+            .kubectl()
+            .args(["get", "lease", "kubectl-gitops-lock", "-n", &ns])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            held = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(held, "the sync never took the namespace lease");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let h = history(&ns);
+    assert_eq!(h["revisions"][0]["outcome"], "interrupted", "{h}");
+    assert!(
+        kubectl_json(&["get", "leases", "-n", &ns])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "Ctrl-C releases the lease"
+    );
+    ok(run(&[
+        "sync", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns, "--yes",
+    ]));
+    let d = run(&[
+        "diff", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns,
+    ]);
+    assert_eq!(d.status.code(), Some(0), "{}", out(&d));
+    assert_eq!(history(&ns)["revisions"][0]["outcome"], "succeeded");
+}
+
+#[test]
+fn diff_errors_never_exit_1() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("differr");
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: safe\n",
+    );
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    // An API server that is not there: a failure, which must not read as "differences".
+    let o = run(&[
+        "diff",
+        "--repo",
+        r,
+        "--tag",
+        "v1",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--server",
+        "https://127.0.0.1:1",
+        "--request-timeout",
+        "5s",
+    ]);
+    assert!(
+        o.status.code().unwrap_or(0) >= 2,
+        "exit {:?}: {}",
+        o.status.code(),
+        err(&o)
+    );
+    // The restricted user may not even read this namespace: also >= 2.
+    let o = run(&[
+        "diff",
+        "--repo",
+        r,
+        "--tag",
+        "v1",
+        "--path",
+        "app",
+        "-n",
+        &ns,
+        "--context",
+        "restricted",
+    ]);
+    assert!(
+        o.status.code().unwrap_or(0) >= 2,
+        "exit {:?}: {}",
+        o.status.code(),
+        err(&o)
+    );
+    assert!(
+        err(&o).contains("403") || err(&o).contains("forbidden"),
+        "{}",
+        err(&o)
+    );
+}
