@@ -8,13 +8,11 @@ use shared::Result;
 use crate::cli::{Format, HistoryArgs, KubeArgs};
 
 pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
-    let conn = crate::kubeconf::connect(kube, None).await?;
-    let namespace = kube
-        .namespace
-        .clone()
-        .unwrap_or(conn.default_namespace.clone());
-    let cluster = crate::cluster::Cluster::discover(conn.client.clone()).await?;
-    let mut records = crate::record::list(&cluster, &namespace).await?;
+    let crate::record::Recorded {
+        namespace,
+        mut records,
+        ..
+    } = crate::record::open(kube).await?;
     records.reverse();
     match args.output {
         Format::Json => {

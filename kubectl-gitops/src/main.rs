@@ -54,42 +54,23 @@ struct Prepared {
     plan: plan::Plan,
 }
 
-pub struct PlanFlags {
-    pub allow_other_namespaces: bool,
-    pub allow_cluster_scoped: bool,
-    pub create_namespace: bool,
-    pub allow_empty: bool,
-    pub concurrency: usize,
-    pub prune_protected: bool,
-    pub prune: bool,
-}
-
 /// Connects (context from the flags, else the environment's) and builds the plan for
-/// `manifests` in the namespace from -n, else the environment's, else the context's.
+/// `manifests` in the namespace from -n, else the environment's, else the context's
+/// (`opts.namespace` is resolved here; callers leave it empty).
 async fn plan_for(
     kube: &cli::KubeArgs,
     manifests: &[shared::manifest::Manifest],
     env_namespace: Option<&str>,
     env_context: Option<&str>,
-    flags: PlanFlags,
+    mut opts: plan::Options,
 ) -> Result<(kubeconf::Connection, cluster::Cluster, plan::Plan)> {
     let conn = kubeconf::connect(kube, env_context).await?;
-    let namespace = kube
+    opts.namespace = kube
         .namespace
         .clone()
         .or_else(|| env_namespace.map(str::to_string))
         .unwrap_or_else(|| conn.default_namespace.clone());
     let mut cluster = cluster::Cluster::discover(conn.client.clone()).await?;
-    let opts = plan::Options {
-        namespace,
-        allow_other_namespaces: flags.allow_other_namespaces,
-        allow_cluster_scoped: flags.allow_cluster_scoped,
-        create_namespace: flags.create_namespace,
-        allow_empty: flags.allow_empty,
-        concurrency: flags.concurrency,
-        prune_protected: flags.prune_protected,
-        prune: flags.prune,
-    };
     let plan = plan::build(&mut cluster, manifests, &opts).await?;
     Ok((conn, cluster, plan))
 }
@@ -116,7 +97,8 @@ async fn prepare(
             source.manifests.len()
         ),
     );
-    let flags = PlanFlags {
+    let flags = plan::Options {
+        namespace: String::new(),
         allow_other_namespaces: args.allow_other_namespaces,
         allow_cluster_scoped: args.allow_cluster_scoped,
         create_namespace: args.create_namespace,
@@ -289,7 +271,8 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Revert(args) => {
             let target = revert::target(&cli.kube, &args).await?;
-            let flags = PlanFlags {
+            let flags = plan::Options {
+                namespace: String::new(),
                 allow_other_namespaces: true,
                 allow_cluster_scoped: true,
                 create_namespace: false,

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::{Error, Result};
 
+use crate::cli::KubeArgs;
 use crate::cluster::{Cluster, api_error, status_code};
+use shared::manifest::{Manifest, Source};
 
 pub const REVISION_LABEL: &str = "gitops.kubectl.io/revision";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -194,6 +196,47 @@ pub async fn prune_history(cluster: &Cluster, ns: &str, keep: u32) -> Result<()>
         }
     }
     Ok(())
+}
+
+/// A namespace's records with the discovery to act on them: what history,
+/// status and revert start from.
+pub struct Recorded {
+    pub cluster: Cluster,
+    pub namespace: String,
+    /// Oldest first.
+    pub records: Vec<Meta>,
+}
+
+pub async fn open(kube: &KubeArgs) -> Result<Recorded> {
+    let conn = crate::kubeconf::connect(kube, None).await?;
+    let namespace = kube
+        .namespace
+        .clone()
+        .unwrap_or(conn.default_namespace.clone());
+    let cluster = Cluster::discover(conn.client.clone()).await?;
+    let records = list(&cluster, &namespace).await?;
+    Ok(Recorded {
+        cluster,
+        namespace,
+        records,
+    })
+}
+
+/// A recorded revision's objects as manifests, so they go through the same plan as a tag's.
+pub async fn load(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<Manifest>> {
+    Ok(manifests(cluster, ns, meta)
+        .await?
+        .into_iter()
+        .enumerate()
+        .map(|(i, object)| Manifest {
+            object,
+            source: Source {
+                file: format!("revision {}", meta.revision),
+                document: i + 1,
+                line: 1,
+            },
+        })
+        .collect())
 }
 
 #[cfg(test)]

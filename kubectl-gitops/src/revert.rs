@@ -1,7 +1,7 @@
 //! What a revert goes back to: a recorded revision (manifests from the record in the cluster,
 //! so it works with the git server down or the repository gone), or a tag read from git.
 
-use shared::manifest::{Manifest, Source};
+use shared::manifest::Manifest;
 use shared::{Error, Result};
 
 use crate::cli::{KubeArgs, RevertArgs, SourceArgs};
@@ -50,13 +50,12 @@ pub async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             revision: None,
         });
     }
-    let conn = crate::kubeconf::connect(kube, None).await?;
-    let namespace = kube
-        .namespace
-        .clone()
-        .unwrap_or(conn.default_namespace.clone());
-    let cluster = crate::cluster::Cluster::discover(conn.client.clone()).await?;
-    let records = record::list(&cluster, &namespace).await?;
+    let record::Recorded {
+        cluster,
+        namespace,
+        records,
+        ..
+    } = record::open(kube).await?;
     let Some(current) = records.last() else {
         return Err(Error::invalid(format!(
             "namespace {namespace} has no recorded revisions to revert to"
@@ -91,19 +90,7 @@ pub async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
                 ))
             })?,
     };
-    let objects = record::manifests(&cluster, &namespace, &meta).await?;
-    let manifests = objects
-        .into_iter()
-        .enumerate()
-        .map(|(i, object)| Manifest {
-            object,
-            source: Source {
-                file: format!("revision {}", meta.revision),
-                document: i + 1,
-                line: 1,
-            },
-        })
-        .collect();
+    let manifests = record::load(&cluster, &namespace, &meta).await?;
     Ok(Target {
         manifests,
         namespace,

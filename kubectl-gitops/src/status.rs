@@ -5,7 +5,6 @@
 use std::io::Write;
 
 use serde_json::json;
-use shared::manifest::{Manifest, Source};
 use shared::{Error, Result};
 
 use crate::cli::{Format, KubeArgs, StatusArgs};
@@ -13,32 +12,19 @@ use crate::health::{self, Health};
 use crate::plan::{self, Action};
 
 pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
-    let conn = crate::kubeconf::connect(kube, None).await?;
-    let namespace = kube
-        .namespace
-        .clone()
-        .unwrap_or(conn.default_namespace.clone());
-    let mut cluster = crate::cluster::Cluster::discover(conn.client.clone()).await?;
-    let records = crate::record::list(&cluster, &namespace).await?;
+    let crate::record::Recorded {
+        mut cluster,
+        namespace,
+        records,
+        ..
+    } = crate::record::open(kube).await?;
     let Some(current) = records.last().cloned() else {
         return Err(
             Error::invalid(format!("namespace {namespace} has no recorded revision"))
                 .hint("kubectl gitops sync records one; status compares the namespace with it"),
         );
     };
-    let objects = crate::record::manifests(&cluster, &namespace, &current).await?;
-    let manifests: Vec<Manifest> = objects
-        .into_iter()
-        .enumerate()
-        .map(|(i, object)| Manifest {
-            object,
-            source: Source {
-                file: format!("revision {}", current.revision),
-                document: i + 1,
-                line: 1,
-            },
-        })
-        .collect();
+    let manifests = crate::record::load(&cluster, &namespace, &current).await?;
     let opts = plan::Options {
         namespace: namespace.clone(),
         allow_other_namespaces: true,

@@ -15,8 +15,10 @@ use gix::ObjectId;
 use shared::git::Repo;
 use shared::{Config, Error, Result};
 
+use crate::cli::WriteArgs;
 use crate::output;
 use crate::plan::Plan;
+use crate::write;
 
 /// gitops.yaml as committed at HEAD: where we learn which branch an environment lives on
 /// before we know which commit is being deployed.
@@ -97,4 +99,45 @@ pub fn require_deploy_tag(repo: &Repo, env: &str, name: &str) -> Result<shared::
         }
     }
     repo.tag_info(short)
+}
+
+/// What one deploy writes: optionally a branch move, and one annotated deploy tag on `commit`.
+pub struct Deploy<'a> {
+    pub reason: String,
+    /// Full ref name, its value read at the start, and why it moves.
+    pub branch: Option<(String, Option<ObjectId>, String)>,
+    pub commit: ObjectId,
+    pub record: shared::tag::DeployRecord,
+    pub sign: bool,
+    pub write: &'a WriteArgs,
+    /// Question, `--yes`, and what is refused, for commands that confirm before writing.
+    pub confirm: Option<(String, bool, String)>,
+}
+
+/// Builds the tag, shows the plan, and (unless --dry-run) confirms and executes it; prints the
+/// new tag's name on stdout for scripts.
+pub fn write_deploy(repo: &mut Repo, d: Deploy<'_>) -> Result<()> {
+    let who = write::identity(repo)?;
+    let name = write::free_tag_name(repo, &d.record.env, who.time.seconds)?;
+    let tag_id = write::make_tag(repo, &name, d.commit, &d.record, d.sign)?;
+    let mut plan = Plan::new(d.reason, d.write.push.clone());
+    if let Some((branch, old, note)) = d.branch {
+        plan.add(branch, old, Some(d.commit), note);
+    }
+    plan.add(
+        format!("refs/tags/{name}"),
+        None,
+        Some(tag_id),
+        format!("annotated tag on {}", repo.short(d.commit)),
+    );
+    show_plan(repo, &plan, d.write.dry_run);
+    if d.write.dry_run {
+        return Ok(());
+    }
+    if let Some((question, yes, what)) = &d.confirm {
+        write::confirm(question, *yes, what)?;
+    }
+    plan.execute(repo)?;
+    output::stdout_line(&name);
+    Ok(())
 }

@@ -5,7 +5,6 @@ use shared::{Error, Result};
 
 use crate::cli::{PromoteArgs, Strategy};
 use crate::output;
-use crate::plan::Plan;
 use crate::write;
 
 pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
@@ -100,8 +99,6 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     super::print_changes(repo, old, new_head, &to.path)?;
 
     let previous = repo.latest_deploy_tag(&to.name)?;
-    let who = write::identity(repo)?;
-    let name = write::free_tag_name(repo, &to.name, who.time.seconds)?;
     let record = DeployRecord {
         env: to.name.clone(),
         action: Some(Action::Promote),
@@ -120,32 +117,22 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
         branch: to.branch.clone(),
         tool: format!("git-deploy/{}", shared::VERSION),
     };
-    let sign = write::want_signature(repo, args.sign);
-    let tag_id = write::make_tag(repo, &name, new_head, &record, sign)?;
-
-    let mut plan = Plan::new(
-        format!("git-deploy: promote {} to {}", source.name, to.name),
-        args.write.push.clone(),
-    );
-    plan.add(&branch_ref, old, Some(new_head), how);
-    plan.add(
-        format!("refs/tags/{name}"),
-        None,
-        Some(tag_id),
-        format!("annotated tag on {}", repo.short(new_head)),
-    );
-    super::show_plan(repo, &plan, args.write.dry_run);
-    if args.write.dry_run {
-        return Ok(());
-    }
-    write::confirm(
-        &format!("Promote {} to {}?", source.name, to.name),
-        args.yes,
-        &format!("promote to {}", to.name),
-    )?;
-    plan.execute(repo)?;
-    output::stdout_line(&name);
-    Ok(())
+    super::write_deploy(
+        repo,
+        super::Deploy {
+            reason: format!("git-deploy: promote {} to {}", source.name, to.name),
+            branch: Some((branch_ref, old, how)),
+            commit: new_head,
+            record,
+            sign: write::want_signature(repo, args.sign),
+            write: &args.write,
+            confirm: Some((
+                format!("Promote {} to {}?", source.name, to.name),
+                args.yes,
+                format!("promote to {}", to.name),
+            )),
+        },
+    )
 }
 
 /// The target has commits the source lacks (a hotfix). `ff` refuses and lists them; `merge`

@@ -4,7 +4,6 @@ use shared::{Error, Result};
 
 use crate::cli::RollbackArgs;
 use crate::output;
-use crate::plan::Plan;
 use crate::write;
 
 pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
@@ -92,8 +91,6 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
     ));
     super::print_changes(repo, Some(head), new_head, &env.path)?;
 
-    let who = write::identity(repo)?;
-    let name = write::free_tag_name(repo, &env.name, who.time.seconds)?;
     let record = DeployRecord {
         env: env.name.clone(),
         action: Some(Action::Rollback),
@@ -112,34 +109,24 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
         branch: env.branch.clone(),
         tool: format!("git-deploy/{}", shared::VERSION),
     };
-    let sign = write::want_signature(repo, args.sign);
-    let tag_id = write::make_tag(repo, &name, new_head, &record, sign)?;
-    let mut plan = Plan::new(
-        format!("git-deploy: roll back {} to {}", env.name, target.name),
-        args.write.push.clone(),
-    );
-    plan.add(
-        format!("refs/heads/{}", env.branch),
-        Some(head),
-        Some(new_head),
-        format!("new commit restoring {}", target.name),
-    );
-    plan.add(
-        format!("refs/tags/{name}"),
-        None,
-        Some(tag_id),
-        format!("annotated tag on {}", repo.short(new_head)),
-    );
-    super::show_plan(repo, &plan, args.write.dry_run);
-    if args.write.dry_run {
-        return Ok(());
-    }
-    write::confirm(
-        &format!("Roll back {} to {}?", env.name, target.name),
-        args.yes,
-        &format!("roll back {}", env.name),
-    )?;
-    plan.execute(repo)?;
-    output::stdout_line(&name);
-    Ok(())
+    super::write_deploy(
+        repo,
+        super::Deploy {
+            reason: format!("git-deploy: roll back {} to {}", env.name, target.name),
+            branch: Some((
+                format!("refs/heads/{}", env.branch),
+                Some(head),
+                format!("new commit restoring {}", target.name),
+            )),
+            commit: new_head,
+            record,
+            sign: write::want_signature(repo, args.sign),
+            write: &args.write,
+            confirm: Some((
+                format!("Roll back {} to {}?", env.name, target.name),
+                args.yes,
+                format!("roll back {}", env.name),
+            )),
+        },
+    )
 }

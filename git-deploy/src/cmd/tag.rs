@@ -4,7 +4,6 @@ use shared::{Error, Result};
 
 use crate::cli::TagArgs;
 use crate::output;
-use crate::plan::Plan;
 use crate::write;
 
 pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
@@ -68,8 +67,6 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
         ));
         return Ok(());
     }
-    let who = write::identity(repo)?;
-    let name = write::free_tag_name(repo, &env.name, who.time.seconds)?;
     let previous_commit = previous
         .as_ref()
         .map(|p| repo.peel_to_commit(p.target))
@@ -85,20 +82,16 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
         tool: format!("git-deploy/{}", shared::VERSION),
         ..Default::default()
     };
-    let sign = write::want_signature(repo, args.sign);
-    let tag_id = write::make_tag(repo, &name, commit, &record, sign)?;
-    let mut plan = Plan::new(format!("git-deploy: tag {name}"), args.write.push.clone());
-    plan.add(
-        format!("refs/tags/{name}"),
-        None,
-        Some(tag_id),
-        format!("annotated tag on {}", repo.short(commit)),
-    );
-    super::show_plan(repo, &plan, args.write.dry_run);
-    if args.write.dry_run {
-        return Ok(());
-    }
-    plan.execute(repo)?;
-    output::stdout_line(&name);
-    Ok(())
+    super::write_deploy(
+        repo,
+        super::Deploy {
+            reason: format!("git-deploy: tag {}", env.name),
+            branch: None,
+            commit,
+            record,
+            sign: write::want_signature(repo, args.sign),
+            write: &args.write,
+            confirm: None,
+        },
+    )
 }
