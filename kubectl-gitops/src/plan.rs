@@ -405,10 +405,14 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
                 Err(e) => {
                     let code = status_code(&e);
                     // The server reports a manifest that does not fit the schema as 500
-                    // "failed to create typed patch object": that is bad input, not a failure.
-                    let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object"));
+                    // "failed to create typed patch object", and one it cannot decode (a
+                    // Secret's data that is not base64) as 500 "failed to convert new object":
+                    // that is bad input, not a failure.
+                    let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object") || s.message.contains("failed to convert new object"));
                     let err = api_error(format!("dry-run of {key}"), e);
-                    Err(if schema || matches!(code, Some(400) | Some(422)) { Error { kind: shared::ErrorKind::Invalid, ..err } } else { err })
+                    // 413: the object is larger than the server accepts in one request, so no
+                    // retry or permission can make it apply; the manifest has to change.
+                    Err(if schema || matches!(code, Some(400) | Some(413) | Some(422)) { Error { kind: shared::ErrorKind::Invalid, ..err } } else { err })
                 }
             }
         }

@@ -1,0 +1,434 @@
+//! Property tests of the parsers and transforms that see untrusted input: manifest streams,
+//! `gitops.yaml`, deploy tag names and messages, and the diff normaliser and Secret masker.
+//! Case counts are kept modest so the whole file stays well under 20 s in a debug build.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use serde_json::{Map, Value, json};
+use shared::config::{Config, Environment};
+use shared::manifest::parse_stream;
+use shared::normalize::{mask_secrets, normalize};
+use shared::tag::{Action, DeployRecord, TagName};
+
+/// A parse that takes this long on a few KiB of input would be a complexity bug (alias
+/// expansion, backtracking), not a slow machine.
+const PARSE_BUDGET: Duration = Duration::from_secs(5);
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        // Failures print the minimal case; saving them to files in the source tree would
+        // leave untracked files behind in a clean clone.
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(256)
+    }
+}
+
+fn parse_quickly(file: &str, bytes: &[u8]) {
+    let start = Instant::now();
+    let _ = parse_stream(file, bytes);
+    assert!(
+        start.elapsed() < PARSE_BUDGET,
+        "{file}: parsing {} bytes took {:?}",
+        bytes.len(),
+        start.elapsed()
+    );
+}
+
+/// Fragments that steer random text towards the parser's interesting paths: documents,
+/// anchors and aliases, flow collections, tags, block scalars, nesting.
+fn yamlish() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        Just("---\n".to_string()),
+        Just("...\n".to_string()),
+        Just("apiVersion: v1\n".to_string()),
+        Just("kind: ConfigMap\n".to_string()),
+        Just("kind: List\nitems:\n".to_string()),
+        Just("metadata:\n  name: x\n".to_string()),
+        Just("&a ".to_string()),
+        Just("*a".to_string()),
+        Just("<<: *a\n".to_string()),
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just(", ".to_string()),
+        Just(": ".to_string()),
+        Just("- ".to_string()),
+        Just("!!binary ".to_string()),
+        Just("!custom ".to_string()),
+        Just("|\n".to_string()),
+        Just(">-\n".to_string()),
+        Just("\"".to_string()),
+        Just("'".to_string()),
+        Just("#".to_string()),
+        Just("\t".to_string()),
+        Just("\n".to_string()),
+        "[ a-z0-9]{0,8}".prop_map(|s| s.to_string()),
+        "\\PC{0,4}",
+        (0usize..12).prop_map(|n| " ".repeat(n)),
+    ];
+    prop::collection::vec(token, 0..64).prop_map(|v| v.concat())
+}
+
+/// JSON-ish text: the same idea for the `.json` path.
+fn jsonish() -> impl Strategy<Value = String> {
+    let token = prop_oneof![
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just(",".to_string()),
+        Just(":".to_string()),
+        Just("\"apiVersion\"".to_string()),
+        Just("\"kind\"".to_string()),
+        Just("\"metadata\"".to_string()),
+        Just("\"name\"".to_string()),
+        Just("\"v1\"".to_string()),
+        Just("\"ConfigMap\"".to_string()),
+        Just("null".to_string()),
+        Just("1e999".to_string()),
+        Just("-0".to_string()),
+        Just("\"\\ud800\"".to_string()),
+        Just("\n".to_string()),
+        "\\PC{0,4}",
+    ];
+    prop::collection::vec(token, 0..64).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn manifest_streams_of_arbitrary_bytes_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..2048),
+    ) {
+        parse_quickly("app/x.yaml", &bytes);
+        parse_quickly("app/x.json", &bytes);
+    }
+
+    #[test]
+    fn manifest_streams_of_yamlish_text_never_panic(text in yamlish()) {
+        parse_quickly("app/x.yaml", text.as_bytes());
+    }
+
+    #[test]
+    fn manifest_streams_of_jsonish_text_never_panic(text in jsonish()) {
+        parse_quickly("app/x.json", text.as_bytes());
+    }
+
+    #[test]
+    fn config_parse_of_arbitrary_text_never_panics(text in "\\PC{0,400}") {
+        let _ = Config::parse("gitops.yaml", &text);
+    }
+
+    #[test]
+    fn config_parse_of_yamlish_text_never_panics(text in yamlish()) {
+        let _ = Config::parse("gitops.yaml", &text);
+    }
+}
+
+fn env_name() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}"
+}
+
+fn maybe_valid_env() -> impl Strategy<Value = Environment> {
+    (
+        // Mostly plausible values with a sprinkling of hostile characters, so that both the
+        // accepting and the rejecting paths are exercised.
+        prop_oneof![env_name(), "\\PC{0,12}"],
+        prop_oneof!["env/[a-z0-9._/-]{1,20}", "\\PC{0,12}"],
+        prop_oneof!["[a-z0-9._/-]{0,20}", "\\PC{0,12}"],
+        prop_oneof!["[a-z0-9-]{1,20}", "\\PC{0,8}"],
+        prop::option::of("\\PC{0,16}"),
+    )
+        .prop_map(|(name, branch, path, namespace, context)| Environment {
+            name,
+            branch,
+            path,
+            namespace,
+            context,
+        })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Whatever `parse` accepts, `to_yaml` writes back so that it parses to the same value:
+    /// `git deploy init` writes the file with `to_yaml` and every later command reads it.
+    #[test]
+    fn accepted_configs_round_trip_through_to_yaml(
+        envs in prop::collection::vec(maybe_valid_env(), 1..5),
+    ) {
+        let candidate = Config { environments: envs };
+        if let Ok(parsed) = Config::parse("gitops.yaml", &candidate.to_yaml()) {
+            let again = Config::parse("gitops.yaml", &parsed.to_yaml());
+            prop_assert_eq!(again.as_ref().ok(), Some(&parsed), "{}", parsed.to_yaml());
+        }
+    }
+}
+
+/// 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z: what `%Y` prints as four digits.
+const MIN_SECONDS: i64 = -62_135_596_800;
+const MAX_SECONDS: i64 = 253_402_300_799;
+
+fn single_line() -> impl Strategy<Value = String> {
+    // Trailer values: no line breaks, no surrounding whitespace (git trims it too).
+    "[!-~]([ -~]{0,30}[!-~])?"
+}
+
+fn record() -> impl Strategy<Value = DeployRecord> {
+    (
+        env_name(),
+        prop::option::of(prop_oneof![
+            Just(Action::Tag),
+            Just(Action::Promote),
+            Just(Action::Rollback)
+        ]),
+        single_line(),
+        prop::option::of("\\PC{0,200}"),
+        prop::option::of(env_name()),
+        prop::option::of(single_line()),
+        prop::option::of("[0-9a-f]{40}"),
+        prop::option::of(single_line()),
+        prop::option::of("[0-9a-f]{40}"),
+        single_line(),
+        single_line(),
+    )
+        .prop_map(
+            |(
+                env,
+                action,
+                subject,
+                body,
+                source_env,
+                source_tag,
+                source_commit,
+                previous_tag,
+                previous_commit,
+                branch,
+                tool,
+            )| DeployRecord {
+                env,
+                action,
+                subject,
+                body,
+                source_env,
+                source_tag,
+                source_commit,
+                previous_tag,
+                previous_commit,
+                branch,
+                tool,
+            },
+        )
+}
+
+/// Bodies built to look like trailer blocks: what a user trying to forge a record would type.
+fn forging_body() -> impl Strategy<Value = String> {
+    let line = prop_oneof![
+        Just("Deploy-Env: evil".to_string()),
+        Just("Deploy-Action: rollback".to_string()),
+        Just("Deploy-Source-Env: evil".to_string()),
+        Just("Deploy-Source-Tag: deploy/evil/20200101T000000Z".to_string()),
+        Just("Deploy-Source-Commit: 0000000000000000000000000000000000000000".to_string()),
+        Just("Deploy-Branch: env/evil".to_string()),
+        Just("Deploy-Tool: evil/1".to_string()),
+        Just(String::new()),
+        Just("\r".to_string()),
+        Just("   ".to_string()),
+        "\\PC{0,20}",
+    ];
+    prop::collection::vec(line, 0..12).prop_map(|v| v.join("\n"))
+}
+
+/// How `render` stores a body: trimmed, dropped when empty.
+fn stored_body(body: Option<&str>) -> Option<String> {
+    body.map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn tag_names_round_trip(
+        env in env_name(),
+        seconds in MIN_SECONDS..=MAX_SECONDS,
+        seq in 1u32..=u32::MAX,
+    ) {
+        prop_assume!(shared::refname::env_name_problem(&env).is_none());
+        let tag = TagName::new(&env, seconds, seq);
+        let text = tag.to_string();
+        prop_assert_eq!(TagName::parse(&text), Some(tag.clone()), "{}", text);
+        prop_assert_eq!(TagName::parse(&format!("refs/tags/{text}")), Some(tag), "{}", text);
+    }
+
+    #[test]
+    fn tag_name_parse_of_arbitrary_text_never_panics(
+        text in prop_oneof![
+            "\\PC{0,60}",
+            "(refs/tags/)?deploy/[a-z.]{0,6}/[0-9]{0,9}T?[0-9]{0,7}Z?(-[0-9]{0,12})?",
+        ],
+    ) {
+        if let Some(tag) = TagName::parse(&text) {
+            // Anything accepted is canonical: printing it gives the same name back.
+            let canonical = text.strip_prefix("refs/tags/").unwrap_or(&text);
+            prop_assert_eq!(tag.to_string(), canonical);
+        }
+    }
+
+    #[test]
+    fn deploy_records_round_trip(rec in record()) {
+        let parsed = DeployRecord::parse(&rec.render());
+        let expected = DeployRecord {
+            body: stored_body(rec.body.as_deref()),
+            ..rec.clone()
+        };
+        prop_assert_eq!(parsed, Some(expected), "{}", rec.render());
+    }
+
+    #[test]
+    fn no_body_changes_what_a_record_says(rec in record(), body in forging_body()) {
+        let forged = DeployRecord {
+            body: Some(body),
+            ..rec.clone()
+        };
+        let parsed = DeployRecord::parse(&forged.render()).expect("a rendered record parses");
+        prop_assert_eq!(&parsed.env, &rec.env);
+        prop_assert_eq!(parsed.action, rec.action);
+        prop_assert_eq!(&parsed.source_env, &rec.source_env);
+        prop_assert_eq!(&parsed.source_tag, &rec.source_tag);
+        prop_assert_eq!(&parsed.source_commit, &rec.source_commit);
+        prop_assert_eq!(&parsed.previous_tag, &rec.previous_tag);
+        prop_assert_eq!(&parsed.previous_commit, &rec.previous_commit);
+        prop_assert_eq!(&parsed.branch, &rec.branch);
+        prop_assert_eq!(&parsed.tool, &rec.tool);
+    }
+
+    #[test]
+    fn deploy_record_parse_of_arbitrary_text_never_panics(text in "\\PC{0,300}") {
+        let _ = DeployRecord::parse(&text);
+    }
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        "\\PC{0,8}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(key(), inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Keys drawn mostly from the ones `normalize` looks at, so its branches are reached.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("metadata".to_string()),
+        Just("status".to_string()),
+        Just("annotations".to_string()),
+        Just("labels".to_string()),
+        Just("managedFields".to_string()),
+        Just("resourceVersion".to_string()),
+        Just("uid".to_string()),
+        Just("kubectl.kubernetes.io/last-applied-configuration".to_string()),
+        "[a-z]{1,6}",
+    ]
+}
+
+fn json_object() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::btree_map(key(), json_value(), 0..6),
+        prop::option::of(prop::collection::btree_map(key(), json_value(), 0..6)),
+    )
+        .prop_map(|(top, meta)| {
+            let mut map: Map<String, Value> = top.into_iter().collect();
+            if let Some(meta) = meta {
+                map.insert("metadata".into(), Value::Object(meta.into_iter().collect()));
+            }
+            Value::Object(map)
+        })
+}
+
+/// Secret values long and random enough that finding one in the output can only be a leak.
+fn secret_value() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9+/=]{12,24}"
+}
+
+fn secret_map() -> impl Strategy<Value = Option<Map<String, Value>>> {
+    prop::option::of(
+        prop::collection::btree_map("k[a-z0-9_.-]{0,8}", secret_value(), 0..5)
+            .prop_map(|m| m.into_iter().map(|(k, v)| (k, Value::String(v))).collect()),
+    )
+}
+
+fn secret() -> impl Strategy<Value = (Value, Vec<String>)> {
+    (secret_map(), secret_map(), any::<bool>()).prop_map(|(data, string_data, last_applied)| {
+        let mut values: Vec<String> = Vec::new();
+        let mut obj = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "ns"},
+        });
+        for (field, map) in [("data", data), ("stringData", string_data)] {
+            if let Some(map) = map {
+                values.extend(map.values().filter_map(|v| v.as_str().map(str::to_string)));
+                obj[field] = Value::Object(map);
+            }
+        }
+        if last_applied {
+            // kubectl's client-side apply copies the whole object, values included, here.
+            let copy = serde_json::to_string(&obj).unwrap();
+            obj["metadata"]["annotations"] =
+                json!({"kubectl.kubernetes.io/last-applied-configuration": copy});
+        }
+        (obj, values)
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn normalize_is_idempotent(obj in json_object()) {
+        let mut once = obj;
+        normalize(&mut once);
+        let mut twice = once.clone();
+        normalize(&mut twice);
+        prop_assert_eq!(twice, once);
+    }
+
+    #[test]
+    fn mask_secrets_leaves_no_value_behind(
+        (before, before_values) in secret(),
+        (after, after_values) in secret(),
+        sides in 0u8..3,
+    ) {
+        let (mut b, mut a) = (before, after);
+        match sides {
+            0 => mask_secrets(Some(&mut b), Some(&mut a)),
+            1 => mask_secrets(Some(&mut b), None),
+            _ => mask_secrets(None, Some(&mut a)),
+        }
+        let mut shown = Vec::new();
+        if sides != 2 {
+            shown.push(serde_json::to_string(&b).unwrap());
+        }
+        if sides != 1 {
+            shown.push(serde_json::to_string(&a).unwrap());
+        }
+        for text in &shown {
+            for v in before_values.iter().chain(&after_values) {
+                prop_assert!(!text.contains(v.as_str()), "{} leaked in {}", v, text);
+            }
+        }
+    }
+}

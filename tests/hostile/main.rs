@@ -1,0 +1,1204 @@
+//! Hostile input for both tools, one table row per case: every row builds its own fixture
+//! (a fresh repository, a tag), runs one command, and checks that the command stops with ONE
+//! `error:` line naming what is at fault, the exit code README documents, and no write at all:
+//! refs unchanged in git, objects and resourceVersions unchanged in the namespace, no ApplySet
+//! parent and no revision record. Rows with a Secret also check that its value, plain or
+//! base64, is in no output.
+//!
+//! git-deploy's binary belongs to another package, so Cargo does not hand us its path; it is
+//! found next to kubectl-gitops (both are built by `cargo test --workspace`) and built on
+//! demand otherwise.
+
+#[path = "../common/cluster.rs"]
+mod cluster;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+const KUBECTL_GITOPS: &str = env!("CARGO_BIN_EXE_kubectl-gitops");
+
+/// `git-deploy` from the same target directory as kubectl-gitops. When only this package was
+/// built (`cargo test -p kubectl-gitops`) it is built into a target directory of its own, so
+/// this never waits on the lock of the cargo process that runs us.
+fn git_deploy() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let beside = Path::new(KUBECTL_GITOPS).with_file_name("git-deploy");
+        if beside.is_file() {
+            return beside;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("hostile-git-deploy");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "-p",
+                "git-deploy",
+                "--bin",
+                "git-deploy",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .status()
+            .expect("running cargo build -p git-deploy");
+        assert!(status.success(), "cargo build -p git-deploy failed");
+        target.join("debug/git-deploy")
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// A config repository in a temp dir, made with the git binary in an isolated environment.
+struct Repo {
+    tmp: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn isolate(cmd: &mut Command, home: &Path) {
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Ann Operator")
+        .env("GIT_AUTHOR_EMAIL", "ann@example.com")
+        .env("GIT_COMMITTER_NAME", "Ann Operator")
+        .env("GIT_COMMITTER_EMAIL", "ann@example.com")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config");
+        std::fs::create_dir(&path).unwrap();
+        let r = Repo { tmp, path };
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("git");
+        cmd.current_dir(&self.path).args(args);
+        isolate(&mut cmd, self.tmp.path());
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    }
+
+    fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
+        let p = self.path.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    fn symlink(&self, rel: &str, target: &str) {
+        let p = self.path.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
+    }
+
+    /// Commits everything on main and puts annotated tags `t` and a deploy tag of `dev` on it.
+    fn tag(&self) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", "fixture"]);
+        self.git(&["tag", "-a", "-m", "t", "t"]);
+        // For the cases that pick the tag with --env dev.
+        self.git(&["tag", "-a", "-m", "t", "deploy/dev/20260101T000000Z"]);
+    }
+
+    /// Every ref and what it points at.
+    fn refs(&self) -> String {
+        self.git(&["for-each-ref", "--format=%(refname) %(objectname)"])
+    }
+
+    fn deploy(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(git_deploy());
+        cmd.current_dir(&self.path).args(args);
+        isolate(&mut cmd, self.tmp.path());
+        cmd.output().unwrap()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Checks one failed command: the exit code, exactly one `error:` line, and `needle` in it.
+/// Returns a description of what is wrong, so a table can report every bad row at once.
+fn check_error(case: &str, o: &Output, code: i32, needle: &str) -> Option<String> {
+    let stderr = text(&o.stderr);
+    let errors = stderr.lines().filter(|l| l.starts_with("error:")).count();
+    let problem = if o.status.code() != Some(code) {
+        Some(format!("exit {:?}, expected {code}", o.status.code()))
+    } else if errors != 1 {
+        Some(format!("{errors} `error:` lines, expected 1"))
+    } else if !error_block(&stderr).contains(needle) {
+        Some(format!("the error line does not name {needle:?}"))
+    } else {
+        None
+    };
+    problem.map(|p| {
+        format!(
+            "[{case}] {p}\n--- stdout\n{}\n--- stderr\n{stderr}",
+            truncate(&text(&o.stdout))
+        )
+    })
+}
+
+/// The `error:` line and its indented continuation lines (the list of objects at fault),
+/// without the hint.
+fn error_block(stderr: &str) -> String {
+    stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("error:"))
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with(' '))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect()
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(4000) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+fn leaks(case: &str, o: &Output, secrets: &[&str]) -> Option<String> {
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    for s in secrets {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(s);
+        if all.contains(s) || all.contains(&b64) {
+            return Some(format!(
+                "[{case}] secret value {s:?} leaked:\n{}",
+                truncate(&all)
+            ));
+        }
+    }
+    None
+}
+
+fn report(failures: Vec<String>) {
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// git deploy
+
+const GOOD_CONFIG: &str = "environments:\n  - {name: dev, branch: env/dev, path: app, namespace: dev}\n  - {name: prod, branch: env/prod, path: app, namespace: prod}\n";
+
+/// A repository whose main, env/dev and env/prod all hold `config` as gitops.yaml.
+fn deploy_repo(config: &str) -> Repo {
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+    );
+    repo.write("gitops.yaml", config);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "config"]);
+    repo.git(&["branch", "env/dev"]);
+    repo.git(&["branch", "env/prod"]);
+    repo
+}
+
+fn env_entry(name: &str, branch: &str) -> String {
+    format!(
+        "environments:\n  - name: {name}\n    branch: {branch}\n    path: app\n    namespace: dev\n"
+    )
+}
+
+/// Nested flow sequences `depth` deep.
+fn deep_yaml(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// Nine levels of aliases, each nine times the one before: a billion nodes if expanded.
+fn alias_bomb() -> String {
+    let mut s = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..9 {
+        let p = i - 1;
+        s.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    s
+}
+
+struct DeployCase {
+    name: &'static str,
+    config: String,
+    args: Vec<&'static str>,
+    code: i32,
+    needle: &'static str,
+}
+
+fn deploy_case(
+    name: &'static str,
+    config: impl Into<String>,
+    args: &[&'static str],
+    code: i32,
+    needle: &'static str,
+) -> DeployCase {
+    DeployCase {
+        name,
+        config: config.into(),
+        args: args.to_vec(),
+        code,
+        needle,
+    }
+}
+
+#[test]
+fn git_deploy_refuses_hostile_input_and_writes_nothing() {
+    let bad_names = |name: &str| env_entry(name, "env/dev");
+    let cases = vec![
+        deploy_case(
+            "config-unknown-key",
+            format!("{}    colour: red\n", env_entry("dev", "env/dev")),
+            &["tag", "dev"],
+            2,
+            "unknown field",
+        ),
+        deploy_case(
+            "config-duplicate-env",
+            "environments:\n  - {name: dev, branch: env/dev, path: app, namespace: dev}\n  - {name: dev, branch: env/prod, path: app, namespace: dev}\n",
+            &["tag", "dev"],
+            2,
+            "duplicate environment name",
+        ),
+        deploy_case(
+            "config-duplicate-branch",
+            "environments:\n  - {name: dev, branch: env/dev, path: app, namespace: dev}\n  - {name: prod, branch: env/dev, path: app, namespace: dev}\n",
+            &["tag", "dev"],
+            2,
+            "used by two environments",
+        ),
+        deploy_case(
+            "config-branch-git-rejects",
+            env_entry("dev", "'env/dev.lock'"),
+            &["status"],
+            2,
+            "gitops.yaml",
+        ),
+        deploy_case(
+            "config-branch-with-dotdot",
+            env_entry("dev", "'env..dev'"),
+            &["status"],
+            2,
+            "contains '..'",
+        ),
+        deploy_case(
+            "config-env-name-dotdot",
+            bad_names("'a..b'"),
+            &["status"],
+            2,
+            "environment name",
+        ),
+        deploy_case(
+            "config-env-name-slash",
+            bad_names("'a/b'"),
+            &["status"],
+            2,
+            "environment name",
+        ),
+        deploy_case(
+            "config-env-name-leading-dash",
+            bad_names("'-dev'"),
+            &["status"],
+            2,
+            "environment name",
+        ),
+        deploy_case(
+            "config-malformed-yaml",
+            "environments: [\n  {name: dev,\n",
+            &["status"],
+            2,
+            "gitops.yaml",
+        ),
+        deploy_case(
+            "config-alias-bomb",
+            format!("{}environments: *a8\n", alias_bomb()),
+            &["status"],
+            2,
+            "gitops.yaml",
+        ),
+        deploy_case(
+            "config-deep-nesting",
+            format!("environments: {}\n", deep_yaml(100_000)),
+            &["status"],
+            2,
+            "gitops.yaml",
+        ),
+        deploy_case(
+            "config-not-a-mapping",
+            "- just\n- a\n- list\n",
+            &["status"],
+            2,
+            "gitops.yaml",
+        ),
+        deploy_case(
+            "unknown-environment",
+            GOOD_CONFIG,
+            &["tag", "nowhere"],
+            2,
+            "nowhere",
+        ),
+        deploy_case(
+            "push-remote-is-an-option",
+            GOOD_CONFIG,
+            &["tag", "dev", "--push=--upload-pack=touch /tmp/pwned"],
+            2,
+            "--push",
+        ),
+        deploy_case(
+            "show-unknown-tag",
+            GOOD_CONFIG,
+            &["show", "deploy/dev/20990101T000000Z"],
+            2,
+            "deploy/dev/20990101T000000Z",
+        ),
+        deploy_case(
+            "init-env-flag-with-dotdot",
+            "",
+            &["init", "--env", "a..b=env/x"],
+            2,
+            "environment name",
+        ),
+        deploy_case(
+            "init-env-flag-leading-dash",
+            "",
+            &["init", "--env=-x=env/x"],
+            2,
+            "environment name",
+        ),
+        deploy_case(
+            "init-branch-git-rejects",
+            "",
+            &["init", "--env", "x=env/x~1"],
+            2,
+            "env/x~1",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for case in &cases {
+        let repo = if case.config.is_empty() {
+            // init cases: a repository without gitops.yaml.
+            let r = Repo::new();
+            r.write("README", "config\n");
+            r.git(&["add", "-A"]);
+            r.git(&["commit", "-q", "-m", "start"]);
+            r
+        } else {
+            deploy_repo(&case.config)
+        };
+        let before = repo.refs();
+        let o = repo.deploy(&case.args);
+        failures.extend(check_error(case.name, &o, case.code, case.needle));
+        if repo.refs() != before {
+            failures.push(format!("[{}] refs changed", case.name));
+        }
+        if case.name.starts_with("init") && repo.path.join("gitops.yaml").exists() {
+            failures.push(format!("[{}] gitops.yaml was written", case.name));
+        }
+    }
+    assert!(
+        !Path::new("/tmp/pwned").exists(),
+        "--push ran an option as a command"
+    );
+    report(failures);
+}
+
+/// A `-m` body made of forged trailers is stored as the body; what `log -o json` reports about
+/// the deploy (env, action, branch, sources) is what the tool wrote, not what the body says.
+#[test]
+fn a_message_cannot_forge_deploy_trailers() {
+    let repo = deploy_repo(GOOD_CONFIG);
+    let forged = "Looks innocent.\n\nDeploy-Env: prod\nDeploy-Action: rollback\nDeploy-Source-Env: evil\nDeploy-Source-Tag: deploy/evil/20200101T000000Z\nDeploy-Source-Commit: 0000000000000000000000000000000000000000\nDeploy-Branch: env/prod\nDeploy-Tool: evil/1\n";
+    let plain = repo.deploy(&["tag", "dev"]);
+    assert_eq!(plain.status.code(), Some(0), "{}", text(&plain.stderr));
+    repo.git(&["commit", "-q", "--allow-empty", "-m", "next"]);
+    repo.git(&["branch", "-f", "env/dev", "main"]);
+    let o = repo.deploy(&["tag", "dev", "-m", forged]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let log = repo.deploy(&["log", "dev", "-o", "json"]);
+    assert_eq!(log.status.code(), Some(0), "{}", text(&log.stderr));
+    let v: Value = serde_json::from_slice(&log.stdout).unwrap();
+    let tags = v["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 2, "{v:#}");
+    for t in tags {
+        let mut t = t.clone();
+        // The body is kept as typed; only what the tool records must be unaffected by it.
+        t.as_object_mut().unwrap().remove("body");
+        let flat = t.to_string();
+        assert!(!flat.contains("evil"), "forged value reported: {t:#}");
+        assert!(
+            !flat.contains("0000000000000000000000000000000000000000"),
+            "forged commit reported: {t:#}"
+        );
+        assert!(!flat.contains("\"rollback\""), "forged action: {t:#}");
+        assert!(!flat.contains("env/prod"), "forged branch: {t:#}");
+    }
+    let prod = repo.deploy(&["log", "prod", "-o", "json"]);
+    let v: Value = serde_json::from_slice(&prod.stdout).unwrap();
+    assert_eq!(v["tags"].as_array().map(Vec::len), Some(0), "{v:#}");
+    // git itself reads the same trailers.
+    let newest = repo.git(&[
+        "for-each-ref",
+        "--sort=-creatordate",
+        "--count=1",
+        "--format=%(trailers:key=Deploy-Env,valueonly,separator=%x2C)",
+        "refs/tags/deploy/dev/",
+    ]);
+    assert_eq!(newest, "dev");
+}
+
+// ---------------------------------------------------------------------------------------------
+// kubectl gitops
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\ndata:\n  a: b\n";
+const SECRET_VALUE: &str = "Tr0ub4dor-and-3-Hostile";
+
+fn secret_doc(name: &str, extra_meta: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n{extra_meta}stringData:\n  password: {SECRET_VALUE}\n"
+    )
+}
+
+type Setup = Box<dyn Fn(&Repo)>;
+
+struct KubeCase {
+    name: &'static str,
+    setup: Setup,
+    /// Arguments after the common `sync --repo R --tag t --path app -n NS --yes -v 9`, with
+    /// `{dir}` replaced by the fixture's temp dir.
+    args: Vec<String>,
+    /// Replaces the common arguments entirely (connection errors, flags).
+    raw: bool,
+    code: i32,
+    needle: String,
+    secret: bool,
+}
+
+fn kcase(
+    name: &'static str,
+    setup: impl Fn(&Repo) + 'static,
+    args: &[&str],
+    code: i32,
+    needle: &str,
+) -> KubeCase {
+    KubeCase {
+        name,
+        setup: Box::new(setup),
+        args: args.iter().map(|s| s.to_string()).collect(),
+        raw: false,
+        code,
+        needle: needle.to_string(),
+        secret: false,
+    }
+}
+
+fn file(path: &'static str, content: impl Into<String>) -> impl Fn(&Repo) + 'static {
+    let content = content.into();
+    move |r: &Repo| r.write(path, &content)
+}
+
+fn with_secret(mut c: KubeCase) -> KubeCase {
+    c.secret = true;
+    c
+}
+
+fn raw(mut c: KubeCase) -> KubeCase {
+    c.raw = true;
+    c
+}
+
+/// Everything in a namespace that a sync could write, with resourceVersions.
+fn snapshot(ns: &str) -> Vec<String> {
+    let o = cluster::cluster()
+        .kubectl()
+        .args([
+            "get",
+            "configmaps,secrets,services,deployments,serviceaccounts,roles,rolebindings,leases.coordination.k8s.io,networkpolicies,persistentvolumeclaims",
+            "-n",
+            ns,
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "kubectl get: {}", text(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut out: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}@{}",
+                i["kind"], i["metadata"]["name"], i["metadata"]["resourceVersion"]
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn gitops_objects(snapshot: &[String]) -> Vec<&String> {
+    snapshot
+        .iter()
+        .filter(|s| s.contains("kubectl-gitops"))
+        .collect()
+}
+
+fn kubectl_gitops(args: &[String], dir: &Path) -> Output {
+    let mut cmd = Command::new(KUBECTL_GITOPS);
+    cmd.args(args).current_dir(dir);
+    isolate(&mut cmd, dir);
+    cmd.output().unwrap()
+}
+
+/// Runs each case against `ns` and returns what went wrong.
+fn run_kube_cases(ns: &str, cases: Vec<KubeCase>) -> Vec<String> {
+    let kubeconfig = cluster::cluster()
+        .kubeconfig()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut failures = Vec::new();
+    for case in cases {
+        let repo = Repo::new();
+        (case.setup)(&repo);
+        repo.tag();
+        let dir = repo.tmp.path().to_str().unwrap().to_string();
+        let r = repo.path.to_str().unwrap().to_string();
+        let extra: Vec<String> = case
+            .args
+            .iter()
+            .map(|a| {
+                a.replace("{dir}", &dir)
+                    .replace("{repo}", &r)
+                    .replace("{ns}", ns)
+            })
+            .collect();
+        let mut args: Vec<String> = if case.raw {
+            Vec::new()
+        } else {
+            [
+                "sync", "--repo", &r, "--tag", "t", "--path", "app", "-n", ns, "--yes", "-v", "9",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        args.extend(extra);
+        if !args.iter().any(|a| a.starts_with("--kubeconfig")) {
+            args.extend(["--kubeconfig".to_string(), kubeconfig.clone()]);
+        }
+        let refs = repo.refs();
+        let before = snapshot(ns);
+        let o = kubectl_gitops(&args, repo.tmp.path());
+        failures.extend(check_error(case.name, &o, case.code, &case.needle));
+        let after = snapshot(ns);
+        if after != before {
+            failures.push(format!(
+                "[{}] the namespace changed:\nbefore {before:?}\nafter  {after:?}",
+                case.name
+            ));
+        }
+        if !gitops_objects(&after).is_empty() {
+            failures.push(format!(
+                "[{}] an ApplySet parent or record exists: {:?}",
+                case.name,
+                gitops_objects(&after)
+            ));
+        }
+        if repo.refs() != refs {
+            failures.push(format!("[{}] git refs changed", case.name));
+        }
+        if case.secret {
+            failures.extend(leaks(case.name, &o, &[SECRET_VALUE]));
+            // The same input through diff -o json must not leak either.
+            let mut diff = args.clone();
+            diff[0] = "diff".into();
+            diff.retain(|a| a != "--yes");
+            diff.extend(["-o".to_string(), "json".to_string()]);
+            let d = kubectl_gitops(&diff, repo.tmp.path());
+            failures.extend(leaks(case.name, &d, &[SECRET_VALUE]));
+        }
+    }
+    failures
+}
+
+#[test]
+fn kubectl_gitops_refuses_bad_manifests_and_writes_nothing() {
+    let ns = cluster::cluster().fresh_namespace("hostile-manifests");
+    let ns_meta = format!("  namespace: {ns}-other\n");
+    let cases = vec![
+        kcase(
+            "malformed-yaml",
+            file(
+                "app/bad.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n",
+            ),
+            &[],
+            2,
+            "app/bad.yaml",
+        ),
+        kcase(
+            "malformed-json",
+            file(
+                "app/bad.json",
+                "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\",,}",
+            ),
+            &[],
+            2,
+            "app/bad.json",
+        ),
+        kcase(
+            "json-truncated",
+            file("app/bad.json", "{\"apiVersion\": \"v1\", \"kind\": "),
+            &[],
+            2,
+            "app/bad.json",
+        ),
+        kcase(
+            "yaml-alias-bomb",
+            file(
+                "app/bomb.yaml",
+                format!(
+                    "{}apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata: *a8\n",
+                    alias_bomb()
+                ),
+            ),
+            &[],
+            2,
+            "app/bomb.yaml",
+        ),
+        kcase(
+            "yaml-deep-nesting",
+            file(
+                "app/deep.yaml",
+                format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\ndata: {}\n",
+                    deep_yaml(100_000)
+                ),
+            ),
+            &[],
+            2,
+            "app/deep.yaml",
+        ),
+        kcase(
+            "json-deep-nesting",
+            file("app/deep.json", deep_yaml(100_000)),
+            &[],
+            2,
+            "app/deep.json",
+        ),
+        kcase(
+            "not-utf8",
+            |r: &Repo| r.write("app/bin.yaml", b"apiVersion: v1\nkind: \xff\xfe\n"),
+            &[],
+            2,
+            "app/bin.yaml",
+        ),
+        kcase(
+            "not-a-kubernetes-object",
+            file("app/values.yaml", "replicaCount: 3\nimage: nginx\n"),
+            &[],
+            2,
+            "app/values.yaml",
+        ),
+        kcase(
+            "scalar-document",
+            file("app/scalar.yaml", "just a string\n"),
+            &[],
+            2,
+            "app/scalar.yaml",
+        ),
+        kcase(
+            "list-with-a-scalar-item",
+            file(
+                "app/list.yaml",
+                "apiVersion: v1\nkind: List\nitems:\n  - 42\n",
+            ),
+            &[],
+            2,
+            "app/list.yaml",
+        ),
+        kcase(
+            "missing-apiversion",
+            file("app/cm.yaml", "kind: ConfigMap\nmetadata:\n  name: x\n"),
+            &[],
+            2,
+            "apiVersion",
+        ),
+        kcase(
+            "duplicate-objects",
+            file("app/all.yaml", format!("{CM}---\n{CM}")),
+            &[],
+            2,
+            "defined twice",
+        ),
+        kcase(
+            "duplicate-across-files",
+            |r: &Repo| {
+                r.write("app/a.yaml", CM);
+                r.write("app/b/c.yaml", CM);
+            },
+            &[],
+            2,
+            "defined twice",
+        ),
+        kcase(
+            "invalid-name-uppercase",
+            file(
+                "app/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Bad_Name\n",
+            ),
+            &[],
+            2,
+            "Bad_Name",
+        ),
+        kcase(
+            "invalid-name-too-long",
+            file(
+                "app/cm.yaml",
+                format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {}\n",
+                    "a".repeat(300)
+                ),
+            ),
+            &[],
+            2,
+            "app/cm.yaml",
+        ),
+        kcase(
+            "invalid-name-path",
+            file(
+                "app/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ../../etc\n",
+            ),
+            &[],
+            2,
+            "app/cm.yaml",
+        ),
+        kcase(
+            "namespace-mismatch",
+            file(
+                "app/cm.yaml",
+                format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n{ns_meta}"),
+            ),
+            &[],
+            2,
+            "not the target",
+        ),
+        kcase(
+            "cluster-scoped",
+            file(
+                "app/cr.yaml",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: wide\nrules: []\n",
+            ),
+            &[],
+            2,
+            "cluster-scoped",
+        ),
+        kcase(
+            "unknown-kind",
+            file(
+                "app/w.yaml",
+                "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n",
+            ),
+            &[],
+            2,
+            "Widget",
+        ),
+        kcase(
+            "schema-rejects-field",
+            file(
+                "app/cm.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata: 12\n",
+            ),
+            &[],
+            2,
+            "ConfigMap",
+        ),
+        with_secret(kcase(
+            "symlink-outside-manifests-path",
+            |r: &Repo| {
+                r.write("app/cm.yaml", CM);
+                r.write("private/s.yaml", secret_doc("leak", ""));
+                r.symlink("app/link.yaml", "../private/s.yaml");
+            },
+            &[],
+            2,
+            "app/link.yaml",
+        )),
+        kcase(
+            "symlink-outside-repository",
+            |r: &Repo| {
+                r.write("app/cm.yaml", CM);
+                r.symlink("app/passwd.yaml", "/etc/passwd");
+            },
+            &[],
+            2,
+            "app/passwd.yaml",
+        ),
+        kcase(
+            "kustomize-remote-resource",
+            file(
+                "app/kustomization.yaml",
+                "resources:\n  - https://example.invalid/evil/deploy.yaml\n",
+            ),
+            &[],
+            2,
+            "example.invalid",
+        ),
+        kcase(
+            "kustomize-remote-base",
+            file(
+                "app/kustomization.yaml",
+                "resources:\n  - github.com/example/evil//base?ref=main\n",
+            ),
+            &[],
+            2,
+            "github.com/example/evil",
+        ),
+        with_secret(kcase(
+            "kustomize-file-outside-root",
+            |r: &Repo| {
+                r.write(
+                    "app/kustomization.yaml",
+                    "resources:\n  - ../private/s.yaml\n",
+                );
+                r.write("private/s.yaml", secret_doc("leak", ""));
+            },
+            &[],
+            2,
+            "app",
+        )),
+        kcase(
+            "large-manifest-50MB",
+            |r: &Repo| {
+                let mut s = String::with_capacity(51 << 20);
+                s.push_str(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: huge\ndata:\n  blob: ",
+                );
+                let line = "x".repeat(1023);
+                while s.len() < 50 << 20 {
+                    s.push_str(&line);
+                }
+                s.push('\n');
+                r.write("app/huge.yaml", s);
+            },
+            &[],
+            2,
+            "huge",
+        ),
+        raw(kcase(
+            "unknown-tag",
+            file("app/cm.yaml", CM),
+            &[
+                "sync",
+                "--repo",
+                "{repo}",
+                "--tag",
+                "no-such-tag",
+                "--path",
+                "app",
+                "-n",
+                "{ns}",
+                "--yes",
+            ],
+            2,
+            "no-such-tag",
+        )),
+        raw(kcase(
+            "path-escapes-repo",
+            file("app/cm.yaml", CM),
+            &[
+                "sync", "--repo", "{repo}", "--tag", "t", "--path", "../etc", "-n", "{ns}", "--yes",
+            ],
+            2,
+            "--path",
+        )),
+        raw(kcase(
+            "path-missing",
+            file("app/cm.yaml", CM),
+            &[
+                "sync", "--repo", "{repo}", "--tag", "t", "--path", "nowhere", "-n", "{ns}",
+                "--yes",
+            ],
+            2,
+            "nowhere",
+        )),
+        with_secret(kcase(
+            "secret-invalid-name",
+            file("app/s.yaml", secret_doc("Bad_Secret", "")),
+            &[],
+            2,
+            "Bad_Secret",
+        )),
+        with_secret(kcase(
+            "secret-in-other-namespace",
+            file("app/s.yaml", secret_doc("db", &ns_meta)),
+            &[],
+            2,
+            "not the target",
+        )),
+        with_secret(kcase(
+            "secret-duplicate",
+            file(
+                "app/s.yaml",
+                format!("{}---\n{}", secret_doc("db", ""), secret_doc("db", "")),
+            ),
+            &[],
+            2,
+            "defined twice",
+        )),
+        with_secret(kcase(
+            "secret-malformed-yaml",
+            file(
+                "app/s.yaml",
+                format!("{}  broken: [\n", secret_doc("db", "")),
+            ),
+            &[],
+            2,
+            "app/s.yaml",
+        )),
+        with_secret(kcase(
+            "secret-data-not-base64",
+            file(
+                "app/s.yaml",
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: \"{SECRET_VALUE}!\"\n"
+                ),
+            ),
+            &[],
+            2,
+            "Secret",
+        )),
+        with_secret(kcase(
+            "secret-schema-rejects",
+            file(
+                "app/s.yaml",
+                format!(
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ntype: 12\nstringData:\n  password: {SECRET_VALUE}\n"
+                ),
+            ),
+            &[],
+            2,
+            "Secret",
+        )),
+    ];
+    report(run_kube_cases(&ns, cases));
+}
+
+#[test]
+fn kubectl_gitops_refuses_bad_connections_flags_and_config() {
+    let ns = cluster::cluster().fresh_namespace("hostile-conn");
+    let cm = || file("app/cm.yaml", CM);
+    let cases = vec![
+        kcase(
+            "missing-kubeconfig",
+            cm(),
+            &["--kubeconfig", "{dir}/nope/kubeconfig"],
+            2,
+            "nope/kubeconfig",
+        ),
+        kcase(
+            "corrupt-kubeconfig",
+            |r: &Repo| {
+                r.write("app/cm.yaml", CM);
+                std::fs::write(r.tmp.path().join("kc"), "apiVersion: v1\nclusters: [ {\n").unwrap();
+            },
+            &["--kubeconfig", "{dir}/kc"],
+            2,
+            "{dir}/kc",
+        ),
+        kcase(
+            "kubeconfig-not-yaml-object",
+            |r: &Repo| {
+                r.write("app/cm.yaml", CM);
+                std::fs::write(r.tmp.path().join("kc"), "- a\n- b\n").unwrap();
+            },
+            &["--kubeconfig", "{dir}/kc"],
+            2,
+            "{dir}/kc",
+        ),
+        kcase(
+            "context-does-not-exist",
+            cm(),
+            &["--context", "no-such-context"],
+            2,
+            "no-such-context",
+        ),
+        kcase(
+            "concurrency-zero",
+            cm(),
+            &["--concurrency", "0"],
+            2,
+            "--concurrency",
+        ),
+        kcase(
+            "history-limit-not-a-number",
+            cm(),
+            &["--history-limit", "lots"],
+            2,
+            "--history-limit",
+        ),
+        kcase("unknown-flag", cm(), &["--frobnicate"], 2, "--frobnicate"),
+        raw(kcase(
+            "repo-is-not-a-repository",
+            cm(),
+            &[
+                "sync", "--repo", "{dir}", "--tag", "t", "--path", "app", "-n", "default", "--yes",
+            ],
+            2,
+            "{dir}",
+        )),
+        raw(kcase(
+            "env-from-bad-gitops-yaml",
+            |r: &Repo| {
+                r.write("app/cm.yaml", CM);
+                r.write("gitops.yaml", "environments:\n  - {name: dev, branch: env/dev, path: app, namespace: dev, colour: red}\n");
+            },
+            &[
+                "sync", "--repo", "{repo}", "--env", "dev", "-n", "{ns}", "--yes",
+            ],
+            2,
+            "gitops.yaml",
+        )),
+        raw(kcase(
+            "env-unknown",
+            |r: &Repo| {
+                r.write("app/cm.yaml", CM);
+                r.write("gitops.yaml", GOOD_CONFIG);
+            },
+            &[
+                "sync", "--repo", "{repo}", "--env", "nowhere", "-n", "{ns}", "--yes",
+            ],
+            2,
+            "nowhere",
+        )),
+    ];
+    let mut cases = cases;
+    // {dir} in needles is the fixture's temp dir, which only exists once the case runs; the
+    // file name alone identifies the right file.
+    for c in &mut cases {
+        c.needle = c.needle.replace("{dir}/", "");
+        if c.needle == "{dir}" {
+            c.needle = "not a git repository".into();
+        }
+    }
+    report(run_kube_cases(&ns, cases));
+}
+
+/// The restricted user may read `restricted-ns` only: a sync there is refused by the server
+/// (403), the error names the verb, the resource and the namespace, and the namespace is left
+/// as it was.
+#[test]
+fn a_forbidden_write_names_verb_resource_and_namespace() {
+    let c = cluster::cluster();
+    let ns = cluster::RESTRICTED_NAMESPACE;
+    let repo = Repo::new();
+    repo.write("app/cm.yaml", CM);
+    repo.write("app/s.yaml", secret_doc("db", ""));
+    repo.tag();
+    let before = snapshot(ns);
+    let r = repo.path.to_str().unwrap();
+    let o = kubectl_gitops(
+        &[
+            "sync",
+            "--repo",
+            r,
+            "--tag",
+            "t",
+            "--path",
+            "app",
+            "-n",
+            ns,
+            "--yes",
+            "-v",
+            "9",
+            "--kubeconfig",
+            c.kubeconfig().to_str().unwrap(),
+            "--context",
+            "restricted",
+        ]
+        .map(String::from),
+        repo.tmp.path(),
+    );
+    let mut failures: Vec<String> = check_error("restricted-sync", &o, 1, "403")
+        .into_iter()
+        .collect();
+    let e = text(&o.stderr);
+    let line = e.lines().find(|l| l.starts_with("error:")).unwrap_or("");
+    let verb = ["create", "patch", "update", "apply"]
+        .iter()
+        .any(|v| line.contains(v));
+    let resource = line.contains("secrets") || line.contains("configmaps");
+    if !(verb && resource && line.contains(ns)) {
+        failures.push(format!(
+            "[restricted-sync] the error must name the verb, resource and namespace: {line}"
+        ));
+    }
+    failures.extend(leaks("restricted-sync", &o, &[SECRET_VALUE]));
+    if snapshot(ns) != before {
+        failures.push("[restricted-sync] restricted-ns changed".into());
+    }
+    report(failures);
+}
+
+/// A field owned by another manager stops the sync (exit 1) before anything is written.
+#[test]
+fn an_ssa_conflict_stops_the_sync_and_writes_nothing() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("hostile-conflict");
+    let other = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        other.path(),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok\ndata:\n  a: theirs\n",
+    )
+    .unwrap();
+    let o = c
+        .kubectl()
+        .args([
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "hotfixer",
+            "-n",
+            &ns,
+            "-f",
+        ])
+        .arg(other.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let cases = vec![kcase(
+        "ssa-conflict",
+        file("app/cm.yaml", CM),
+        &[],
+        1,
+        "hotfixer",
+    )];
+    report(run_kube_cases(&ns, cases));
+}
