@@ -207,7 +207,12 @@ fn push(repo: &Repo, remote: &str, updates: &[RefUpdate]) -> Result<()> {
         .output()
         .map_err(|e| Error::refused(format!("could not run git push: {e}")))?;
     if out.status.success() {
-        return Ok(());
+        return check_not_already_moved(
+            repo,
+            remote,
+            updates,
+            &String::from_utf8_lossy(&out.stdout),
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -219,7 +224,13 @@ fn push(repo: &Repo, remote: &str, updates: &[RefUpdate]) -> Result<()> {
     let raced = stdout.contains("stale info")
         || stdout.contains("fetch first")
         || stdout.contains("already exists")
-        || stdout.contains("non-fast-forward");
+        || stdout.contains("non-fast-forward")
+        // Another push updating the same ref at the same moment holds its lock on the remote:
+        // the remote's ref transaction fails as a whole, which is a lost race too.
+        || (stdout.contains("atomic transaction failed")
+            || stdout.contains("failed to lock")
+            || stdout.contains("cannot lock ref"))
+            && !stdout.contains("hook declined");
     let detail = if rejected.is_empty() {
         stderr.trim().to_string()
     } else {
@@ -233,4 +244,75 @@ fn push(repo: &Repo, remote: &str, updates: &[RefUpdate]) -> Result<()> {
             "push to {remote} failed: {detail}; nothing was written locally"
         )))
     }
+}
+
+/// git checks a lease only for refs it actually changes: a branch that another promotion has
+/// already moved to the very commit we push is reported as up to date (`=` in porcelain
+/// output), and the atomic push succeeds with just our tag. That is a lost race too: take
+/// back what we pushed (guarded by a lease on our own values) and report exit 3, so one
+/// promotion wins and no duplicate deploy tag stays on the remote.
+fn check_not_already_moved(
+    repo: &Repo,
+    remote: &str,
+    updates: &[RefUpdate],
+    porcelain: &str,
+) -> Result<()> {
+    let up_to_date: Vec<&RefUpdate> = updates
+        .iter()
+        .filter(|u| u.old != u.new && u.new.is_some())
+        .filter(|u| {
+            porcelain.lines().any(|l| {
+                let mut parts = l.split('\t');
+                parts.next() == Some("=")
+                    && parts
+                        .next()
+                        .is_some_and(|refs| refs.ends_with(&format!(":{}", u.name)))
+            })
+        })
+        .collect();
+    if up_to_date.is_empty() {
+        return Ok(());
+    }
+    let pushed: Vec<&RefUpdate> = updates
+        .iter()
+        .filter(|u| u.old.is_none() && !up_to_date.iter().any(|d| d.name == u.name))
+        .collect();
+    if !pushed.is_empty() {
+        let mut undo = Command::new("git");
+        undo.arg("--git-dir")
+            .arg(repo.git_dir())
+            .args(["push", "--atomic", "--porcelain"]);
+        for u in &pushed {
+            undo.arg(format!(
+                "--force-with-lease={}:{}",
+                u.name,
+                u.new.map(|n| n.to_string()).unwrap_or_default()
+            ));
+        }
+        undo.arg("--").arg(remote);
+        for u in &pushed {
+            undo.arg(format!(":{}", u.name));
+        }
+        let removed = undo.output().map(|o| o.status.success()).unwrap_or(false);
+        if !removed {
+            crate::output::info(format!(
+                "warning: could not remove {} from {remote}; delete it with `git push {remote} :{}`",
+                pushed
+                    .iter()
+                    .map(|u| u.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                pushed[0].name
+            ));
+        }
+    }
+    let moved = up_to_date
+        .iter()
+        .map(|u| u.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::race(format!(
+        "{moved} on {remote} was already moved to the same commit by another promotion; nothing was written locally"
+    ))
+    .hint(format!("another deploy won the race: `git fetch {remote}`, check `git deploy status`, then retry if still needed")))
 }

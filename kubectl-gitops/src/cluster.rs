@@ -56,10 +56,83 @@ pub fn status_code(err: &kube::Error) -> Option<u16> {
     }
 }
 
+/// kube's built-in retry is switched off (`kubeconf::connect`): it repeats every method,
+/// creates included, on 503 and 504, its backoff grows to minutes (a throttled sync stalled
+/// for over a minute on one request), and it never retries a refused or reset connection.
+/// Requests that may safely run twice (server-side apply, get, list, delete by uid) go
+/// through this instead: 429, 503, 504 and transport errors, backoff capped at 2 s (or the
+/// server's Retry-After, up to 2 s), about 15 s in all, so a restarting or throttling API
+/// server is ridden out and one that stays down fails the run in bounded time.
+pub async fn idempotent<T, F, Fut>(f: F) -> kube::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    with_retries(f, |e| match e {
+        kube::Error::Api(s) => matches!(s.code, 429 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    })
+    .await
+}
+
+/// For creates and compare-and-swap replaces: only on 429, which in-flight limits and
+/// priority-and-fairness answer before the request reaches storage. After a 503, 504 or a lost
+/// connection the write may have happened, and repeating it would report our own write as a
+/// conflict with another writer.
+pub async fn when_throttled<T, F, Fut>(f: F) -> kube::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    with_retries(f, |e| status_code(e) == Some(429)).await
+}
+
+async fn with_retries<T, F, Fut>(
+    mut f: F,
+    retryable: impl Fn(&kube::Error) -> bool,
+) -> kube::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = kube::Result<T>>,
+{
+    const RETRIES: u32 = 10;
+    const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Err(e) if attempt < RETRIES && retryable(&e) => {
+                let asked = match &e {
+                    kube::Error::Api(s) => s
+                        .details
+                        .as_ref()
+                        .map(|d| std::time::Duration::from_secs(d.retry_after_seconds.into())),
+                    _ => None,
+                };
+                let wait = asked.unwrap_or_default().clamp(delay, MAX_DELAY);
+                crate::log::info(6, format!("retrying in {wait:?} after: {e}"));
+                tokio::time::sleep(jitter(wait)).await;
+                delay = (delay * 2).min(MAX_DELAY);
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Up to 25% more, so that writers throttled together do not come back together.
+fn jitter(d: std::time::Duration) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let quarter = d.as_millis() as u64 / 4;
+    d + std::time::Duration::from_millis(h.finish() % (quarter + 1))
+}
+
 impl Cluster {
     pub async fn discover(client: kube::Client) -> Result<Cluster> {
-        let discovery = Discovery::new(client.clone())
-            .run_aggregated()
+        let discovery = idempotent(|| Discovery::new(client.clone()).run_aggregated())
             .await
             .map_err(|e| api_error("API discovery", e))?;
         Ok(Cluster {

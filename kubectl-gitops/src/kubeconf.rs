@@ -150,6 +150,8 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
     if !args.as_group.is_empty() {
         config.auth_info.impersonate_groups = Some(args.as_group.clone());
     }
+    // Retries are chosen per request kind: `cluster::idempotent` and `cluster::when_throttled`.
+    config.default_retry = false;
     let user = args.as_user.clone().unwrap_or(user);
     let default_namespace = config.default_namespace.clone();
     let client = kube::Client::try_from(config)

@@ -71,8 +71,7 @@ pub async fn acquire(client: kube::Client, ns: &str, user: &str) -> Result<Guard
         lease_duration_seconds: Some(DURATION_SECONDS),
         ..Default::default()
     };
-    let existing = api
-        .get_opt(LEASE_NAME)
+    let existing = crate::cluster::idempotent(|| api.get_opt(LEASE_NAME))
         .await
         .map_err(|e| api_error(format!("reading Lease {ns}/{LEASE_NAME}"), e))?;
     let result = match existing {
@@ -84,7 +83,8 @@ pub async fn acquire(client: kube::Client, ns: &str, user: &str) -> Result<Guard
                 },
                 spec: Some(spec),
             };
-            api.create(&PostParams::default(), &lease).await
+            let pp = PostParams::default();
+            crate::cluster::when_throttled(|| api.create(&pp, &lease)).await
         }
         Some(current) if !expired(&current) => return Err(held_error(ns, &current)),
         Some(mut current) => {
@@ -108,15 +108,14 @@ pub async fn acquire(client: kube::Client, ns: &str, user: &str) -> Result<Guard
                 lease_transitions: Some(transitions),
                 ..spec
             });
-            api.replace(LEASE_NAME, &PostParams::default(), &current)
-                .await
+            let pp = PostParams::default();
+            crate::cluster::when_throttled(|| api.replace(LEASE_NAME, &pp, &current)).await
         }
     };
     match result {
         Ok(_) => {}
         Err(e) if status_code(&e) == Some(409) => {
-            let now_held = api
-                .get(LEASE_NAME)
+            let now_held = crate::cluster::idempotent(|| api.get(LEASE_NAME))
                 .await
                 .map_err(|e| api_error(format!("reading Lease {ns}/{LEASE_NAME}"), e))?;
             return Err(held_error(ns, &now_held));

@@ -10,7 +10,7 @@ use shared::applyset;
 use shared::manifest::{Manifest, ObjectKey};
 use shared::{Error, Result};
 
-use crate::cluster::{Cluster, Resolved, api_error, status_code};
+use crate::cluster::{Cluster, Resolved, api_error, idempotent, status_code};
 
 pub const MANAGER: &str = "kubectl-gitops";
 /// The ApplySet parent: a Secret in the namespace, as kubectl's own default.
@@ -242,7 +242,8 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
     let ns_resolved = cluster
         .resolve("v1", "Namespace")
         .ok_or_else(|| Error::refused("the server does not serve v1 Namespace"))?;
-    let namespace_exists = match cluster.api(&ns_resolved, None).get_opt(ns).await {
+    let ns_api = cluster.api(&ns_resolved, None);
+    let namespace_exists = match idempotent(|| ns_api.get_opt(ns)).await {
         Ok(o) => o.is_some(),
         Err(e) => return Err(api_error(format!("reading namespace {ns}"), e)),
     };
@@ -260,10 +261,9 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
         .ok_or_else(|| Error::refused("the server does not serve v1 Secret"))?;
     let mut parent_kinds = BTreeSet::new();
     let mut parent_exists = false;
+    let parent_api = cluster.api(&secret, Some(ns));
     if namespace_exists
-        && let Some(parent) = cluster
-            .api(&secret, Some(ns))
-            .get_opt(PARENT_NAME)
+        && let Some(parent) = idempotent(|| parent_api.get_opt(PARENT_NAME))
             .await
             .map_err(|e| {
                 api_error(
@@ -330,8 +330,7 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
             } else {
                 ListParams::default().labels(&selector)
             };
-            let list = api
-                .list(&params)
+            let list = idempotent(|| api.list(&params))
                 .await
                 .map_err(|e| api_error(format!("listing {} in {ns}", r.resource.plural), e))?;
             Ok::<_, Error>((r, list.items))
@@ -365,9 +364,8 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
         if live.contains_key(key) {
             continue;
         }
-        if let Some(o) = cluster
-            .api(r, None)
-            .get_opt(&key.name)
+        let api = cluster.api(r, None);
+        if let Some(o) = idempotent(|| api.get_opt(&key.name))
             .await
             .map_err(|e| api_error(key, e))?
         {
@@ -385,7 +383,8 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
                 return Ok((key, r, obj.clone(), Some(obj), None));
             }
             let pp = PatchParams::apply(MANAGER).dry_run();
-            match api.patch(&key.name, &pp, &Patch::Apply(&obj)).await {
+            let patch = Patch::Apply(&obj);
+            match idempotent(|| api.patch(&key.name, &pp, &patch)).await {
                 Ok(merged) => {
                     let m = to_value(&merged, &r);
                     Ok((key, r, obj, Some(m), None))
@@ -395,8 +394,8 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
                         kube::Error::Api(s) => s.message.clone(),
                         other => other.to_string(),
                     };
-                    let merged = api
-                        .patch(&key.name, &pp.force(), &Patch::Apply(&obj))
+                    let forced = pp.clone().force();
+                    let merged = idempotent(|| api.patch(&key.name, &forced, &patch))
                         .await
                         .map_err(|e| api_error(format!("dry-run of {key}"), e))?;
                     let m = to_value(&merged, &r);

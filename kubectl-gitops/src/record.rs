@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use shared::{Error, Result};
 
 use crate::cli::KubeArgs;
-use crate::cluster::{Cluster, api_error, status_code};
+use crate::cluster::{Cluster, api_error, idempotent, status_code};
 use shared::manifest::{Manifest, Source};
 
 pub const REVISION_LABEL: &str = "gitops.kubectl.io/revision";
@@ -60,8 +60,8 @@ fn secrets(cluster: &Cluster, ns: &str) -> Api<DynamicObject> {
 /// Records in the namespace, by revision (part 0 only), oldest first.
 pub async fn list(cluster: &Cluster, ns: &str) -> Result<Vec<Meta>> {
     let lp = ListParams::default().labels(&format!("{MANAGED_BY}=kubectl-gitops,{REVISION_LABEL}"));
-    let list = secrets(cluster, ns)
-        .list(&lp)
+    let api = secrets(cluster, ns);
+    let list = idempotent(|| api.list(&lp))
         .await
         .map_err(|e| api_error(format!("listing revision records in {ns}"), e))?;
     let mut out = Vec::new();
@@ -132,7 +132,8 @@ pub async fn write(cluster: &Cluster, ns: &str, mut meta: Meta, manifests: &[Val
             "data": data,
         }))
         .expect("valid Secret");
-        if let Err(e) = api.create(&PostParams::default(), &obj).await {
+        let pp = PostParams::default();
+        if let Err(e) = crate::cluster::when_throttled(|| api.create(&pp, &obj)).await {
             if status_code(&e) == Some(409) {
                 return Err(Error::race(format!(
                     "revision {} in namespace {ns} was recorded by another sync at the same time",
@@ -154,8 +155,8 @@ pub async fn manifests(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<V
     let api = secrets(cluster, ns);
     let mut blob = Vec::new();
     for k in 0..meta.parts {
-        let s = api
-            .get(&name(meta.revision, k))
+        let part = name(meta.revision, k);
+        let s = idempotent(|| api.get(&part))
             .await
             .map_err(|e| api_error(format!("reading revision {} part {k}", meta.revision), e))?;
         let v = serde_json::to_value(&s).unwrap_or_default();
@@ -180,10 +181,9 @@ pub async fn prune_history(cluster: &Cluster, ns: &str, keep: u32) -> Result<()>
     let excess = all.len().saturating_sub(keep as usize);
     for meta in all.iter().take(excess) {
         for k in (0..meta.parts).rev() {
-            match api
-                .delete(&name(meta.revision, k), &DeleteParams::default())
-                .await
-            {
+            let part = name(meta.revision, k);
+            let dp = DeleteParams::default();
+            match idempotent(|| api.delete(&part, &dp)).await {
                 Ok(_) => {}
                 Err(e) if status_code(&e) == Some(404) => {}
                 Err(e) => {

@@ -10,7 +10,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPoli
 use serde_json::{Value, json};
 use shared::{Error, Result, applyset};
 
-use crate::cluster::{Cluster, api_error, status_code};
+use crate::cluster::{Cluster, api_error, idempotent, status_code};
 use crate::plan::{Action, Item, MANAGER, PARENT_NAME, Plan, is_target_namespace};
 use crate::record::{self, Meta};
 
@@ -83,13 +83,10 @@ async fn apply_parent(
         .resolve("v1", "Secret")
         .expect("v1 Secret is always served");
     let obj = parent_object(&plan.namespace, &plan.applyset_id, kinds);
-    cluster
-        .api(&secret, Some(&plan.namespace))
-        .patch(
-            PARENT_NAME,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&obj),
-        )
+    let api = cluster.api(&secret, Some(&plan.namespace));
+    let pp = PatchParams::apply(MANAGER).force();
+    let patch = Patch::Apply(&obj);
+    idempotent(|| api.patch(PARENT_NAME, &pp, &patch))
         .await
         .map_err(|e| {
             api_error(
@@ -113,7 +110,8 @@ async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
     if force {
         pp = pp.force();
     }
-    api.patch(&item.key.name, &pp, &Patch::Apply(obj))
+    let patch = Patch::Apply(obj);
+    idempotent(|| api.patch(&item.key.name, &pp, &patch))
         .await
         .map_err(|e| {
             if status_code(&e) == Some(409) {
@@ -166,7 +164,7 @@ async fn prune_item(cluster: &Cluster, item: &Item) -> Result<()> {
         }),
         ..Default::default()
     };
-    match api.delete(&item.key.name, &dp).await {
+    match idempotent(|| api.delete(&item.key.name, &dp)).await {
         Ok(_) => Ok(()),
         Err(e) if status_code(&e) == Some(404) => Ok(()),
         Err(e) => Err(api_error(format!("pruning {}", item.key), e)),
@@ -194,9 +192,10 @@ async fn ensure_namespace(cluster: &Cluster, plan: &Plan, applied: &mut Vec<Stri
         Some(item) => item.desired.clone().expect("namespace item has a manifest"),
         None => json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
     };
-    cluster
-        .api(&r, None)
-        .patch(ns, &PatchParams::apply(MANAGER), &Patch::Apply(&obj))
+    let api = cluster.api(&r, None);
+    let pp = PatchParams::apply(MANAGER);
+    let patch = Patch::Apply(&obj);
+    idempotent(|| api.patch(ns, &pp, &patch))
         .await
         .map_err(|e| api_error(format!("creating namespace {ns}"), e))?;
     applied.push(format!("Namespace/{ns}"));
@@ -268,12 +267,16 @@ async fn record_and_finish(
         reverted_to: info.reverted_to,
     };
     let recorded = record::write(cluster, &plan.namespace, meta, &manifests).await;
+    let mut record_written = true;
     match (&result, recorded) {
         (Ok(()), Err(e)) => return Err(e),
-        (Err(_), Err(e)) => crate::log::warn(format!(
-            "could not record the failed revision: {}",
-            e.message
-        )),
+        (Err(_), Err(e)) => {
+            record_written = false;
+            crate::log::warn(format!(
+                "could not record the failed revision: {}",
+                e.message
+            ))
+        }
         _ => {}
     }
     if result.is_ok() {
@@ -305,12 +308,26 @@ async fn record_and_finish(
                 applied.len(),
                 e.message
             );
+            // Thousands of names would bury the error itself.
+            const SHOWN: usize = 20;
             if !not_applied.is_empty() {
-                msg.push_str(&format!("\nnot applied: {}", not_applied.join(", ")));
+                msg.push_str(&format!(
+                    "\nnot applied: {}",
+                    not_applied[..not_applied.len().min(SHOWN)].join(", ")
+                ));
+                if not_applied.len() > SHOWN {
+                    msg.push_str(&format!(" and {} more", not_applied.len() - SHOWN));
+                }
             }
-            msg.push_str(&format!(
-                "\nrecorded as revision {revision} ({what}); rerunning the sync converges"
-            ));
+            if record_written {
+                msg.push_str(&format!(
+                    "\nrecorded as revision {revision} ({what}); rerunning the sync converges"
+                ));
+            } else {
+                msg.push_str(
+                    "\nnot recorded (see the warning above); rerunning the sync converges",
+                );
+            }
             Err(Error { message: msg, ..e })
         }
     }
@@ -352,28 +369,20 @@ async fn run(
             .filter(|i| !applied.contains(&i.key.to_string()))
             .collect();
         let shared_cluster: &Cluster = cluster;
-        let results = futures::stream::iter(batch.iter().map(|item| async move {
+        let mut results = futures::stream::iter(batch.iter().map(|item| async move {
             let r = apply_item(shared_cluster, item, opts.force_conflicts).await;
             (item, r)
         }))
-        .buffer_unordered(opts.concurrency)
-        .collect::<Vec<_>>()
-        .await;
-        let mut first_error = None;
-        for (item, r) in results {
-            match r {
-                Ok(()) => {
-                    crate::log::info(4, format!("applied {}", item.key));
-                    applied.push(item.key.to_string());
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
+        .buffer_unordered(opts.concurrency);
+        // Stop at the first failure: with the API server gone, going on would spend the
+        // retry budget once per remaining object. Requests still in flight are dropped; they
+        // count as not applied, and a rerun converges either way.
+        while let Some((item, r)) = results.next().await {
+            r?;
+            crate::log::info(4, format!("applied {}", item.key));
+            applied.push(item.key.to_string());
         }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        drop(results);
         for item in batch
             .iter()
             .filter(|i| i.key.kind == "CustomResourceDefinition")

@@ -1,6 +1,7 @@
 //! End-to-end tests of `git deploy` against real repositories, checked with the real `git`.
 
 mod fixture;
+mod races;
 
 use std::process::Command;
 

@@ -1,0 +1,552 @@
+//! Faults, end to end (issue 8): the API server stopped mid-sync and started again on the same
+//! etcd data, a sync killed with SIGKILL, ten writers racing on one namespace, and a server
+//! that answers 429. Each runs the real `kubectl-gitops` against the real test API server;
+//! every wait is bounded.
+
+#[path = "../common/cluster.rs"]
+mod cluster;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kubectl-gitops");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A config repository in a temp dir.
+struct Repo {
+    _tmp: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("config");
+        std::fs::create_dir(&path).unwrap();
+        let r = Repo { _tmp: tmp, path };
+        r.git(&["init", "-q", "-b", "main"]);
+        r
+    }
+
+    fn git(&self, args: &[&str]) {
+        let out = Command::new("git")
+            .current_dir(&self.path)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "Ann Operator")
+            .env("GIT_AUTHOR_EMAIL", "ann@example.com")
+            .env("GIT_COMMITTER_NAME", "Ann Operator")
+            .env("GIT_COMMITTER_EMAIL", "ann@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Replaces `app/` with `n` ConfigMaps whose data carries `tag`, commits and tags.
+    fn tag_config_maps(&self, tag: &str, n: usize) {
+        let app = self.path.join("app");
+        let _ = std::fs::remove_dir_all(&app);
+        std::fs::create_dir_all(&app).unwrap();
+        let mut stream = String::new();
+        for i in 0..n {
+            stream.push_str(&format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  tag: {tag}\n  i: '{i}'\n"
+            ));
+        }
+        std::fs::write(app.join("all.yaml"), stream).unwrap();
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", tag]);
+        self.git(&["tag", "-a", "-m", tag, tag]);
+    }
+
+    fn dir(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+fn gitops(kubeconfig: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits for a child at most `limit`, killing it if it is still running then: a hang fails
+/// the test instead of stalling the suite.
+fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> (Output, Duration) {
+    let started = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return (child.wait_with_output().unwrap(), started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!("{what} still running after {limit:?}; stderr:\n{}", err(&o));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run(kubeconfig: &Path, args: &[&str]) -> Output {
+    let child = gitops(kubeconfig, args).spawn().unwrap();
+    wait_bounded(child, Duration::from_secs(60), &format!("{args:?}")).0
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok(o: Output) -> Output {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        out(&o),
+        err(&o)
+    );
+    o
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    let program = std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into());
+    Command::new(program)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let o = kubectl(kubeconfig, args);
+    assert!(o.status.success(), "kubectl {args:?}: {}", err(&o));
+    out(&o)
+}
+
+fn sync_args<'a>(repo: &'a Repo, tag: &'a str, ns: &'a str) -> Vec<&'a str> {
+    vec![
+        "sync",
+        "--repo",
+        repo.dir(),
+        "--tag",
+        tag,
+        "--path",
+        "app",
+        "-n",
+        ns,
+        "--yes",
+        "--history-limit",
+        "100",
+    ]
+}
+
+fn diff_is_empty(kubeconfig: &Path, repo: &Repo, tag: &str, ns: &str) {
+    let d = run(
+        kubeconfig,
+        &[
+            "diff",
+            "--repo",
+            repo.dir(),
+            "--tag",
+            tag,
+            "--path",
+            "app",
+            "-n",
+            ns,
+        ],
+    );
+    assert_eq!(
+        d.status.code(),
+        Some(0),
+        "diff against {tag}: {}{}",
+        out(&d),
+        err(&d)
+    );
+}
+
+/// History, newest first, as (revision, tag, outcome).
+fn history(kubeconfig: &Path, ns: &str) -> Vec<(u64, String, String)> {
+    let o = ok(run(kubeconfig, &["history", "-n", ns, "-o", "json"]));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_u64().unwrap(),
+                r["tag"].as_str().unwrap_or_default().to_string(),
+                r["outcome"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Revisions strictly decreasing (newest first): none duplicated, none out of order.
+fn assert_consistent(h: &[(u64, String, String)]) {
+    let revs: Vec<u64> = h.iter().map(|r| r.0).collect();
+    assert!(
+        revs.windows(2).all(|w| w[0] > w[1]),
+        "revisions strictly increasing, no duplicates: {h:?}"
+    );
+}
+
+fn lease_holder(kubeconfig: &Path, ns: &str) -> Option<String> {
+    let o = kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "lease",
+            "kubectl-gitops-lock",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    );
+    o.status.success().then(|| out(&o))
+}
+
+/// Waits (bounded) until a sync holds the namespace's lease, i.e. has started writing.
+fn wait_for_lease(kubeconfig: &Path, ns: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if lease_holder(kubeconfig, ns).is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the sync never took the lease in {ns}");
+}
+
+/// The "time passes" step: instead of waiting out the 30 s lease, move its last renewal into
+/// the past, exactly what a holder that stopped renewing looks like 30 s later.
+fn expire_lease(kubeconfig: &Path, ns: &str) {
+    kubectl_ok(
+        kubeconfig,
+        &[
+            "patch",
+            "lease",
+            "kubectl-gitops-lock",
+            "-n",
+            ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"renewTime":"2020-01-01T00:00:00.000000Z"}}"#,
+        ],
+    );
+}
+
+fn count_config_maps(kubeconfig: &Path, ns: &str, selector: &str) -> usize {
+    kubectl_ok(
+        kubeconfig,
+        &["get", "configmaps", "-n", ns, "-l", selector, "-o", "name"],
+    )
+    .lines()
+    .count()
+}
+
+/// A cluster this test owns alone, started and stopped with `tests/cluster/start`/`stop` on a
+/// state directory that survives restarts (etcd data, certificates, kubeconfig).
+struct OwnedCluster {
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl OwnedCluster {
+    fn start(extra: &[&str]) -> OwnedCluster {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("faults");
+        std::fs::create_dir_all(&base).unwrap();
+        let c = OwnedCluster {
+            dir: tempfile::Builder::new()
+                .prefix("cluster-")
+                .tempdir_in(base)
+                .unwrap(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        c.up();
+        c
+    }
+
+    fn up(&self) {
+        let o = Command::new("bash")
+            .arg(workspace().join("tests/cluster/start"))
+            .arg(self.dir.path())
+            .args(&self.extra)
+            .env("GITOPS_CLUSTER_START_TIMEOUT", "60")
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "tests/cluster/start: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    fn down(&self) {
+        let _ = Command::new("bash")
+            .arg(workspace().join("tests/cluster/stop"))
+            .arg(self.dir.path())
+            .env("GITOPS_CLUSTER_STOP_TIMEOUT", "10")
+            .status();
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+}
+
+impl Drop for OwnedCluster {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[test]
+fn api_server_stopped_mid_sync_fails_cleanly_and_a_rerun_converges() {
+    let c = OwnedCluster::start(&[]);
+    let kc = c.kubeconfig();
+    let ns = "stopped";
+    kubectl_ok(&kc, &["create", "namespace", ns]);
+    let repo = Repo::new();
+    repo.tag_config_maps("v1", 1000);
+    let mut args = sync_args(&repo, "v1", ns);
+    // Few requests at a time, so the server goes down while most objects are still to do.
+    args.extend(["--concurrency", "2", "--request-timeout", "5s"]);
+    let child = gitops(&kc, &args).spawn().unwrap();
+    let pid = child.id();
+    wait_for_lease(&kc, ns);
+    std::thread::sleep(Duration::from_millis(300));
+    c.down();
+    // Down for longer than the client's retries of idempotent requests (about 10 s): the sync
+    // must give up on its own, in bounded time.
+    let (o, took) = wait_bounded(child, Duration::from_secs(45), "sync with the server down");
+    let stderr = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("sync of {ns} failed after applying")),
+        "says how far it got: {stderr}"
+    );
+    assert!(
+        stderr.contains("(Connect)") && stderr.contains("check that the API server is reachable"),
+        "names the connection failure: {stderr}"
+    );
+    assert!(
+        stderr.contains(" more\nnot recorded"),
+        "the list of objects not applied is cut short: {stderr}"
+    );
+    assert!(
+        stderr.contains("not recorded") && !stderr.contains("recorded as revision"),
+        "does not claim a record it could not write: {stderr}"
+    );
+    assert!(
+        stderr.contains("could not record the failed revision"),
+        "the record could not be written with the server down, and says so: {stderr}"
+    );
+    eprintln!("sync gave up {took:?} after the server went down");
+
+    c.up();
+    // The failed run could not release its lease either: the next run sees it, names it, and
+    // writes nothing.
+    let before = count_config_maps(&kc, ns, "applyset.kubernetes.io/part-of");
+    let o = run(&kc, &sync_args(&repo, "v1", ns));
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains(&format!("(pid {pid})")), "{}", err(&o));
+    assert_eq!(
+        count_config_maps(&kc, ns, "applyset.kubernetes.io/part-of"),
+        before
+    );
+    assert!(
+        before > 0 && before < 1000,
+        "stopped midway: {before} of 1000 applied"
+    );
+    expire_lease(&kc, ns);
+    let o = ok(run(&kc, &sync_args(&repo, "v1", ns)));
+    assert!(err(&o).contains("taking over expired Lease"), "{}", err(&o));
+    diff_is_empty(&kc, &repo, "v1", ns);
+    let h = history(&kc, ns);
+    assert_consistent(&h);
+    assert_eq!(h[0].2, "succeeded", "{h:?}");
+    assert_eq!(h.len(), 1, "the failed run left no record: {h:?}");
+    assert_eq!(lease_holder(&kc, ns), None, "released");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_killed_sync_leaves_its_lease_and_the_next_run_takes_it_over() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("sigkill");
+    let repo = Repo::new();
+    repo.tag_config_maps("v1", 600);
+    ok(run(kc, &sync_args(&repo, "v1", &ns)));
+    repo.tag_config_maps("v2", 600);
+    let mut args = sync_args(&repo, "v2", &ns);
+    args.extend(["--concurrency", "2"]);
+    let mut child = gitops(kc, &args).spawn().unwrap();
+    let pid = child.id();
+    wait_for_lease(kc, &ns);
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let holder = lease_holder(kc, &ns).expect("a killed sync cannot release its lease");
+    assert!(holder.contains(&format!("(pid {pid})")), "{holder}");
+
+    let o = run(kc, &sync_args(&repo, "v2", &ns));
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains(&holder), "names the holder: {}", err(&o));
+
+    expire_lease(kc, &ns);
+    let o = ok(run(kc, &sync_args(&repo, "v2", &ns)));
+    assert!(
+        err(&o).contains(&format!(
+            "taking over expired Lease {ns}/kubectl-gitops-lock"
+        )),
+        "{}",
+        err(&o)
+    );
+    diff_is_empty(kc, &repo, "v2", &ns);
+    let h = history(kc, &ns);
+    assert_consistent(&h);
+    assert_eq!(
+        h.iter().map(|r| (r.0, r.1.as_str())).collect::<Vec<_>>(),
+        [(2, "v2"), (1, "v1")],
+        "the killed run recorded nothing: {h:?}"
+    );
+    assert_eq!(lease_holder(kc, &ns), None, "released");
+}
+
+#[test]
+fn ten_syncs_and_reverts_at_once_keep_history_exact() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig().to_path_buf();
+    let ns = c.fresh_namespace("tenway");
+    let repo = Repo::new();
+    repo.tag_config_maps("A", 20);
+    repo.tag_config_maps("B", 30);
+    ok(run(&kc, &sync_args(&repo, "A", &ns)));
+    ok(run(&kc, &sync_args(&repo, "B", &ns)));
+    let children: Vec<(String, Child)> = (0..10)
+        .map(|i| {
+            let (what, args): (String, Vec<&str>) = match i % 3 {
+                0 => ("sync A".into(), sync_args(&repo, "A", &ns)),
+                1 => ("sync B".into(), sync_args(&repo, "B", &ns)),
+                _ => (
+                    "revert".into(),
+                    vec!["revert", "-n", &ns, "--yes", "--history-limit", "100"],
+                ),
+            };
+            (what, gitops(&kc, &args).spawn().unwrap())
+        })
+        .collect();
+    let mut winners = 0;
+    for (what, child) in children {
+        let (o, _) = wait_bounded(child, Duration::from_secs(60), &what);
+        match o.status.code() {
+            Some(0) => winners += 1,
+            Some(3) => assert!(
+                err(&o).contains("is being changed by") && err(&o).contains("(pid "),
+                "{what}: exit 3 names the holder: {}",
+                err(&o)
+            ),
+            other => panic!("{what}: exit {other:?}: {}", err(&o)),
+        }
+    }
+    assert!(winners >= 1);
+    let h = history(&kc, &ns);
+    let revs: Vec<u64> = h.iter().map(|r| r.0).collect();
+    let expected: Vec<u64> = (1..=2 + winners).rev().collect();
+    assert_eq!(
+        revs, expected,
+        "exactly 1..=N, no gaps or duplicates: {h:?}"
+    );
+    // The newest record is the last successful writer's; the namespace is what it applied
+    // (a revert records the tag it went back to).
+    let last_tag = &h[0].1;
+    diff_is_empty(&kc, &repo, last_tag, &ns);
+    assert_eq!(lease_holder(&kc, &ns), None, "released");
+    assert_eq!(
+        count_config_maps(&kc, &ns, "applyset.kubernetes.io/part-of"),
+        if last_tag == "A" { 20 } else { 30 }
+    );
+}
+
+#[test]
+fn a_throttled_server_answering_429_is_ridden_out() {
+    // Without priority and fairness the legacy in-flight limit answers 429 at once; with a
+    // limit of one, a sync at concurrency 16 draws them. system:masters is exempt from the
+    // limit, so the sync acts as a plain user bound to cluster-admin.
+    let c = OwnedCluster::start(&[
+        "--",
+        "--enable-priority-and-fairness=false",
+        "--max-requests-inflight=1",
+        "--max-mutating-requests-inflight=1",
+    ]);
+    let kc = c.kubeconfig();
+    kubectl_ok(
+        &kc,
+        &[
+            "create",
+            "clusterrolebinding",
+            "throttled-admin",
+            "--clusterrole=cluster-admin",
+            "--user=throttled",
+        ],
+    );
+    let ns = "throttled";
+    kubectl_ok(&kc, &["create", "namespace", ns]);
+    let repo = Repo::new();
+    repo.tag_config_maps("v1", 150);
+    let mut args = sync_args(&repo, "v1", ns);
+    args.extend(["--concurrency", "16", "--as", "throttled", "-v", "9"]);
+    let o = ok(run(&kc, &args));
+    diff_is_empty(&kc, &repo, "v1", ns);
+    let h = history(&kc, ns);
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(h[0].2, "succeeded");
+    assert_eq!(
+        count_config_maps(&kc, ns, "applyset.kubernetes.io/part-of"),
+        150
+    );
+    // The server's own count proves the sync was throttled and not just lucky.
+    let metrics = kubectl_ok(&kc, &["get", "--raw", "/metrics"]);
+    let throttled: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{") && l.contains("code=\"429\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    eprintln!("the server answered 429 {throttled} times during the sync");
+    assert!(throttled > 0.0, "no 429 was drawn; stderr:\n{}", err(&o));
+    assert!(
+        err(&o).contains("retrying in"),
+        "our retries (-v 6) rode them out: {}",
+        err(&o)
+    );
+}
