@@ -224,3 +224,67 @@ impl Cluster {
 fn is_namespaced(caps: &ApiCapabilities) -> bool {
     matches!(caps.scope, Scope::Namespaced)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("test", "Test")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    /// Fails with `code` `failures` times, then succeeds; counts the calls.
+    async fn flaky(code: u16, failures: u32, calls: &AtomicU32) -> kube::Result<u32> {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        if n < failures { Err(api(code)) } else { Ok(n) }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idempotent_requests_ride_out_throttling_and_unavailability() {
+        for code in [429, 503, 504] {
+            let calls = AtomicU32::new(0);
+            let r = idempotent(|| flaky(code, 3, &calls)).await;
+            assert_eq!(r.unwrap(), 3, "{code} is retried");
+            assert_eq!(calls.load(Ordering::SeqCst), 4);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_bounded() {
+        let calls = AtomicU32::new(0);
+        let r = idempotent(|| flaky(503, u32::MAX, &calls)).await;
+        assert_eq!(status_code(&r.unwrap_err()), Some(503));
+        assert_eq!(calls.load(Ordering::SeqCst), 11, "one try and ten retries");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_that_will_not_change_are_not_retried() {
+        for code in [400, 403, 404, 409, 422, 500] {
+            let calls = AtomicU32::new(0);
+            let r = idempotent(|| flaky(code, 1, &calls)).await;
+            assert_eq!(status_code(&r.unwrap_err()), Some(code));
+            assert_eq!(calls.load(Ordering::SeqCst), 1, "{code} is not retried");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_that_may_have_happened_are_not_repeated() {
+        // After a 503/504 a create may have reached storage: repeating it would turn our own
+        // write into a conflict. Only 429, sent before storage, is retried.
+        for code in [503, 504, 500] {
+            let calls = AtomicU32::new(0);
+            let r = when_throttled(|| flaky(code, 1, &calls)).await;
+            assert_eq!(status_code(&r.unwrap_err()), Some(code));
+            assert_eq!(calls.load(Ordering::SeqCst), 1);
+        }
+        let calls = AtomicU32::new(0);
+        assert!(when_throttled(|| flaky(429, 2, &calls)).await.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+}
