@@ -5,11 +5,14 @@
 
 #[path = "../common/cluster.rs"]
 mod cluster;
+#[path = "../common/repo.rs"]
+mod repo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use repo::ConfigRepo as Repo;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubectl-gitops");
@@ -18,41 +21,8 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A config repository in a temp dir.
-struct Repo {
-    _tmp: tempfile::TempDir,
-    path: PathBuf,
-}
-
+/// Helpers of this crate on the shared config repository.
 impl Repo {
-    fn new() -> Repo {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("config");
-        std::fs::create_dir(&path).unwrap();
-        let r = Repo { _tmp: tmp, path };
-        r.git(&["init", "-q", "-b", "main"]);
-        r
-    }
-
-    fn git(&self, args: &[&str]) {
-        let out = Command::new("git")
-            .current_dir(&self.path)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "Ann Operator")
-            .env("GIT_AUTHOR_EMAIL", "ann@example.com")
-            .env("GIT_COMMITTER_NAME", "Ann Operator")
-            .env("GIT_COMMITTER_EMAIL", "ann@example.com")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
     /// Replaces `app/` with `n` ConfigMaps whose data carries `tag`, commits and tags.
     fn tag_config_maps(&self, tag: &str, n: usize) {
         let app = self.path.join("app");
@@ -64,10 +34,8 @@ impl Repo {
                 "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  tag: {tag}\n  i: '{i}'\n"
             ));
         }
-        std::fs::write(app.join("all.yaml"), stream).unwrap();
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", tag]);
-        self.git(&["tag", "-a", "-m", tag, tag]);
+        self.write("app/all.yaml", stream);
+        self.tag(tag);
     }
 
     fn dir(&self) -> &str {

@@ -11,12 +11,15 @@
 
 #[path = "../common/cluster.rs"]
 mod cluster;
+#[path = "../common/repo.rs"]
+mod repo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use base64::Engine as _;
+use repo::ConfigRepo as Repo;
 use serde_json::Value;
 
 const KUBECTL_GITOPS: &str = env!("CARGO_BIN_EXE_kubectl-gitops");
@@ -58,51 +61,8 @@ fn git_deploy() -> &'static Path {
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-/// A config repository in a temp dir, made with the git binary in an isolated environment.
-struct Repo {
-    tmp: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn isolate(cmd: &mut Command, home: &Path) {
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Ann Operator")
-        .env("GIT_AUTHOR_EMAIL", "ann@example.com")
-        .env("GIT_COMMITTER_NAME", "Ann Operator")
-        .env("GIT_COMMITTER_EMAIL", "ann@example.com")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null());
-}
-
+/// Helpers of this crate on the shared config repository.
 impl Repo {
-    fn new() -> Repo {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("config");
-        std::fs::create_dir(&path).unwrap();
-        let r = Repo { tmp, path };
-        r.git(&["init", "-q", "-b", "main"]);
-        r
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new("git");
-        cmd.current_dir(&self.path).args(args);
-        isolate(&mut cmd, self.tmp.path());
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-        text(&out.stdout).trim().to_string()
-    }
-
-    fn write(&self, rel: &str, content: impl AsRef<[u8]>) {
-        let p = self.path.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-
     fn symlink(&self, rel: &str, target: &str) {
         let p = self.path.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -110,10 +70,8 @@ impl Repo {
     }
 
     /// Commits everything on main and puts annotated tags `t` and a deploy tag of `dev` on it.
-    fn tag(&self) {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", "fixture"]);
-        self.git(&["tag", "-a", "-m", "t", "t"]);
+    fn tag_fixture(&self) {
+        self.tag("t");
         // For the cases that pick the tag with --env dev.
         self.git(&["tag", "-a", "-m", "t", "deploy/dev/20260101T000000Z"]);
     }
@@ -126,7 +84,7 @@ impl Repo {
     fn deploy(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(git_deploy());
         cmd.current_dir(&self.path).args(args);
-        isolate(&mut cmd, self.tmp.path());
+        repo::isolate(&mut cmd, self.tmp.path());
         cmd.output().unwrap()
     }
 }
@@ -571,7 +529,7 @@ fn gitops_objects(snapshot: &[String]) -> Vec<&String> {
 fn kubectl_gitops(args: &[String], dir: &Path) -> Output {
     let mut cmd = Command::new(KUBECTL_GITOPS);
     cmd.args(args).current_dir(dir);
-    isolate(&mut cmd, dir);
+    repo::isolate(&mut cmd, dir);
     cmd.output().unwrap()
 }
 
@@ -586,7 +544,7 @@ fn run_kube_cases(ns: &str, cases: Vec<KubeCase>) -> Vec<String> {
     for case in cases {
         let repo = Repo::new();
         (case.setup)(&repo);
-        repo.tag();
+        repo.tag_fixture();
         let dir = repo.tmp.path().to_str().unwrap().to_string();
         let r = repo.path.to_str().unwrap().to_string();
         let extra: Vec<String> = case
@@ -1121,7 +1079,7 @@ fn a_forbidden_write_names_verb_resource_and_namespace() {
     let repo = Repo::new();
     repo.write("app/cm.yaml", CM);
     repo.write("app/s.yaml", secret_doc("db", ""));
-    repo.tag();
+    repo.tag_fixture();
     let before = snapshot(ns);
     let r = repo.path.to_str().unwrap();
     let o = kubectl_gitops(

@@ -3,10 +3,13 @@
 
 #[path = "../common/cluster.rs"]
 mod cluster;
+#[path = "../common/repo.rs"]
+mod repo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use repo::ConfigRepo as Repo;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kubectl-gitops");
@@ -24,56 +27,6 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
-    }
-}
-
-/// A config repository in a temp dir; every commit can be tagged.
-struct Repo {
-    tmp: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("config");
-        std::fs::create_dir(&path).unwrap();
-        let r = Repo { tmp, path };
-        r.git(&["init", "-q", "-b", "main"]);
-        r
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .current_dir(&self.path)
-            .args(args)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_AUTHOR_NAME", "Ann Operator")
-            .env("GIT_AUTHOR_EMAIL", "ann@example.com")
-            .env("GIT_COMMITTER_NAME", "Ann Operator")
-            .env("GIT_COMMITTER_EMAIL", "ann@example.com")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn write(&self, rel: &str, content: &str) {
-        let p = self.path.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-
-    /// Commits everything and puts an annotated tag on it.
-    fn tag(&self, name: &str) {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", name]);
-        self.git(&["tag", "-a", "-m", name, name]);
     }
 }
 
@@ -193,11 +146,11 @@ fn podinfo_overlay_syncs_and_then_diff_is_empty() {
     // A test-owned overlay retargets podinfo's dev overlay (Namespace included) to this test's namespace.
     repo.write(
         "deploy/test/kustomization.yaml",
-        &format!("namespace: {ns}\nresources:\n- ../overlays/dev\n"),
+        format!("namespace: {ns}\nresources:\n- ../overlays/dev\n"),
     );
     repo.write(
         "gitops.yaml",
-        &format!("environments:\n  - name: dev\n    branch: env/dev\n    path: deploy/test\n    namespace: {ns}\n"),
+        format!("environments:\n  - name: dev\n    branch: env/dev\n    path: deploy/test\n    namespace: {ns}\n"),
     );
     repo.tag("deploy/dev/20260101T000000Z");
     let repo_arg = repo.path.to_str().unwrap();
@@ -290,7 +243,7 @@ fn boutique_stream_prunes_what_left_the_tag_and_nothing_else() {
     let c = cluster::cluster();
     let ns = c.fresh_namespace("boutique");
     let repo = Repo::new();
-    repo.write("manifests/all.yaml", &boutique());
+    repo.write("manifests/all.yaml", boutique());
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
     ok(run(&[
@@ -454,7 +407,7 @@ fn secret_repo(ns_value: &str) -> Repo {
     let repo = Repo::new();
     repo.write(
         "app/secret.yaml",
-        &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {ns_value}\n  user: admin\n"),
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: {ns_value}\n  user: admin\n"),
     );
     repo.write(
         "app/cm.yaml",
@@ -495,7 +448,7 @@ fn secret_values_never_appear_in_any_output() {
     let changed = secret_repo("n3w-Secr3t-Value");
     repo.write(
         "app/secret.yaml",
-        &std::fs::read_to_string(changed.path.join("app/secret.yaml")).unwrap(),
+        std::fs::read_to_string(changed.path.join("app/secret.yaml")).unwrap(),
     );
     repo.tag("v2");
     let common2 = ["--repo", r, "--tag", "v2", "--path", "app", "-n", &ns];
@@ -914,14 +867,14 @@ fn history(ns: &str) -> Value {
 /// Tag A: web (v1) + cm-a; tag B: web (v2) + cm-b (cm-a removed).
 fn two_tags() -> Repo {
     let repo = Repo::new();
-    repo.write("app/web.yaml", &deployment("web", "nginx:1.25"));
+    repo.write("app/web.yaml", deployment("web", "nginx:1.25"));
     repo.write(
         "app/cm-a.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: only-in-a\ndata:\n  a: '1'\n",
     );
     repo.tag("A");
     std::fs::remove_file(repo.path.join("app/cm-a.yaml")).unwrap();
-    repo.write("app/web.yaml", &deployment("web", "nginx:1.27"));
+    repo.write("app/web.yaml", deployment("web", "nginx:1.27"));
     repo.write(
         "app/cm-b.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: only-in-b\ndata:\n  b: '2'\n",
@@ -1170,7 +1123,7 @@ fn concurrent_syncs_never_lose_or_duplicate_records() {
     let c = cluster::cluster();
     let ns = c.fresh_namespace("race");
     let repo = Repo::new();
-    repo.write("manifests/all.yaml", &boutique());
+    repo.write("manifests/all.yaml", boutique());
     repo.tag("v1");
     let r = repo.path.to_str().unwrap().to_string();
     let kubeconfig = c.kubeconfig().to_path_buf();
@@ -1244,13 +1197,13 @@ fn records_larger_than_one_mebibyte_are_split_and_revert_exactly() {
     let big_b = noise(700_000);
     repo.write(
         "app/a.yaml",
-        &format!(
+        format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big-a\ndata:\n  blob: {big_a}\n"
         ),
     );
     repo.write(
         "app/b.yaml",
-        &format!(
+        format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big-b\ndata:\n  blob: {big_b}\n"
         ),
     );
@@ -1369,13 +1322,13 @@ fn a_crd_and_its_custom_resources_sync_together() {
     let repo = Repo::new();
     repo.write(
         "app/crd.yaml",
-        &format!(
+        format!(
             "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.{group}\nspec:\n  group: {group}\n  scope: Namespaced\n  names:\n    kind: Widget\n    plural: widgets\n    singular: widget\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            spec:\n              type: object\n              properties:\n                size:\n                  type: integer\n"
         ),
     );
     repo.write(
         "app/widget.yaml",
-        &format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n"),
+        format!("apiVersion: {group}/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: 3\n"),
     );
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
