@@ -1,7 +1,7 @@
 //! Building what a deploy writes: identities, commits, annotated (optionally signed) tags with
 //! their record, free tag names, environment locks, and the confirmation prompt.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use gix::ObjectId;
@@ -197,29 +197,4 @@ pub fn check_unlocked(repo: &Repo, env: &str, ignore: bool) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Asks before writing. Never blocks without a terminal: CI must say --yes.
-pub fn confirm(question: &str, yes: bool, what: &str) -> Result<()> {
-    if yes {
-        return Ok(());
-    }
-    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-        return Err(Error::refused(format!(
-            "refusing to {what} without confirmation: no terminal to ask on"
-        ))
-        .hint("pass --yes to confirm non-interactively, or --dry-run to only see the plan"));
-    }
-    let ok = dialoguer::Confirm::new()
-        .with_prompt(question)
-        .default(false)
-        .interact()
-        .map_err(|e| Error::refused(format!("confirmation failed: {e}")))?;
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::refused(format!(
-            "{what}: cancelled, nothing was written"
-        )))
-    }
 }

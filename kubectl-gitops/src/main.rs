@@ -16,7 +16,7 @@ mod source;
 mod status;
 mod sync;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use clap::Parser;
 use cli::{Cli, Command, Output, SourceArgs};
@@ -161,29 +161,13 @@ async fn apply_flow(
         return Ok(0);
     }
     let verb = if revert.is_some() { "revert" } else { "sync" };
-    if !args.yes {
-        if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
-            return Err(Error::refused(format!(
-                "refusing to {verb} without confirmation: no terminal to ask on"
-            ))
-            .hint("pass --yes to confirm non-interactively, or --dry-run to only see the plan"));
-        }
-        let ok = dialoguer::Confirm::new()
-            .with_prompt(format!(
-                "{} namespace {} to {}?",
-                if revert.is_some() { "Revert" } else { "Sync" },
-                p.plan.namespace,
-                p.tag
-            ))
-            .default(false)
-            .interact()
-            .map_err(|e| Error::refused(format!("confirmation failed: {e}")))?;
-        if !ok {
-            return Err(Error::refused(format!(
-                "{verb} cancelled; nothing was written"
-            )));
-        }
-    }
+    let question = format!(
+        "{} namespace {} to {}?",
+        if revert.is_some() { "Revert" } else { "Sync" },
+        p.plan.namespace,
+        p.tag
+    );
+    shared::prompt::confirm(&question, args.yes, verb)?;
     let opts = sync::SyncOptions {
         force_conflicts: args.force_conflicts,
         concurrency,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod git;
 pub mod manifest;
 pub mod normalize;
+pub mod prompt;
 pub mod refname;
 pub mod render;
 pub mod tag;

@@ -135,7 +135,7 @@ pub fn write_deploy(repo: &mut Repo, d: Deploy<'_>) -> Result<()> {
         return Ok(());
     }
     if let Some((question, yes, what)) = &d.confirm {
-        write::confirm(question, *yes, what)?;
+        shared::prompt::confirm(question, *yes, what)?;
     }
     plan.execute(repo)?;
     output::stdout_line(&name);
