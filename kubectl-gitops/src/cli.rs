@@ -166,6 +166,11 @@ pub struct RevertArgs {
     /// Requests in flight at once
     #[arg(long, value_name = "n", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// Ask the server to dry-run every object, also those whose live fields already match
+    /// the manifest and are skipped by default (slower; for admission webhooks that change
+    /// objects on every write)
+    #[arg(long)]
+    pub check_all: bool,
     /// Show Secret values instead of masking them
     #[arg(long)]
     pub show_secrets: bool,
@@ -191,6 +196,11 @@ pub struct StatusArgs {
     /// Requests in flight at once
     #[arg(long, value_name = "n", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// Ask the server to dry-run every object, also those whose live fields already match
+    /// the manifest and are skipped by default (slower; for admission webhooks that change
+    /// objects on every write)
+    #[arg(long)]
+    pub check_all: bool,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -237,6 +247,11 @@ pub struct SourceArgs {
     /// Requests in flight at once
     #[arg(long, value_name = "n", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
+    /// Ask the server to dry-run every object, also those whose live fields already match
+    /// the manifest and are skipped by default (slower; for admission webhooks that change
+    /// objects on every write)
+    #[arg(long)]
+    pub check_all: bool,
     /// Show Secret values instead of masking them
     #[arg(long)]
     pub show_secrets: bool,

@@ -143,7 +143,7 @@ impl Cluster {
     }
 
     /// Makes the kinds that CRDs in `objects` define resolvable before they are installed.
-    pub fn learn_crds(&mut self, objects: &[Value]) {
+    pub fn learn_crds<'a>(&mut self, objects: impl IntoIterator<Item = &'a Value>) {
         for o in objects {
             if o["kind"] != "CustomResourceDefinition"
                 || !o["apiVersion"]

@@ -15,6 +15,7 @@ mod revert;
 mod source;
 mod status;
 mod sync;
+mod unchanged;
 
 use std::io::Write;
 
@@ -106,6 +107,7 @@ async fn prepare(
         concurrency: args.concurrency as usize,
         prune_protected,
         prune,
+        check_all: args.check_all,
     };
     let (conn, cluster, plan) = plan_for(
         kube,
@@ -264,6 +266,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 concurrency: args.concurrency as usize,
                 prune_protected: args.apply.prune_protected,
                 prune: !args.apply.no_prune,
+                check_all: args.check_all,
             };
             let (conn, cluster, plan) = plan_for(
                 &cli.kube,

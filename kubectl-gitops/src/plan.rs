@@ -55,6 +55,8 @@ pub struct Options {
     pub concurrency: usize,
     pub prune_protected: bool,
     pub prune: bool,
+    /// Dry-run every object, even those [`crate::unchanged`] proves unchanged.
+    pub check_all: bool,
 }
 
 pub struct Plan {
@@ -169,12 +171,7 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
     }
     shared::manifest::check_duplicates(manifests)?;
     let id = parent_id(ns);
-    cluster.learn_crds(
-        &manifests
-            .iter()
-            .map(|m| m.object.clone())
-            .collect::<Vec<_>>(),
-    );
+    cluster.learn_crds(manifests.iter().map(|m| &m.object));
 
     // Validate and prepare every object before any request that could write.
     let mut problems = Vec::new();
@@ -313,7 +310,7 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
         }
     }
     let mut live: BTreeMap<ObjectKey, Value> = BTreeMap::new();
-    let mut members: BTreeMap<ObjectKey, (Value, Resolved)> = BTreeMap::new();
+    let mut members: BTreeMap<ObjectKey, Resolved> = BTreeMap::new();
     let mut unowned = Vec::new();
     let selector = format!("{}={id}", applyset::LABEL_PART_OF);
     let lists = futures::stream::iter(kinds.values().cloned().map(|r| {
@@ -350,7 +347,7 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
                 .as_ref()
                 .and_then(|l| l.get(applyset::LABEL_PART_OF));
             if part_of == Some(&id) {
-                members.insert(key.clone(), (v.clone(), r.clone()));
+                members.insert(key.clone(), r.clone());
             } else if part_of.is_none() && !infrastructure(&v) {
                 unowned.push(key.clone());
             }
@@ -373,12 +370,42 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
         }
     }
 
+    // Objects whose live fields provably match need no dry-run; the rest ask the server.
+    let proven: BTreeSet<ObjectKey> = if opts.check_all {
+        BTreeSet::new()
+    } else {
+        desired
+            .iter()
+            .filter(|(key, _, obj)| {
+                live.get(key)
+                    .is_some_and(|l| crate::unchanged::apply_is_noop(MANAGER, obj, l))
+            })
+            .map(|(key, _, _)| key.clone())
+            .collect()
+    };
+    crate::log::info(
+        2,
+        format!(
+            "{} of {} objects unchanged without a dry-run",
+            proven.len(),
+            desired.len()
+        ),
+    );
+    // Field sets are often half of an object and nothing below needs them.
+    for v in live.values_mut() {
+        strip_managed_fields(v);
+    }
+
     // Server-side dry-runs, bounded concurrency.
     let skip_dry_run = |r: &Resolved| r.pending || (r.namespaced && !namespace_exists);
     let runs = futures::stream::iter(desired.into_iter().map(|(key, r, obj)| {
         let api = cluster.api(&r, obj["metadata"]["namespace"].as_str());
         let skip = skip_dry_run(&r);
+        let known_unchanged = proven.contains(&key);
         async move {
+            if known_unchanged {
+                return Ok((key, r, obj, None, None));
+            }
             if skip {
                 return Ok((key, r, obj.clone(), Some(obj), None));
             }
@@ -386,7 +413,8 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
             let patch = Patch::Apply(&obj);
             match idempotent(|| api.patch(&key.name, &pp, &patch)).await {
                 Ok(merged) => {
-                    let m = to_value(&merged, &r);
+                    let mut m = to_value(&merged, &r);
+                    strip_managed_fields(&mut m);
                     Ok((key, r, obj, Some(m), None))
                 }
                 Err(e) if status_code(&e) == Some(409) => {
@@ -398,7 +426,8 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
                     let merged = idempotent(|| api.patch(&key.name, &forced, &patch))
                         .await
                         .map_err(|e| api_error(format!("dry-run of {key}"), e))?;
-                    let m = to_value(&merged, &r);
+                    let mut m = to_value(&merged, &r);
+                    strip_managed_fields(&mut m);
                     Ok((key, r, obj, Some(m), Some(conflict)))
                 }
                 Err(e) => {
@@ -423,14 +452,15 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
     let mut items = Vec::new();
     let mut wanted = BTreeSet::new();
     for run in runs {
-        let (key, r, obj, merged, conflict) = run?;
+        let (key, r, obj, mut merged, conflict) = run?;
         wanted.insert(key.clone());
-        let live_obj = live.get(&key).cloned();
-        let action = match &live_obj {
-            None => Action::Create,
-            Some(l) => {
+        let live_obj = live.remove(&key);
+        let action = match (&live_obj, &merged) {
+            (None, _) => Action::Create,
+            (Some(_), None) => Action::Unchanged,
+            (Some(l), Some(m)) => {
                 let mut a = l.clone();
-                let mut b = merged.clone().unwrap_or_default();
+                let mut b = m.clone();
                 shared::normalize::normalize(&mut a);
                 shared::normalize::normalize(&mut b);
                 if a == b {
@@ -440,6 +470,10 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
                 }
             }
         };
+        if action == Action::Unchanged {
+            // Nothing shows or applies it; holding the server's copy would only cost memory.
+            merged = None;
+        }
         let owner = live_obj
             .as_ref()
             .and_then(|l| applyset::foreign_owner(l, &id));
@@ -455,10 +489,13 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
             owner,
         });
     }
-    for (key, (obj, r)) in members {
+    for (key, r) in members {
         if wanted.contains(&key) || is_target_namespace(&key, ns) {
             continue;
         }
+        let Some(obj) = live.remove(&key) else {
+            continue;
+        };
         let action = if protected(&key) && !opts.prune_protected {
             Action::Protected
         } else if !opts.prune {
@@ -500,6 +537,12 @@ fn infrastructure(v: &Value) -> bool {
         ("ConfigMap", "kube-root-ca.crt") | ("ServiceAccount", "default") | ("Secret", PARENT_NAME)
     ) || v["type"] == "kubernetes.io/service-account-token"
         || v["type"] == crate::record::SECRET_TYPE
+}
+
+fn strip_managed_fields(v: &mut Value) {
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
 }
 
 /// A dynamic object as JSON with apiVersion and kind filled in (list items lack them).

@@ -34,6 +34,7 @@ pub async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             allow_empty: true,
             concurrency: args.concurrency,
             show_secrets: args.show_secrets,
+            check_all: args.check_all,
         })?;
         let conn = crate::kubeconf::connect(kube, source.context.as_deref()).await?;
         let namespace = kube

@@ -34,6 +34,7 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
         concurrency: args.concurrency as usize,
         prune_protected: false,
         prune: true,
+        check_all: args.check_all,
     };
     let plan = plan::build(&mut cluster, &manifests, &opts).await?;
     let keys = |a: Action| {

@@ -5,6 +5,7 @@
 mod cluster;
 #[path = "../common/repo.rs"]
 mod repo;
+mod skip;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
