@@ -60,6 +60,19 @@ fn held_error(ns: &str, lease: &Lease) -> Error {
     .hint("wait for it to finish and retry; a holder that died releases the lease within 30s")
 }
 
+/// Fails with exit 3 naming the holder if another run holds the namespace's lease; writes
+/// nothing. For runs that only record (a sync with nothing to change).
+pub async fn check_free(client: kube::Client, ns: &str) -> Result<()> {
+    let api: Api<Lease> = Api::namespaced(client, ns);
+    match crate::cluster::idempotent(|| api.get_opt(LEASE_NAME))
+        .await
+        .map_err(|e| api_error(format!("reading Lease {ns}/{LEASE_NAME}"), e))?
+    {
+        Some(current) if !expired(&current) => Err(held_error(ns, &current)),
+        _ => Ok(()),
+    }
+}
+
 /// Takes the namespace's lease or fails with exit 3 naming who holds it.
 pub async fn acquire(client: kube::Client, ns: &str, user: &str) -> Result<Guard> {
     let api: Api<Lease> = Api::namespaced(client, ns);

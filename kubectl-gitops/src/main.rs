@@ -81,6 +81,7 @@ async fn prepare(
     args: &SourceArgs,
     prune_protected: bool,
     prune: bool,
+    for_write: bool,
 ) -> Result<Prepared> {
     let source = source::resolve(args)?;
     log::info(
@@ -108,6 +109,7 @@ async fn prepare(
         prune_protected,
         prune,
         check_all: args.check_all,
+        for_write,
     };
     let (conn, cluster, plan) = plan_for(
         kube,
@@ -213,7 +215,7 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Diff(args) => {
             // Exit 1 means "differences" to scripts, so every diff error must be 2 or more.
-            let p = prepare(&cli.kube, &args.source, false, true)
+            let p = prepare(&cli.kube, &args.source, false, true, false)
                 .await
                 .map_err(|e| match e.kind {
                     shared::ErrorKind::Refused => Error {
@@ -244,6 +246,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 &args.source,
                 args.apply.prune_protected,
                 !args.apply.no_prune,
+                !args.apply.dry_run,
             )
             .await?;
             apply_flow(
@@ -267,6 +270,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 prune_protected: args.apply.prune_protected,
                 prune: !args.apply.no_prune,
                 check_all: args.check_all,
+                for_write: !args.apply.dry_run,
             };
             let (conn, cluster, plan) = plan_for(
                 &cli.kube,

@@ -57,6 +57,9 @@ pub struct Options {
     pub prune: bool,
     /// Dry-run every object, even those [`crate::unchanged`] proves unchanged.
     pub check_all: bool,
+    /// The plan will be executed: note the newest revision record before reading anything,
+    /// so execution can tell whether another run recorded (and so changed things) since.
+    pub for_write: bool,
 }
 
 pub struct Plan {
@@ -69,6 +72,8 @@ pub struct Plan {
     pub items: Vec<Item>,
     /// Live objects of the listed kinds that no ApplySet claims (drift for `status`).
     pub unowned: Vec<ObjectKey>,
+    /// With `for_write`: the newest recorded revision before the plan read anything (0: none).
+    pub latest_revision: Option<u64>,
 }
 
 impl Plan {
@@ -80,6 +85,15 @@ impl Plan {
         self.items
             .iter()
             .any(|i| matches!(i.action, Action::Create | Action::Update | Action::Prune))
+    }
+
+    /// Whether executing the plan writes any object: a change, the namespace, or the ApplySet
+    /// parent (missing, or listing other kinds than the members').
+    pub fn writes_objects(&self) -> bool {
+        self.has_changes()
+            || !self.namespace_exists
+            || !self.parent_exists
+            || self.member_kinds() != self.parent_kinds
     }
 
     pub fn summary(&self) -> String {
@@ -251,6 +265,15 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
             ),
         );
     }
+
+    let latest_revision = if opts.for_write && namespace_exists {
+        let records = crate::record::list(cluster, ns).await?;
+        Some(records.last().map(|m| m.revision).unwrap_or(0))
+    } else if opts.for_write {
+        Some(0)
+    } else {
+        None
+    };
 
     // The ApplySet parent tells us which kinds may hold members to prune.
     let secret = cluster
@@ -525,6 +548,7 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
         parent_kinds,
         items,
         unowned,
+        latest_revision,
     })
 }
 

@@ -35,6 +35,7 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
         prune_protected: false,
         prune: true,
         check_all: args.check_all,
+        for_write: false,
     };
     let plan = plan::build(&mut cluster, &manifests, &opts).await?;
     let keys = |a: Action| {

@@ -210,13 +210,85 @@ pub async fn execute(
 ) -> Result<Outcome> {
     let mut applied = Vec::new();
     let mut pruned = Vec::new();
+    if !plan.writes_objects() {
+        // Nothing to change: the record is the only write, so no lease is taken (taking and
+        // releasing it would be two more). A run holding the lease means the namespace is
+        // changing under this plan: exit 3 as a locking run would. A run that takes the lease
+        // after this check records after us (see `record_with_retry`); one that recorded since
+        // our plan makes our record's create collide, also exit 3.
+        crate::lock::check_free(cluster.client.clone(), &plan.namespace).await?;
+        return record_and_finish(cluster, plan, opts, info, &mut applied, &mut pruned, false)
+            .await;
+    }
     // The lease lives in the namespace, so the namespace comes first; creating it is
     // idempotent, so two racing writers may both do it.
     ensure_namespace(cluster, plan, &mut applied).await?;
     let guard = crate::lock::acquire(cluster.client.clone(), &plan.namespace, &info.user).await?;
-    let result = record_and_finish(cluster, plan, opts, info, &mut applied, &mut pruned).await;
+    let result =
+        record_and_finish(cluster, plan, opts, info, &mut applied, &mut pruned, true).await;
     guard.release().await;
     result
+}
+
+fn changed_meanwhile(ns: &str, newest: Option<&Meta>) -> Error {
+    let who = newest
+        .map(|m| {
+            format!(
+                "revision {} was recorded by {} at {} (tag {}, {})",
+                m.revision,
+                if m.user.is_empty() {
+                    "an unknown user"
+                } else {
+                    &m.user
+                },
+                m.time,
+                m.tag,
+                m.outcome
+            )
+        })
+        .unwrap_or_else(|| "its revision records changed".into());
+    Error::race(format!(
+        "namespace {ns} changed while this run was planning: {who}"
+    ))
+    .hint("rerun to see the plan against the namespace as it is now")
+}
+
+/// Writes the record as the next revision. A lease holder whose revision number was taken
+/// meanwhile lost it to a run that only recorded (which takes no lease); its changes are
+/// applied, so it records under the next number instead of failing.
+async fn record_with_retry(
+    cluster: &Cluster,
+    ns: &str,
+    mut meta: Meta,
+    manifests: &[Value],
+    holds_lease: bool,
+) -> Result<u64> {
+    let mut attempts = 0;
+    loop {
+        match record::write(cluster, ns, meta.clone(), manifests).await {
+            Ok(()) => return Ok(meta.revision),
+            Err(e) if holds_lease && e.kind == shared::ErrorKind::Race && attempts < 3 => {
+                attempts += 1;
+                let latest = record::list(cluster, ns).await?;
+                meta.revision = latest
+                    .last()
+                    .map(|m| m.revision + 1)
+                    .unwrap_or(1)
+                    .max(meta.revision + 1);
+            }
+            Err(e) if e.kind == shared::ErrorKind::Race => {
+                // Name the run that got there first, as a held lease names its holder.
+                let latest = record::list(cluster, ns).await.unwrap_or_default();
+                let winner = latest.iter().find(|m| m.revision == meta.revision);
+                return Err(if winner.is_some() {
+                    changed_meanwhile(ns, winner)
+                } else {
+                    e
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn record_and_finish(
@@ -226,9 +298,17 @@ async fn record_and_finish(
     info: RecordInfo,
     applied: &mut Vec<String>,
     pruned: &mut Vec<String>,
+    holds_lease: bool,
 ) -> Result<Outcome> {
     let previous = record::list(cluster, &plan.namespace).await?;
-    let revision = previous.last().map(|m| m.revision + 1).unwrap_or(1);
+    let latest = previous.last().map(|m| m.revision).unwrap_or(0);
+    if let Some(seen) = plan.latest_revision
+        && latest != seen
+    {
+        // Someone synced or reverted since this plan read the namespace: it may be stale.
+        return Err(changed_meanwhile(&plan.namespace, previous.last()));
+    }
+    let revision = latest + 1;
     let mut interrupted = false;
     let result = tokio::select! {
         r = run(cluster, plan, opts, applied, pruned) => r,
@@ -266,8 +346,9 @@ async fn record_and_finish(
         parts: 0,
         reverted_to: info.reverted_to,
     };
-    let recorded = record::write(cluster, &plan.namespace, meta, &manifests).await;
+    let recorded = record_with_retry(cluster, &plan.namespace, meta, &manifests, holds_lease).await;
     let mut record_written = true;
+    let mut revision = revision;
     match (&result, recorded) {
         (Ok(()), Err(e)) => return Err(e),
         (Err(_), Err(e)) => {
@@ -277,7 +358,7 @@ async fn record_and_finish(
                 e.message
             ))
         }
-        _ => {}
+        (_, Ok(n)) => revision = n,
     }
     if result.is_ok() {
         record::prune_history(cluster, &plan.namespace, opts.history_limit).await?;

@@ -439,9 +439,12 @@ fn ten_syncs_and_reverts_at_once_keep_history_exact() {
         let (o, _) = wait_bounded(child, Duration::from_secs(60), &what);
         match o.status.code() {
             Some(0) => winners += 1,
+            // A run holding the lease is named by holder; a run with nothing to change takes
+            // no lease and names the run whose record got in first.
             Some(3) => assert!(
-                err(&o).contains("is being changed by") && err(&o).contains("(pid "),
-                "{what}: exit 3 names the holder: {}",
+                (err(&o).contains("is being changed by") && err(&o).contains("(pid "))
+                    || err(&o).contains("changed while this run was planning: revision"),
+                "{what}: exit 3 names the other run: {}",
                 err(&o)
             ),
             other => panic!("{what}: exit {other:?}: {}", err(&o)),

@@ -1111,6 +1111,92 @@ fn a_held_lease_makes_a_second_writer_exit_3() {
     );
 }
 
+/// Every object in the namespace that anyone may write, with its resourceVersion.
+fn all_versions(ns: &str) -> Vec<String> {
+    let v = kubectl_json(&[
+        "get",
+        "configmaps,secrets,services,deployments,serviceaccounts,roles,leases",
+        "-n",
+        ns,
+    ]);
+    let mut out: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}/{}@{}",
+                i["kind"].as_str().unwrap(),
+                i["metadata"]["name"].as_str().unwrap(),
+                i["metadata"]["resourceVersion"].as_str().unwrap()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_sync_with_nothing_to_change_writes_only_its_record() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("noop");
+    let repo = two_tags();
+    let r = repo.path.to_str().unwrap();
+    let sync = || {
+        run(&[
+            "sync", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
+        ])
+    };
+    ok(sync());
+    // A lease left by a dead run: a sync that takes the lease would take this one over.
+    let lease = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubectl-gitops-lock\nspec:\n  holderIdentity: dead@host (pid 1)\n  acquireTime: \"2020-01-01T00:00:00.000000Z\"\n  renewTime: \"2020-01-01T00:00:00.000000Z\"\n  leaseDurationSeconds: 30\n";
+    let f = repo.tmp.path().join("lease.yaml");
+    std::fs::write(&f, lease).unwrap();
+    kubectl(&["apply", "-n", &ns, "-f", f.to_str().unwrap()]);
+    let before = all_versions(&ns);
+
+    let o = ok(sync());
+    assert!(
+        err(&o).contains("0 to create, 0 to update, 0 to prune"),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("revision 2"), "{}", err(&o));
+    let after = all_versions(&ns);
+    let added: Vec<&String> = after.iter().filter(|v| !before.contains(v)).collect();
+    let gone: Vec<&String> = before.iter().filter(|v| !after.contains(v)).collect();
+    assert!(gone.is_empty(), "nothing changed or deleted: {gone:?}");
+    assert_eq!(added.len(), 1, "only the record: {added:?}");
+    assert!(
+        added[0].starts_with("Secret/kubectl-gitops.rev.2@"),
+        "{added:?}"
+    );
+    let h = history(&ns);
+    assert_eq!(h["revisions"][0]["revision"], 2);
+    assert_eq!(h["revisions"][0]["tag"], "A");
+    assert_eq!(h["revisions"][0]["outcome"], "succeeded");
+
+    // Another run holding the lease means the namespace is changing: exit 3, nothing written.
+    let now = jiff_now();
+    kubectl(&[
+        "patch",
+        "lease",
+        "kubectl-gitops-lock",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"spec":{{"holderIdentity":"alice@laptop (pid 2)","renewTime":"{now}","leaseDurationSeconds":300}}}}"#
+        ),
+    ]);
+    let before = all_versions(&ns);
+    let o = sync();
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("alice@laptop"), "{}", err(&o));
+    assert_eq!(all_versions(&ns), before, "nothing written");
+}
+
 fn jiff_now() -> String {
     let out = Command::new("date")
         .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
@@ -1159,7 +1245,13 @@ fn concurrent_syncs_never_lose_or_duplicate_records() {
     for o in &outs {
         match o.status.code() {
             Some(0) => winners += 1,
-            Some(3) => assert!(err(o).contains("is being changed by"), "{}", err(o)),
+            // Losers name the lease holder, or the run that recorded while they planned.
+            Some(3) => assert!(
+                err(o).contains("is being changed by")
+                    || err(o).contains("changed while this run was planning: revision"),
+                "{}",
+                err(o)
+            ),
             other => panic!("unexpected exit {other:?}: {}", err(o)),
         }
     }
