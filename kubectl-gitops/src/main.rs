@@ -60,7 +60,7 @@ struct Prepared {
 /// (`opts.namespace` is resolved here; callers leave it empty).
 async fn plan_for(
     kube: &cli::KubeArgs,
-    manifests: &[shared::manifest::Manifest],
+    manifests: Vec<shared::manifest::Manifest>,
     env_namespace: Option<&str>,
     env_context: Option<&str>,
     mut opts: plan::Options,
@@ -110,10 +110,11 @@ async fn prepare(
         prune,
         check_all: args.check_all,
         for_write,
+        keep_unchanged_live: false,
     };
     let (conn, cluster, plan) = plan_for(
         kube,
-        &source.manifests,
+        source.manifests,
         source.namespace.as_deref(),
         source.context.as_deref(),
         flags,
@@ -271,10 +272,11 @@ async fn run(cli: Cli) -> Result<i32> {
                 prune: !args.apply.no_prune,
                 check_all: args.check_all,
                 for_write: !args.apply.dry_run,
+                keep_unchanged_live: false,
             };
             let (conn, cluster, plan) = plan_for(
                 &cli.kube,
-                &target.manifests,
+                target.manifests,
                 Some(&target.namespace),
                 None,
                 flags,

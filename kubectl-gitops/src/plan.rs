@@ -60,6 +60,9 @@ pub struct Options {
     /// The plan will be executed: note the newest revision record before reading anything,
     /// so execution can tell whether another run recorded (and so changed things) since.
     pub for_write: bool,
+    /// Keep the live copy of unchanged objects too (status reports their health); diff and
+    /// sync need only those of objects that change.
+    pub keep_unchanged_live: bool,
 }
 
 pub struct Plan {
@@ -161,10 +164,10 @@ fn protected(key: &ObjectKey) -> bool {
     )
 }
 
-fn where_(m: &Manifest) -> String {
+fn where_(source: &shared::manifest::Source) -> String {
     format!(
         "{}: document {} (line {})",
-        m.source.file, m.source.document, m.source.line
+        source.file, source.document, source.line
     )
 }
 
@@ -172,7 +175,13 @@ pub fn parent_id(namespace: &str) -> String {
     applyset::applyset_id(PARENT_NAME, namespace, "Secret", "")
 }
 
-pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options) -> Result<Plan> {
+/// Takes the manifests by value: each object moves into the plan rather than being copied,
+/// which matters at thousands of objects.
+pub async fn build(
+    cluster: &mut Cluster,
+    manifests: Vec<Manifest>,
+    opts: &Options,
+) -> Result<Plan> {
     let ns = opts.namespace.as_str();
     if let Some(problem) = shared::refname::dns_label_problem(ns) {
         return Err(Error::invalid(format!("namespace {ns:?} {problem}")));
@@ -183,7 +192,7 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
         )
         .hint("check --path, or pass --allow-empty if emptying the namespace is intended"));
     }
-    shared::manifest::check_duplicates(manifests)?;
+    shared::manifest::check_duplicates(&manifests)?;
     let id = parent_id(ns);
     cluster.learn_crds(manifests.iter().map(|m| &m.object));
 
@@ -192,11 +201,11 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
     let mut desired: Vec<(ObjectKey, Resolved, Value)> = Vec::new();
     let mut namespace_in_set = false;
     for m in manifests {
-        let mut obj = m.object.clone();
+        let mut obj = m.object;
         let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
         let Some(resolved) = cluster.resolve(&api_version, &kind) else {
-            problems.push(format!("{}: unknown kind {kind} (apiVersion {api_version}): the server does not serve it and no CRD in the set defines it", where_(m)));
+            problems.push(format!("{}: unknown kind {kind} (apiVersion {api_version}): the server does not serve it and no CRD in the set defines it", where_(&m.source)));
             continue;
         };
         let name = obj["metadata"]["name"]
@@ -207,7 +216,7 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
             let obj_ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
             match obj_ns {
                 Some(other) if other != ns && !opts.allow_other_namespaces => {
-                    problems.push(format!("{}: {kind}/{name} is in namespace {other:?}, not the target {ns:?} (use --allow-other-namespaces to allow)", where_(m)));
+                    problems.push(format!("{}: {kind}/{name} is in namespace {other:?}, not the target {ns:?} (use --allow-other-namespaces to allow)", where_(&m.source)));
                     continue;
                 }
                 Some(_) => {}
@@ -220,7 +229,7 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
             } else if !opts.allow_cluster_scoped {
                 problems.push(format!(
                     "{}: {kind}/{name} is cluster-scoped (use --allow-cluster-scoped to allow)",
-                    where_(m)
+                    where_(&m.source)
                 ));
                 continue;
             }
@@ -336,7 +345,30 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
     let mut members: BTreeMap<ObjectKey, Resolved> = BTreeMap::new();
     let mut unowned = Vec::new();
     let selector = format!("{}={id}", applyset::LABEL_PART_OF);
-    let lists = futures::stream::iter(kinds.values().cloned().map(|r| {
+    // Objects whose live fields provably match need no dry-run; the rest ask the server.
+    // Checked as each object arrives, so that its field set (often half of it) can be
+    // dropped at once instead of holding every listed object whole.
+    let wanted_index: BTreeMap<&ObjectKey, &Value> =
+        desired.iter().map(|(k, _, obj)| (k, obj)).collect();
+    // Proven unchanged: the foreign owner mark, if any (sync refuses those even unchanged).
+    let mut proven: BTreeMap<ObjectKey, Option<String>> = BTreeMap::new();
+    let admit = |key: ObjectKey,
+                 mut v: Value,
+                 live: &mut BTreeMap<ObjectKey, Value>,
+                 proven: &mut BTreeMap<ObjectKey, Option<String>>| {
+        if !opts.check_all
+            && let Some(obj) = wanted_index.get(&key)
+            && crate::unchanged::apply_is_noop(MANAGER, obj, &v)
+        {
+            proven.insert(key.clone(), applyset::foreign_owner(&v, &id));
+            if !opts.keep_unchanged_live {
+                return;
+            }
+        }
+        strip_managed_fields(&mut v);
+        live.insert(key, v);
+    };
+    let mut lists = futures::stream::iter(kinds.values().cloned().map(|r| {
         let api = cluster.api(&r, if r.namespaced { Some(ns) } else { None });
         let selector = selector.clone();
         let ns_ok = namespace_exists || !r.namespaced;
@@ -356,32 +388,28 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
             Ok::<_, Error>((r, list.items))
         }
     }))
-    .buffer_unordered(opts.concurrency)
-    .collect::<Vec<_>>()
-    .await;
-    for result in lists {
+    .buffer_unordered(opts.concurrency);
+    while let Some(result) = lists.next().await {
         let (r, items) = result?;
         for o in items {
             let v = to_value(&o, &r);
+            drop(o);
             let key = ObjectKey::of(&v);
-            let part_of = o
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(applyset::LABEL_PART_OF));
-            if part_of == Some(&id) {
+            let part_of = v["metadata"]["labels"][applyset::LABEL_PART_OF].as_str();
+            if part_of == Some(id.as_str()) {
                 members.insert(key.clone(), r.clone());
             } else if part_of.is_none() && !infrastructure(&v) {
                 unowned.push(key.clone());
             }
-            live.insert(key, v);
+            admit(key, v, &mut live, &mut proven);
         }
     }
+    drop(lists);
     for (key, r, _) in desired
         .iter()
         .filter(|(_, r, _)| !r.namespaced && !r.pending)
     {
-        if live.contains_key(key) {
+        if live.contains_key(key) || proven.contains_key(key) {
             continue;
         }
         let api = cluster.api(r, None);
@@ -389,23 +417,10 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
             .await
             .map_err(|e| api_error(key, e))?
         {
-            live.insert(key.clone(), to_value(&o, r));
+            admit(key.clone(), to_value(&o, r), &mut live, &mut proven);
         }
     }
-
-    // Objects whose live fields provably match need no dry-run; the rest ask the server.
-    let proven: BTreeSet<ObjectKey> = if opts.check_all {
-        BTreeSet::new()
-    } else {
-        desired
-            .iter()
-            .filter(|(key, _, obj)| {
-                live.get(key)
-                    .is_some_and(|l| crate::unchanged::apply_is_noop(MANAGER, obj, l))
-            })
-            .map(|(key, _, _)| key.clone())
-            .collect()
-    };
+    drop(wanted_index);
     crate::log::info(
         2,
         format!(
@@ -414,17 +429,13 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
             desired.len()
         ),
     );
-    // Field sets are often half of an object and nothing below needs them.
-    for v in live.values_mut() {
-        strip_managed_fields(v);
-    }
 
     // Server-side dry-runs, bounded concurrency.
     let skip_dry_run = |r: &Resolved| r.pending || (r.namespaced && !namespace_exists);
     let runs = futures::stream::iter(desired.into_iter().map(|(key, r, obj)| {
         let api = cluster.api(&r, obj["metadata"]["namespace"].as_str());
         let skip = skip_dry_run(&r);
-        let known_unchanged = proven.contains(&key);
+        let known_unchanged = proven.contains_key(&key);
         async move {
             if known_unchanged {
                 return Ok((key, r, obj, None, None));
@@ -477,29 +488,38 @@ pub async fn build(cluster: &mut Cluster, manifests: &[Manifest], opts: &Options
     for run in runs {
         let (key, r, obj, mut merged, conflict) = run?;
         wanted.insert(key.clone());
-        let live_obj = live.remove(&key);
-        let action = match (&live_obj, &merged) {
-            (None, _) => Action::Create,
-            (Some(_), None) => Action::Unchanged,
-            (Some(l), Some(m)) => {
-                let mut a = l.clone();
-                let mut b = m.clone();
-                shared::normalize::normalize(&mut a);
-                shared::normalize::normalize(&mut b);
-                if a == b {
-                    Action::Unchanged
-                } else {
-                    Action::Update
-                }
+        let mut live_obj = live.remove(&key);
+        let (action, owner) = match proven.remove(&key) {
+            Some(owner) => (Action::Unchanged, owner),
+            None => {
+                let action = match (&live_obj, &merged) {
+                    (None, _) => Action::Create,
+                    (Some(_), None) => Action::Unchanged,
+                    (Some(l), Some(m)) => {
+                        let mut a = l.clone();
+                        let mut b = m.clone();
+                        shared::normalize::normalize(&mut a);
+                        shared::normalize::normalize(&mut b);
+                        if a == b {
+                            Action::Unchanged
+                        } else {
+                            Action::Update
+                        }
+                    }
+                };
+                let owner = live_obj
+                    .as_ref()
+                    .and_then(|l| applyset::foreign_owner(l, &id));
+                (action, owner)
             }
         };
         if action == Action::Unchanged {
-            // Nothing shows or applies it; holding the server's copy would only cost memory.
+            // Nothing shows or applies it; holding the server's copies would only cost memory.
             merged = None;
+            if !opts.keep_unchanged_live {
+                live_obj = None;
+            }
         }
-        let owner = live_obj
-            .as_ref()
-            .and_then(|l| applyset::foreign_owner(l, &id));
         items.push(Item {
             rank: rank(&key.group, &key.kind),
             key,

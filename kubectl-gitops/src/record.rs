@@ -10,8 +10,6 @@
 //!   `manifests.0`; further parts in `kubectl-gitops.rev.<N>.<k>` with data `manifests.<k>`.
 //! - The manifests are a JSON array of the applied objects, gzip-compressed, split in parts.
 
-use std::io::Write;
-
 use base64::Engine;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use serde::{Deserialize, Serialize};
@@ -81,10 +79,12 @@ pub async fn list(cluster: &Cluster, ns: &str) -> Result<Vec<Meta>> {
     Ok(out)
 }
 
-pub fn compress(manifests: &[Value]) -> Vec<u8> {
-    let json = serde_json::to_vec(manifests).expect("values serialise");
+/// The record's manifests blob: a JSON array, gzip'd as it is serialised (no uncompressed
+/// copy of a large render in memory).
+pub fn compress<'a>(manifests: impl IntoIterator<Item = &'a Value>) -> Vec<u8> {
+    let refs: Vec<&Value> = manifests.into_iter().collect();
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(&json).expect("writing to memory");
+    serde_json::to_writer(&mut enc, &refs).expect("values serialise to memory");
     enc.finish().expect("writing to memory")
 }
 
@@ -100,8 +100,8 @@ pub fn decompress(bytes: &[u8]) -> Result<Vec<Value>> {
 
 /// Writes a new record. Creation (not apply) makes two concurrent writers of the same
 /// revision collide: the loser gets exit 3 instead of silently overwriting.
-pub async fn write(cluster: &Cluster, ns: &str, mut meta: Meta, manifests: &[Value]) -> Result<()> {
-    let blob = compress(manifests);
+/// `blob` is [`compress`]'s output.
+pub async fn write(cluster: &Cluster, ns: &str, mut meta: Meta, blob: &[u8]) -> Result<()> {
     let chunks: Vec<&[u8]> = if blob.is_empty() {
         vec![&[][..]]
     } else {

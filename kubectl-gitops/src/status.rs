@@ -36,8 +36,9 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
         prune: true,
         check_all: args.check_all,
         for_write: false,
+        keep_unchanged_live: true,
     };
-    let plan = plan::build(&mut cluster, &manifests, &opts).await?;
+    let plan = plan::build(&mut cluster, manifests, &opts).await?;
     let keys = |a: Action| {
         plan.items
             .iter()

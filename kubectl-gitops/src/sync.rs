@@ -260,12 +260,12 @@ async fn record_with_retry(
     cluster: &Cluster,
     ns: &str,
     mut meta: Meta,
-    manifests: &[Value],
+    blob: &[u8],
     holds_lease: bool,
 ) -> Result<u64> {
     let mut attempts = 0;
     loop {
-        match record::write(cluster, ns, meta.clone(), manifests).await {
+        match record::write(cluster, ns, meta.clone(), blob).await {
             Ok(()) => return Ok(meta.revision),
             Err(e) if holds_lease && e.kind == shared::ErrorKind::Race && attempts < 3 => {
                 attempts += 1;
@@ -317,11 +317,7 @@ async fn record_and_finish(
             Err(Error::refused("interrupted (Ctrl-C)"))
         }
     };
-    let manifests: Vec<Value> = plan
-        .items
-        .iter()
-        .filter_map(|i| i.desired.clone())
-        .collect();
+    let blob = record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()));
     let objects: Vec<String> = plan
         .items
         .iter()
@@ -346,7 +342,7 @@ async fn record_and_finish(
         parts: 0,
         reverted_to: info.reverted_to,
     };
-    let recorded = record_with_retry(cluster, &plan.namespace, meta, &manifests, holds_lease).await;
+    let recorded = record_with_retry(cluster, &plan.namespace, meta, &blob, holds_lease).await;
     let mut record_written = true;
     let mut revision = revision;
     match (&result, recorded) {
