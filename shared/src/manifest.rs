@@ -201,6 +201,13 @@ fn yaml_documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>> {
             e.valid_up_to()
         ))
     })?;
+    if let Some(documents) = simple_yaml_documents(text) {
+        return Ok(documents);
+    }
+    full_yaml_documents(file, text)
+}
+
+fn full_yaml_documents(file: &str, text: &str) -> Result<Vec<Document>> {
     let docs: Vec<serde_saphyr::Spanned<Value>> =
         serde_saphyr::from_str_multiple_with_options(text, yaml_options())
             .map_err(|err| yaml_error(file, text, &err))?;
@@ -212,6 +219,402 @@ fn yaml_documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>> {
             (starts.document_at(line), line, doc.value)
         })
         .collect())
+}
+
+/// The documents of a YAML stream written in the plain block style that generators and most
+/// people write manifests in, or `None` when the text uses anything else: flow mappings,
+/// anchors, tags, multi-line or ambiguous scalars, folded blocks, tabs, non-ASCII text, and
+/// all errors. Such text goes to the full parser, so results, error messages and limits are
+/// the full parser's; this only skips its cost (about 60 µs for a 1 KiB file, the bulk of
+/// loading thousands of files), producing exactly the values it would.
+fn simple_yaml_documents(text: &str) -> Option<Vec<Document>> {
+    // Far below every parser budget, so no input taken here could have breached one.
+    if text.len() > 1 << 20
+        || !text
+            .bytes()
+            .all(|b| b == b'\n' || (b' '..=b'~').contains(&b))
+    {
+        return None;
+    }
+    let mut lines = Vec::new();
+    let mut documents = Vec::new();
+    let mut starts = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        if raw == "---" {
+            documents.push(std::mem::take(&mut lines));
+            starts.push(index + 2);
+            continue;
+        }
+        if raw.starts_with("---") || raw.starts_with("...") || raw.starts_with('%') {
+            return None;
+        }
+        let content = raw.trim_start_matches(' ');
+        lines.push(SimpleLine {
+            number: index + 1,
+            indent: raw.len() - content.len(),
+            text: content,
+        });
+    }
+    documents.push(lines);
+    if documents.len() > 1_000 {
+        return None;
+    }
+    let index = DocumentStarts::scan(text);
+    let mut out = Vec::new();
+    let last = documents.len() - 1;
+    for (n, lines) in documents.into_iter().enumerate() {
+        let mut parser = SimpleParser {
+            lines,
+            at: 0,
+            unterminated: n == last && !text.ends_with('\n'),
+        };
+        let Some(first) = parser.next_content() else {
+            continue; // only blank lines and comments: an empty document
+        };
+        let (line, indent) = (parser.lines[first].number, parser.lines[first].indent);
+        let value = parser.block(indent, 0)?;
+        if parser.next_content().is_some() {
+            return None;
+        }
+        out.push((index.document_at(line), line, value));
+    }
+    Some(out)
+}
+
+struct SimpleLine<'a> {
+    number: usize,
+    indent: usize,
+    /// The line without its indentation.
+    text: &'a str,
+}
+
+struct SimpleParser<'a> {
+    lines: Vec<SimpleLine<'a>>,
+    at: usize,
+    /// The last line has no line break, which changes a block scalar ending there.
+    unterminated: bool,
+}
+
+/// Nesting accepted by the fast path, well inside [`MAX_DEPTH`].
+const SIMPLE_MAX_DEPTH: usize = 64;
+
+impl<'a> SimpleParser<'a> {
+    /// Index of the next line with content, skipping blank and comment lines.
+    fn next_content(&mut self) -> Option<usize> {
+        while let Some(line) = self.lines.get(self.at) {
+            if !(line.text.is_empty() || line.text.starts_with('#')) {
+                return Some(self.at);
+            }
+            self.at += 1;
+        }
+        None
+    }
+
+    /// The mapping or sequence whose first line is the next content line, at `indent`.
+    fn block(&mut self, indent: usize, depth: usize) -> Option<Value> {
+        if depth > SIMPLE_MAX_DEPTH {
+            return None;
+        }
+        let first = self.next_content()?;
+        if is_entry(self.lines[first].text) {
+            self.sequence(indent, depth)
+        } else {
+            self.mapping(indent, depth)
+        }
+    }
+
+    fn mapping(&mut self, indent: usize, depth: usize) -> Option<Value> {
+        let mut map = Map::new();
+        while let Some(i) = self.next_content() {
+            let line = &self.lines[i];
+            if line.indent < indent {
+                break;
+            }
+            if line.indent > indent || is_entry(line.text) {
+                return None;
+            }
+            let (key, rest) = simple_key(line.text)?;
+            self.at += 1;
+            let value = self.value(indent, rest, true, depth)?;
+            if map.insert(key, value).is_some() {
+                return None; // a duplicate key, which the full parser reports
+            }
+        }
+        Some(Value::Object(map))
+    }
+
+    fn sequence(&mut self, indent: usize, depth: usize) -> Option<Value> {
+        let mut items = Vec::new();
+        while let Some(i) = self.next_content() {
+            let line = &self.lines[i];
+            if line.indent < indent || (line.indent == indent && !is_entry(line.text)) {
+                break;
+            }
+            if line.indent > indent {
+                return None;
+            }
+            let rest = &line.text[1..];
+            let content = rest.trim_start_matches(' ');
+            if content.is_empty() || content.starts_with('#') {
+                self.at += 1;
+                items.push(self.value(indent, content, false, depth)?);
+            } else {
+                // `- key: value` or `- - item`: a collection starting on this line, at the
+                // column of its first character.
+                let column = indent + 1 + (rest.len() - content.len());
+                if is_entry(content) || simple_key(content).is_some() {
+                    self.lines[i].indent = column;
+                    self.lines[i].text = content;
+                    items.push(self.block(column, depth + 1)?);
+                } else {
+                    self.at += 1;
+                    items.push(self.value(indent, content, false, depth)?);
+                }
+            }
+        }
+        Some(Value::Array(items))
+    }
+
+    /// The value after `key:` or `-` on a line at `indent`; `rest` is what follows on that line.
+    fn value(
+        &mut self,
+        indent: usize,
+        rest: &str,
+        in_mapping: bool,
+        depth: usize,
+    ) -> Option<Value> {
+        if rest.is_empty() || rest.starts_with('#') {
+            let Some(i) = self.next_content() else {
+                return Some(Value::Null);
+            };
+            let next = &self.lines[i];
+            return if next.indent > indent {
+                self.block(next.indent, depth + 1)
+            } else if in_mapping && next.indent == indent && is_entry(next.text) {
+                // A sequence may sit at its key's own indentation.
+                self.block(indent, depth + 1)
+            } else {
+                Some(Value::Null)
+            };
+        }
+        let value = match rest {
+            "|" | "|-" | "|+" => return self.literal(indent, rest),
+            _ if rest.starts_with('[') => simple_flow_sequence(rest)?,
+            _ if rest.starts_with('{') => {
+                ends_line(rest.strip_prefix("{}")?).then(|| Value::Object(Map::new()))?
+            }
+            _ => {
+                let (value, after) = simple_scalar(rest, false)?;
+                if !ends_line(after) {
+                    return None;
+                }
+                value
+            }
+        };
+        // Anything indented further would continue the scalar (or be an error).
+        match self.next_content() {
+            Some(i) if self.lines[i].indent > indent => None,
+            _ => Some(value),
+        }
+    }
+
+    /// A literal block scalar (`|`, `|-`, `|+`) under a key at `indent`.
+    fn literal(&mut self, indent: usize, header: &str) -> Option<Value> {
+        let start = self.at;
+        let first = self.lines.get(start)?;
+        // Leading blank lines and the indentation they would set are left to the full parser.
+        if first.text.is_empty() || first.indent <= indent {
+            return None;
+        }
+        let column = first.indent;
+        let mut end = start; // one past the last content line
+        let mut at = start;
+        while let Some(line) = self.lines.get(at) {
+            if line.text.is_empty() {
+                if line.indent > 0 {
+                    return None; // whitespace-only lines: their spaces may be content
+                }
+            } else if line.indent < column {
+                break;
+            } else {
+                end = at + 1;
+            }
+            at += 1;
+        }
+        if self.unterminated && at == self.lines.len() {
+            return None;
+        }
+        let mut text = String::new();
+        for line in &self.lines[start..end] {
+            if !line.text.is_empty() {
+                text.extend(std::iter::repeat_n(' ', line.indent - column));
+                text.push_str(line.text);
+            }
+            text.push('\n');
+        }
+        match header {
+            "|-" => {
+                text.pop();
+            }
+            "|+" => text.extend(std::iter::repeat_n('\n', at - end)),
+            _ => {}
+        }
+        // The blank lines after the content belong to the scalar; the next line, if any, to
+        // whatever follows.
+        self.at = at;
+        Some(Value::String(text))
+    }
+}
+
+/// Whether `rest`, what follows a value on its line, is nothing or a comment.
+fn ends_line(rest: &str) -> bool {
+    let trimmed = rest.trim_start_matches(' ');
+    trimmed.is_empty() || (trimmed.starts_with('#') && rest.starts_with(' '))
+}
+
+fn is_entry(text: &str) -> bool {
+    text == "-" || text.starts_with("- ")
+}
+
+/// `key: rest` with a plain or quoted key; `rest` without its leading spaces.
+fn simple_key(text: &str) -> Option<(String, &str)> {
+    let (key, after) = if text.starts_with(['"', '\'']) {
+        let (key, after) = simple_scalar(text, true)?;
+        match key {
+            Value::String(key) => (key, after),
+            _ => return None,
+        }
+    } else {
+        let end = text
+            .bytes()
+            .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-')))
+            .unwrap_or(text.len());
+        let key = &text[..end];
+        if !key.starts_with(|c: char| c.is_ascii_alphabetic()) || is_special_word(key) {
+            return None;
+        }
+        (key.to_string(), &text[end..])
+    };
+    let rest = after.strip_prefix(':')?;
+    if !(rest.is_empty() || rest.starts_with(' ')) {
+        return None;
+    }
+    Some((key, rest.trim_start_matches(' ')))
+}
+
+/// Words the YAML 1.1 rules read as booleans or null (and the non-finite float names, which
+/// are strings, but not worth the risk): never taken as plain strings by the fast path.
+fn is_special_word(word: &str) -> bool {
+    [
+        "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf", "infinity",
+    ]
+    .iter()
+    .any(|special| word.eq_ignore_ascii_case(special))
+}
+
+/// A scalar at the start of `text` and what follows it. Plain scalars end at ` #` (or, in a
+/// flow sequence, at `,` and `]`).
+fn simple_scalar(text: &str, in_flow: bool) -> Option<(Value, &str)> {
+    if let Some(body) = text.strip_prefix('\'') {
+        let mut value = String::new();
+        let mut rest = body;
+        loop {
+            let end = rest.find('\'')?;
+            value.push_str(&rest[..end]);
+            rest = &rest[end + 1..];
+            match rest.strip_prefix('\'') {
+                Some(after) => {
+                    value.push('\'');
+                    rest = after;
+                }
+                None => return Some((Value::String(value), rest)),
+            }
+        }
+    }
+    if let Some(body) = text.strip_prefix('"') {
+        let mut value = String::new();
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => return Some((Value::String(value), &body[i + 1..])),
+                '\\' => value.push(match chars.next()?.1 {
+                    '\\' => '\\',
+                    '"' => '"',
+                    'n' => '\n',
+                    't' => '\t',
+                    _ => return None,
+                }),
+                c => value.push(c),
+            }
+        }
+        return None;
+    }
+    let end = if in_flow {
+        text.find([',', ']']).unwrap_or(text.len())
+    } else {
+        text.find(" #").unwrap_or(text.len())
+    };
+    let (plain, after) = text.split_at(end);
+    let plain = plain.trim_end_matches(' ');
+    // `: ` or a trailing `:` would make a mapping; flow indicators mean flow syntax.
+    if plain.contains(": ")
+        || plain.ends_with(':')
+        || plain.contains(" #")
+        || (in_flow && plain.contains(['[', '{', '}']))
+    {
+        return None;
+    }
+    let value = match plain.as_bytes().first()? {
+        // The spellings YAML 1.1 and 1.2 agree on; `True`, `yes`, `on` and such are left to
+        // the full parser.
+        _ if plain == "true" => Value::Bool(true),
+        _ if plain == "false" => Value::Bool(false),
+        b'a'..=b'z' | b'A'..=b'Z' | b'/' if !is_special_word(plain) => {
+            Value::String(plain.to_string())
+        }
+        b'0'..=b'9' => simple_number_or_text(plain)?,
+        _ => return None,
+    };
+    Some((value, after))
+}
+
+/// A plain scalar starting with a digit: a decimal integer, or text when it holds a letter
+/// no numeric spelling (hex, octal, binary, exponent, sexagesimal) can contain; every other
+/// spelling is left to the full parser.
+fn simple_number_or_text(plain: &str) -> Option<Value> {
+    if plain.bytes().all(|b| b.is_ascii_digit()) {
+        if plain.len() > 1 && plain.starts_with('0') || plain.len() > 18 {
+            return None;
+        }
+        return plain.parse::<u64>().ok().map(Value::from);
+    }
+    let numeric = |b: u8| b.is_ascii_hexdigit() || b"._+-:xXoObB".contains(&b);
+    if plain.bytes().all(numeric) || plain.contains(' ') {
+        return None;
+    }
+    Some(Value::String(plain.to_string()))
+}
+
+/// A one-line flow sequence of scalars, `[a, "b"]`.
+fn simple_flow_sequence(text: &str) -> Option<Value> {
+    let mut rest = text.strip_prefix('[')?.trim_start_matches(' ');
+    let mut items = Vec::new();
+    if let Some(after) = rest.strip_prefix(']') {
+        rest = after;
+    } else {
+        loop {
+            let (item, after) = simple_scalar(rest, true)?;
+            items.push(item);
+            let after = after.trim_start_matches(' ');
+            if let Some(after) = after.strip_prefix(',') {
+                rest = after.trim_start_matches(' ');
+            } else {
+                rest = after.strip_prefix(']')?;
+                break;
+            }
+        }
+    }
+    ends_line(rest).then_some(Value::Array(items))
 }
 
 const LIMITS_HINT: &str = "the file exceeds the parser's safety limits (alias expansion, nesting \
@@ -654,49 +1057,65 @@ fn load_directory(repo: &Repo, dir: &gix::Tree<'_>, path: &str) -> Result<Vec<Ma
         }
     }
     files.sort();
-    let mut blobs = Vec::with_capacity(files.len());
-    for (file, oid) in files {
-        let data = repo.inner.find_object(oid)?.detach().data;
-        blobs.push((file, data));
-    }
-    parse_files(&blobs)
+    load_files(repo, &files)
 }
 
-fn parse_files_on_one_thread(files: &[(String, Vec<u8>)]) -> Result<Vec<Manifest>> {
-    with_parser_stack(|| {
+/// Reads and parses one file with `objects`, a repository handle of the calling thread.
+fn load_file(objects: &gix::Repository, file: &str, oid: ObjectId) -> Result<Vec<Manifest>> {
+    // The object's buffer goes back to the handle's free list when it is dropped, so a
+    // thread reads all its blobs into a few reused buffers instead of one copy per file.
+    let blob = objects.find_object(oid)?;
+    parse_stream_here(file, &blob.data)
+}
+
+/// A handle for a loading thread. Each blob is read exactly once, so caching decoded
+/// objects would only cost time; the pack's delta-base cache stays on.
+fn loader_handle(repo: &Repo) -> gix::Repository {
+    let mut handle = repo.inner.clone();
+    handle.object_cache_size(0);
+    handle
+}
+
+fn load_files_on_one_thread(repo: &Repo, files: &[(String, ObjectId)]) -> Result<Vec<Manifest>> {
+    let objects = loader_handle(repo);
+    with_parser_stack(move || {
         let mut out = Vec::new();
-        for (file, data) in files {
-            out.extend(parse_stream_here(file, data)?);
+        for (file, oid) in files {
+            out.extend(load_file(&objects, file, *oid)?);
         }
         Ok(out)
     })
 }
 
-/// Parses files on all cores; parsing, not reading objects, dominates for large trees.
-fn parse_files(files: &[(String, Vec<u8>)]) -> Result<Vec<Manifest>> {
+/// Reads and parses files on all cores. Each thread reads the blobs it parses: decompressing
+/// objects costs about a third of parsing them, and done up front on one thread it would
+/// leave the other cores idle.
+fn load_files(repo: &Repo, files: &[(String, ObjectId)]) -> Result<Vec<Manifest>> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8)
         .min(files.len() / 16);
     if workers < 2 {
-        return parse_files_on_one_thread(files);
+        return load_files_on_one_thread(repo, files);
     }
     let next = AtomicUsize::new(0);
     let mut slots: Vec<Option<Result<Vec<Manifest>>>> = (0..files.len()).map(|_| None).collect();
     let done: Vec<Vec<(usize, Result<Vec<Manifest>>)>> = std::thread::scope(|scope| {
-        let work = || {
-            let mut mine = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((file, data)) = files.get(i) else {
-                    break;
-                };
-                mine.push((i, parse_stream_here(file, data)));
-            }
-            mine
-        };
+        let next = &next;
         let handles: Vec<_> = (0..workers)
             .filter_map(|_| {
+                let objects = loader_handle(repo);
+                let work = move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((file, oid)) = files.get(i) else {
+                            break;
+                        };
+                        mine.push((i, load_file(&objects, file, *oid)));
+                    }
+                    mine
+                };
                 std::thread::Builder::new()
                     .name("manifest-parser".into())
                     .stack_size(PARSER_STACK)
@@ -714,7 +1133,7 @@ fn parse_files(files: &[(String, Vec<u8>)]) -> Result<Vec<Manifest>> {
     });
     if done.is_empty() {
         // No worker could start (thread limits); one more try on a single thread.
-        return parse_files_on_one_thread(files);
+        return load_files_on_one_thread(repo, files);
     }
     for (i, result) in done.into_iter().flatten() {
         slots[i] = Some(result);
@@ -1256,6 +1675,161 @@ mod tests {
         assert!(parse("nested.yaml", &nested).is_ok());
     }
 
+    /// Every text the fast path takes must read exactly as the full parser reads it.
+    fn same_as_full_parser(text: &str) -> bool {
+        let Some(fast) = simple_yaml_documents(text) else {
+            return false;
+        };
+        let full = with_parser_stack(|| full_yaml_documents("f.yaml", text));
+        assert_eq!(Ok(&fast), full.as_ref().map_err(|e| &e.message), "{text}");
+        true
+    }
+
+    #[test]
+    fn fast_path_reads_what_the_full_parser_reads() {
+        let taken = [
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-00007\n  labels:\n    app.kubernetes.io/name: svc000\n    tier: backend\n  annotations:\n    bench.example.com/revision: \"1\"\n    bench.example.com/owner: team-0\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app.kubernetes.io/name: app-00007\n  template:\n    spec:\n      containers:\n      - name: app\n        image: registry.example.com/bench/svc000:1.25.0\n        ports:\n        - containerPort: 8080\n          name: http\n        env:\n        - name: POD_NAME\n          valueFrom:\n            fieldRef:\n              fieldPath: metadata.name\n        resources:\n          requests:\n            cpu: 100m\n            memory: 128Mi\n        readinessProbe:\n          httpGet:\n            path: /healthz\n            port: http\n",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  FLAGS: \"search,checkout\"\n  application.properties: |\n    server.port=8080\n\n      indented # not a comment\n    # nor this\n\n\nother: 'it''s'   # comment\n",
+            "rules:\n- apiGroups: [\"\"]\n  resources: [\"configmaps\", secrets ]\n  verbs: []\nempty: {}\nnull_value:\nlast: x\n",
+            "# header\n---\n\n# c\nkind: A\n---\n---\n  kind: B\n  list:\n    - a\n    -   - b\n        - c\n    -\n      k: v\n    -\n    - 0\n",
+            "a: |-\n  x\n\nb: |+\n  y\n\n\nc: |\n  z\n",
+            "a: |+\n  y\n\n",
+            "key: \"tab\\there \\\"q\\\" \\\\ # no comment\"\nk2: a#b\nk3: 'x: y'\nk4: http://h:8080/p?q=1\n",
+            "t: 10s\nm: 2Gi\nz: 0\nb: true\nc: false\nbig: 123456789012345678\n",
+            "seq:\n- a\n- b\nnext: 1\n",
+            "\"quoted key\": 1\n'single': 2\n",
+            "a: x\n  # indented comment\nb: z",
+        ];
+        for text in taken {
+            assert!(same_as_full_parser(text), "not taken: {text}");
+        }
+        // Left to the full parser: its errors, and spellings whose reading is subtle.
+        for text in [
+            "a: 1\na: 2\n",
+            "a: yes\n",
+            "a: True\n",
+            "a: Null\n",
+            "y: 1\n",
+            "a: 0644\n",
+            "a: 1.5\n",
+            "a: 0x1F\n",
+            "a: -1\n",
+            "a: 1_000\n",
+            "a: b\n  c\n",
+            "a: &x 1\nb: *x\n",
+            "a: !!str 1\n",
+            "a: >\n  folded\n",
+            "a: |\n  x",
+            "a: |2\n   x\n",
+            "a: |\n\n  x\n",
+            "a:\tb\n",
+            "a: b\r\n",
+            "a: \"é\"\n",
+            "a: \"\\u00e9\"\n",
+            "a: [b, [c]]\n",
+            "a: {b: c}\n",
+            "a: [b,\n c]\n",
+            "a: \"multi\n  line\"\n",
+            "? a\n: b\n",
+            "--- a: b\n",
+            "%YAML 1.2\n---\na: b\n",
+            "a: b\n...\n",
+            "<<: {a: b}\n",
+            "80: http\n",
+            "a: b: c\n",
+            "just text\n",
+            "a:\n  b: 1\n c: 2\n",
+            "a: 1\n b: 2\n",
+        ] {
+            assert!(!same_as_full_parser(text), "taken: {text}");
+        }
+    }
+
+    /// Random texts from manifest-like pieces: whatever the fast path takes, it must read as
+    /// the full parser does (a fixed-seed generator keeps failures reproducible).
+    #[test]
+    fn fast_path_agrees_on_generated_texts() {
+        let keys = [
+            "a",
+            "b",
+            "name",
+            "app.kubernetes.io/name",
+            "\"q k\"",
+            "'s'",
+            "y",
+            "a-b_c",
+        ];
+        let values = [
+            "",
+            " x",
+            " 1",
+            " 0",
+            " 01",
+            " 100m",
+            " 1.0",
+            " yes",
+            " ~",
+            " null",
+            " /p",
+            " [a, 'b']",
+            " []",
+            " {}",
+            " \"s # t\"",
+            " x # c",
+            " |",
+            " |-",
+            " |+",
+            " 'it''s'",
+            " a: b",
+            " - a",
+            " true",
+            " false",
+            " True",
+            " 1e3",
+            " 2Gi",
+            " a,b",
+            " http://x:1",
+        ];
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut taken = 0;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..1 + next(8) {
+                let indent = " ".repeat(next(4) * 2);
+                match next(10) {
+                    0 => text.push_str(&format!("{indent}-")),
+                    1 => text.push_str(&format!("{indent}- ")),
+                    2 => text.push_str("---\n"),
+                    3 => text.push_str(&format!("{indent}# c\n")),
+                    _ => {}
+                }
+                if next(8) > 0 {
+                    let key = keys[next(keys.len())];
+                    let value = values[next(values.len())];
+                    text.push_str(&format!("{indent}{key}:{value}"));
+                } else {
+                    text.push_str(&format!("{indent}text"));
+                }
+                if next(10) > 0 {
+                    text.push('\n');
+                }
+                if next(6) == 0 {
+                    text.push('\n');
+                }
+            }
+            if same_as_full_parser(&text) {
+                taken += 1;
+            }
+        }
+        assert!(taken > 1_000, "only {taken} texts taken");
+    }
+
     #[test]
     fn document_starts() {
         let starts = DocumentStarts::scan("%YAML 1.2\n---\na: 1\n...\n# c\nb: 2\n--- c\n");
@@ -1349,5 +1923,151 @@ mod tests {
         assert_eq!(resolve_link("a/l", b"../../x"), None);
         assert_eq!(resolve_link("a/l", b"/etc/passwd"), None);
         assert_eq!(resolve_link("l", b"./x/./y").as_deref(), Some("x/y"));
+    }
+
+    /// Plain scalars whose type differs between YAML 1.1, YAML 1.2 and the full parser's
+    /// choices, in every position the fast path reads one: it must agree or step aside.
+    #[test]
+    fn fast_path_agrees_on_tricky_scalars() {
+        let words = [
+            "1_000",
+            "0b101",
+            "0x1F",
+            "0o17",
+            "017",
+            "+1",
+            "-1",
+            "1.0",
+            "1e3",
+            "12:30",
+            "2001-12-14",
+            "y",
+            "Y",
+            "n",
+            "N",
+            "yes",
+            "No",
+            "on",
+            "OFF",
+            "True",
+            "TRUE",
+            "false",
+            "null",
+            "Null",
+            "~",
+            "NaN",
+            ".nan",
+            ".inf",
+            "-.inf",
+            "100m",
+            "1Gi",
+            "0.5",
+            "a:b",
+            "a :b",
+            "http://x:80/y",
+            "x#y",
+            "x #y",
+            "foo bar",
+            "foo  bar",
+            "1 2",
+            "1a",
+            "9x",
+            "1f",
+            "12e",
+            "1_0a",
+            "v1",
+            "a'b",
+            "a\"b",
+            "/path",
+            "=",
+            "<<",
+            "a,b",
+            "a]b",
+            "[a]",
+            "{}",
+            "[]",
+            "a]",
+            "-a",
+            "- a",
+            "?a",
+            "!a",
+            "&a",
+            "*a",
+            "%a",
+            "@a",
+            "`a",
+            "a|b",
+            "a>b",
+            "ab ",
+            "123456789012345678",
+            "1234567890123456789",
+            "00",
+            "0",
+            "-0",
+            "1.",
+            ".5",
+            "1,000",
+            "1-2",
+            "1:2:3",
+            "1.2.3",
+            "0x",
+            "0b",
+            "1_",
+            "_1",
+        ];
+        let mut taken = Vec::new();
+        for w in words {
+            for text in [
+                format!("key: {w}\n"),
+                format!("list:\n- {w}\n"),
+                format!("f: [{w}]\n"),
+                format!("{w}: v\n"),
+                format!("a:\n  b: |\n    {w}\n\n  c: {w}\n"),
+            ] {
+                if same_as_full_parser(&text) {
+                    taken.push(text);
+                }
+            }
+        }
+        for expected in ["key: 100m\n", "key: v1\n", "key: 0\n", "list:\n- /path\n"] {
+            assert!(
+                taken.iter().any(|t| t == expected),
+                "{expected:?} not taken"
+            );
+        }
+    }
+
+    /// Every file of the real-world corpus (podinfo's overlays, Online Boutique) reads the
+    /// same through the fast path as through the full parser.
+    #[test]
+    fn fast_path_agrees_on_the_corpus() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                    out.push(p);
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+        let mut files = Vec::new();
+        walk(&root, &mut files);
+        assert!(files.len() > 20, "corpus not found at {}", root.display());
+        let mut taken = 0;
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            let documents: Vec<&str> = text.split("\n---\n").collect();
+            for doc in documents {
+                if same_as_full_parser(doc) {
+                    taken += 1;
+                }
+            }
+        }
+        assert!(
+            taken > 20,
+            "only {taken} corpus documents took the fast path"
+        );
     }
 }
