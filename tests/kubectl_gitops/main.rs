@@ -95,12 +95,15 @@ fn names(list: &Value) -> Vec<String> {
 
 /// What lives in a namespace, to prove a refused command wrote nothing.
 fn snapshot(ns: &str) -> Vec<String> {
-    let v = kubectl_json(&[
-        "get",
-        "configmaps,secrets,services,deployments,serviceaccounts,roles",
-        "-n",
+    versions(
         ns,
-    ]);
+        "configmaps,secrets,services,deployments,serviceaccounts,roles",
+    )
+}
+
+/// `Kind/name@resourceVersion` of every object of `kinds` in the namespace, sorted.
+fn versions(ns: &str, kinds: &str) -> Vec<String> {
+    let v = kubectl_json(&["get", kinds, "-n", ns]);
     let mut out: Vec<String> = v["items"]
         .as_array()
         .unwrap()
@@ -108,7 +111,9 @@ fn snapshot(ns: &str) -> Vec<String> {
         .map(|i| {
             format!(
                 "{}/{}@{}",
-                i["kind"], i["metadata"]["name"], i["metadata"]["resourceVersion"]
+                i["kind"].as_str().unwrap(),
+                i["metadata"]["name"].as_str().unwrap(),
+                i["metadata"]["resourceVersion"].as_str().unwrap()
             )
         })
         .collect();
@@ -1091,16 +1096,10 @@ fn a_held_lease_makes_a_second_writer_exit_3() {
     assert_eq!(snapshot(&ns), before, "nothing written");
     // An expired lease (holder killed) is taken over.
     let stale = "2020-01-01T00:00:00.000000Z";
-    kubectl(&[
-        "patch",
-        "lease",
-        "kubectl-gitops-lock",
-        "-n",
+    patch_lease(
         &ns,
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"spec":{{"renewTime":"{stale}","leaseDurationSeconds":30}}}}"#),
-    ]);
+        &format!(r#"{{"renewTime":"{stale}","leaseDurationSeconds":30}}"#),
+    );
     ok(run(&[
         "sync", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
     ]));
@@ -1113,27 +1112,10 @@ fn a_held_lease_makes_a_second_writer_exit_3() {
 
 /// Every object in the namespace that anyone may write, with its resourceVersion.
 fn all_versions(ns: &str) -> Vec<String> {
-    let v = kubectl_json(&[
-        "get",
-        "configmaps,secrets,services,deployments,serviceaccounts,roles,leases",
-        "-n",
+    versions(
         ns,
-    ]);
-    let mut out: Vec<String> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            format!(
-                "{}/{}@{}",
-                i["kind"].as_str().unwrap(),
-                i["metadata"]["name"].as_str().unwrap(),
-                i["metadata"]["resourceVersion"].as_str().unwrap()
-            )
-        })
-        .collect();
-    out.sort();
-    out
+        "configmaps,secrets,services,deployments,serviceaccounts,roles,leases",
+    )
 }
 
 #[test]
@@ -1178,23 +1160,31 @@ fn a_sync_with_nothing_to_change_writes_only_its_record() {
 
     // Another run holding the lease means the namespace is changing: exit 3, nothing written.
     let now = jiff_now();
-    kubectl(&[
-        "patch",
-        "lease",
-        "kubectl-gitops-lock",
-        "-n",
+    patch_lease(
         &ns,
-        "--type=merge",
-        "-p",
         &format!(
-            r#"{{"spec":{{"holderIdentity":"alice@laptop (pid 2)","renewTime":"{now}","leaseDurationSeconds":300}}}}"#
+            r#"{{"holderIdentity":"alice@laptop (pid 2)","renewTime":"{now}","leaseDurationSeconds":300}}"#
         ),
-    ]);
+    );
     let before = all_versions(&ns);
     let o = sync();
     assert_eq!(o.status.code(), Some(3), "{}", err(&o));
     assert!(err(&o).contains("alice@laptop"), "{}", err(&o));
     assert_eq!(all_versions(&ns), before, "nothing written");
+}
+
+/// Merges `spec` (JSON) into the namespace's lock Lease, as another run would have left it.
+fn patch_lease(ns: &str, spec: &str) {
+    kubectl(&[
+        "patch",
+        "lease",
+        "kubectl-gitops-lock",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        &format!(r#"{{"spec":{spec}}}"#),
+    ]);
 }
 
 fn jiff_now() -> String {
