@@ -163,14 +163,8 @@ pub struct RevertArgs {
     /// Manifests path, with --to-tag (default: the environment's path in gitops.yaml)
     #[arg(long, value_name = "path")]
     pub path: Option<String>,
-    /// Requests in flight at once
-    #[arg(long, value_name = "n", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
-    /// Ask the server to dry-run every object, also those whose live fields already match
-    /// the manifest and are skipped by default (slower; for admission webhooks that change
-    /// objects on every write)
-    #[arg(long)]
-    pub check_all: bool,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
     /// Show Secret values instead of masking them
     #[arg(long)]
     pub show_secrets: bool,
@@ -193,6 +187,13 @@ pub struct StatusArgs {
     /// Exit 1 when the namespace drifted from its revision or a workload is not ready
     #[arg(long)]
     pub exit_code: bool,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
+}
+
+/// How the plan is computed: by diff, sync, revert and status alike.
+#[derive(Args, Debug, Clone)]
+pub struct PlanningArgs {
     /// Requests in flight at once
     #[arg(long, value_name = "n", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
@@ -244,14 +245,8 @@ pub struct SourceArgs {
     /// Allow a render with no objects (a sync then prunes everything we applied)
     #[arg(long)]
     pub allow_empty: bool,
-    /// Requests in flight at once
-    #[arg(long, value_name = "n", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
-    /// Ask the server to dry-run every object, also those whose live fields already match
-    /// the manifest and are skipped by default (slower; for admission webhooks that change
-    /// objects on every write)
-    #[arg(long)]
-    pub check_all: bool,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
     /// Show Secret values instead of masking them
     #[arg(long)]
     pub show_secrets: bool,

@@ -105,10 +105,10 @@ async fn prepare(
         allow_cluster_scoped: args.allow_cluster_scoped,
         create_namespace: args.create_namespace,
         allow_empty: args.allow_empty,
-        concurrency: args.concurrency as usize,
+        concurrency: args.planning.concurrency as usize,
         prune_protected,
         prune,
-        check_all: args.check_all,
+        check_all: args.planning.check_all,
         for_write,
         keep_unchanged_live: false,
     };
@@ -254,7 +254,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 p,
                 &args.apply,
                 args.source.show_secrets,
-                args.source.concurrency as usize,
+                args.source.planning.concurrency as usize,
                 None,
             )
             .await
@@ -267,10 +267,10 @@ async fn run(cli: Cli) -> Result<i32> {
                 allow_cluster_scoped: true,
                 create_namespace: false,
                 allow_empty: true,
-                concurrency: args.concurrency as usize,
+                concurrency: args.planning.concurrency as usize,
                 prune_protected: args.apply.prune_protected,
                 prune: !args.apply.no_prune,
-                check_all: args.check_all,
+                check_all: args.planning.check_all,
                 for_write: !args.apply.dry_run,
                 keep_unchanged_live: false,
             };
@@ -294,7 +294,7 @@ async fn run(cli: Cli) -> Result<i32> {
                 p,
                 &args.apply,
                 args.show_secrets,
-                args.concurrency as usize,
+                args.planning.concurrency as usize,
                 Some((target.revision, format!("reverted to {}", target.describe))),
             )
             .await

@@ -32,9 +32,8 @@ pub async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             allow_cluster_scoped: true,
             create_namespace: false,
             allow_empty: true,
-            concurrency: args.concurrency,
+            planning: args.planning.clone(),
             show_secrets: args.show_secrets,
-            check_all: args.check_all,
         })?;
         let conn = crate::kubeconf::connect(kube, source.context.as_deref()).await?;
         let namespace = kube

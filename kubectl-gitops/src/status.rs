@@ -31,10 +31,10 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
         allow_cluster_scoped: true,
         create_namespace: false,
         allow_empty: true,
-        concurrency: args.concurrency as usize,
+        concurrency: args.planning.concurrency as usize,
         prune_protected: false,
         prune: true,
-        check_all: args.check_all,
+        check_all: args.planning.check_all,
         for_write: false,
         keep_unchanged_live: true,
     };
