@@ -52,6 +52,15 @@ fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// `sync --repo REPO --tag TAG --path app -n NS --yes EXTRA...`: how most tests sync.
+fn sync_app(repo: &str, tag: &str, ns: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "sync", "--repo", repo, "--tag", tag, "--path", "app", "-n", ns, "--yes",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -488,9 +497,7 @@ fn field_conflicts_stop_the_sync_unless_forced() {
     );
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
-    ok(run(&[
-        "sync", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(r, "v1", &ns, &[]));
     let other = repo.tmp.path().join("other.yaml");
     std::fs::write(
         &other,
@@ -514,9 +521,7 @@ fn field_conflicts_stop_the_sync_unless_forced() {
     );
     repo.tag("v2");
     let before = snapshot(&ns);
-    let o = run(&[
-        "sync", "--repo", r, "--tag", "v2", "--path", "app", "-n", &ns, "--yes",
-    ]);
+    let o = sync_app(r, "v2", &ns, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     let e = err(&o);
     assert!(e.contains(&format!("ConfigMap/{ns}/settings")), "{e}");
@@ -526,19 +531,7 @@ fn field_conflicts_stop_the_sync_unless_forced() {
     );
     assert!(e.contains("--force-conflicts"), "{e}");
     assert_eq!(snapshot(&ns), before, "nothing written");
-    ok(run(&[
-        "sync",
-        "--repo",
-        r,
-        "--tag",
-        "v2",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--yes",
-        "--force-conflicts",
-    ]));
+    ok(sync_app(r, "v2", &ns, &["--force-conflicts"]));
     assert_eq!(
         kubectl_json(&["get", "configmap", "settings", "-n", &ns])["data"]["mode"],
         "careful"
@@ -547,12 +540,7 @@ fn field_conflicts_stop_the_sync_unless_forced() {
 
 fn expect_invalid(ns: &str, repo: &Repo, tag: &str, extra: &[&str], needle: &str) {
     let before = snapshot(ns);
-    let r = repo.path.to_str().unwrap();
-    let mut args = vec![
-        "sync", "--repo", r, "--tag", tag, "--path", "app", "-n", ns, "--yes",
-    ];
-    args.extend(extra);
-    let o = run(&args);
+    let o = sync_app(repo.path.to_str().unwrap(), tag, ns, extra);
     assert_eq!(
         o.status.code(),
         Some(2),
@@ -638,9 +626,7 @@ fn validation_errors_exit_2_and_write_nothing() {
     repo.tag("good");
     let missing = format!("{ns}-missing");
     let r = repo.path.to_str().unwrap();
-    let o = run(&[
-        "sync", "--repo", r, "--tag", "good", "--path", "app", "-n", &missing, "--yes",
-    ]);
+    let o = sync_app(r, "good", &missing, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("--create-namespace"), "{}", err(&o));
     let gone = cluster::cluster()
@@ -652,19 +638,7 @@ fn validation_errors_exit_2_and_write_nothing() {
         !gone.status.success(),
         "the namespace must not have been created"
     );
-    ok(run(&[
-        "sync",
-        "--repo",
-        r,
-        "--tag",
-        "good",
-        "--path",
-        "app",
-        "-n",
-        &missing,
-        "--yes",
-        "--create-namespace",
-    ]));
+    ok(sync_app(r, "good", &missing, &["--create-namespace"]));
     assert_eq!(
         names(&kubectl_json(&[
             "get",
@@ -677,9 +651,7 @@ fn validation_errors_exit_2_and_write_nothing() {
         ["ok"]
     );
     // Unknown tag, bad flags.
-    let o = run(&[
-        "sync", "--repo", r, "--tag", "nope", "--path", "app", "-n", &ns, "--yes",
-    ]);
+    let o = sync_app(r, "nope", &ns, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("nope"), "{}", err(&o));
     let o = run(&[
@@ -762,19 +734,7 @@ fn refuses_to_adopt_objects_other_tools_own() {
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
     let before = snapshot(&ns);
-    let o = run(&[
-        "sync",
-        "--repo",
-        r,
-        "--tag",
-        "v1",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--yes",
-        "--force-conflicts",
-    ]);
+    let o = sync_app(r, "v1", &ns, &["--force-conflicts"]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(
         err(&o).contains("Helm") && err(&o).contains("--adopt"),
@@ -782,20 +742,7 @@ fn refuses_to_adopt_objects_other_tools_own() {
         err(&o)
     );
     assert_eq!(snapshot(&ns), before);
-    ok(run(&[
-        "sync",
-        "--repo",
-        r,
-        "--tag",
-        "v1",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--yes",
-        "--force-conflicts",
-        "--adopt",
-    ]));
+    ok(sync_app(r, "v1", &ns, &["--force-conflicts", "--adopt"]));
     assert_eq!(
         kubectl_json(&["get", "configmap", "settings", "-n", &ns])["data"]["mode"],
         "ours"
@@ -895,12 +842,8 @@ fn revert_brings_back_the_previous_revision_without_git() {
     let ns = c.fresh_namespace("revert");
     let repo = two_tags();
     let r = repo.path.to_str().unwrap().to_string();
-    ok(run(&[
-        "sync", "--repo", &r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
-    ]));
-    ok(run(&[
-        "sync", "--repo", &r, "--tag", "B", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(&r, "A", &ns, &[]));
+    ok(sync_app(&r, "B", &ns, &[]));
     let foreign = repo.tmp.path().join("foreign.yaml");
     std::fs::write(
         &foreign,
@@ -979,9 +922,7 @@ fn revert_to_a_tag_reads_git() {
     let ns = c.fresh_namespace("totag");
     let repo = two_tags();
     let r = repo.path.to_str().unwrap();
-    ok(run(&[
-        "sync", "--repo", r, "--tag", "B", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(r, "B", &ns, &[]));
     ok(run(&[
         "revert", "--repo", r, "--to-tag", "A", "--path", "app", "-n", &ns, "--yes",
     ]));
@@ -1018,9 +959,7 @@ fn status_reports_drift_and_health() {
     let ns = c.fresh_namespace("status");
     let repo = two_tags();
     let r = repo.path.to_str().unwrap();
-    ok(run(&[
-        "sync", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(r, "A", &ns, &[]));
     // No kubelet here: the Deployment is not ready until its status says so.
     let o = run(&["status", "-n", &ns, "--exit-code"]);
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
@@ -1084,9 +1023,7 @@ fn a_held_lease_makes_a_second_writer_exit_3() {
     std::fs::write(&f, lease).unwrap();
     kubectl(&["apply", "-n", &ns, "-f", f.to_str().unwrap()]);
     let before = snapshot(&ns);
-    let o = run(&[
-        "sync", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
-    ]);
+    let o = sync_app(r, "A", &ns, &[]);
     assert_eq!(o.status.code(), Some(3), "{}", err(&o));
     assert!(
         err(&o).contains("alice@laptop"),
@@ -1100,9 +1037,7 @@ fn a_held_lease_makes_a_second_writer_exit_3() {
         &ns,
         &format!(r#"{{"renewTime":"{stale}","leaseDurationSeconds":30}}"#),
     );
-    ok(run(&[
-        "sync", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(r, "A", &ns, &[]));
     let leases = kubectl_json(&["get", "leases", "-n", &ns]);
     assert!(
         leases["items"].as_array().unwrap().is_empty(),
@@ -1124,11 +1059,7 @@ fn a_sync_with_nothing_to_change_writes_only_its_record() {
     let ns = c.fresh_namespace("noop");
     let repo = two_tags();
     let r = repo.path.to_str().unwrap();
-    let sync = || {
-        run(&[
-            "sync", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns, "--yes",
-        ])
-    };
+    let sync = || sync_app(r, "A", &ns, &[]);
     ok(sync());
     // A lease left by a dead run: a sync that takes the lease would take this one over.
     let lease = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubectl-gitops-lock\nspec:\n  holderIdentity: dead@host (pid 1)\n  acquireTime: \"2020-01-01T00:00:00.000000Z\"\n  renewTime: \"2020-01-01T00:00:00.000000Z\"\n  leaseDurationSeconds: 30\n";
@@ -1298,9 +1229,7 @@ fn records_larger_than_one_mebibyte_are_split_and_revert_exactly() {
     );
     repo.tag("small");
     let r = repo.path.to_str().unwrap();
-    ok(run(&[
-        "sync", "--repo", r, "--tag", "big", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(r, "big", &ns, &[]));
     let parts = kubectl_json(&[
         "get",
         "secrets",
@@ -1313,9 +1242,7 @@ fn records_larger_than_one_mebibyte_are_split_and_revert_exactly() {
         !parts["items"].as_array().unwrap().is_empty(),
         "the record is split across several Secrets"
     );
-    ok(run(&[
-        "sync", "--repo", r, "--tag", "small", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(r, "small", &ns, &[]));
     ok(run(&["revert", "-n", &ns, "--yes"]));
     assert_eq!(
         kubectl_json(&["get", "configmap", "big-a", "-n", &ns])["data"]["blob"],
@@ -1334,21 +1261,7 @@ fn wait_returns_when_ready_and_fails_on_timeout() {
     let repo = two_tags();
     let r = repo.path.to_str().unwrap();
     // Nothing makes the Deployment ready: --wait times out naming it, exit 1.
-    let o = run(&[
-        "sync",
-        "--repo",
-        r,
-        "--tag",
-        "A",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--yes",
-        "--wait",
-        "--timeout",
-        "3s",
-    ]);
+    let o = sync_app(r, "A", &ns, &["--wait", "--timeout", "3s"]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(
         err(&o).contains(&format!("Deployment.apps/{ns}/web")),
@@ -1433,19 +1346,7 @@ fn a_crd_and_its_custom_resources_sync_together() {
         "{}",
         out(&d)
     );
-    ok(run(&[
-        "sync",
-        "--repo",
-        r,
-        "--tag",
-        "v1",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--yes",
-        "--allow-cluster-scoped",
-    ]));
+    ok(sync_app(r, "v1", &ns, &["--allow-cluster-scoped"]));
     let w = kubectl_json(&["get", &format!("widgets.{group}"), "w1", "-n", &ns]);
     assert_eq!(w["spec"]["size"], 3);
     let d = run(&[
@@ -1464,19 +1365,7 @@ fn a_crd_and_its_custom_resources_sync_together() {
     // The CRD left the tag: protected from pruning unless asked.
     std::fs::remove_file(repo.path.join("app/crd.yaml")).unwrap();
     repo.tag("v2");
-    let o = ok(run(&[
-        "sync",
-        "--repo",
-        r,
-        "--tag",
-        "v2",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--yes",
-        "--allow-cluster-scoped",
-    ]));
+    let o = ok(sync_app(r, "v2", &ns, &["--allow-cluster-scoped"]));
     assert!(err(&o).contains("1 not pruned (protected)"), "{}", err(&o));
     kubectl(&["get", "crd", &format!("widgets.{group}")]);
     kubectl(&["delete", "crd", &format!("widgets.{group}"), "--wait=false"]);
@@ -1520,20 +1409,7 @@ fn refuses_an_applyset_parent_of_another_tool_and_honours_history_limit() {
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
     for _ in 0..4 {
-        ok(run(&[
-            "sync",
-            "--repo",
-            r,
-            "--tag",
-            "v1",
-            "--path",
-            "app",
-            "-n",
-            &ns,
-            "--yes",
-            "--history-limit",
-            "2",
-        ]));
+        ok(sync_app(r, "v1", &ns, &["--history-limit", "2"]));
     }
     let revs: Vec<u64> = history(&ns)["revisions"]
         .as_array()
@@ -1552,9 +1428,7 @@ fn refuses_an_applyset_parent_of_another_tool_and_honours_history_limit() {
         "applyset.kubernetes.io/tooling=kubectl/v1.32.0",
     ]);
     let before = snapshot(&ns);
-    let o = run(&[
-        "sync", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns, "--yes",
-    ]);
+    let o = sync_app(r, "v1", &ns, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains("kubectl/v1.32.0"), "{}", err(&o));
     assert_eq!(snapshot(&ns), before);
@@ -1632,9 +1506,7 @@ fn an_interrupted_sync_is_recorded_and_a_rerun_converges() {
             .is_empty(),
         "Ctrl-C releases the lease"
     );
-    ok(run(&[
-        "sync", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(r, "v1", &ns, &[]));
     let d = run(&[
         "diff", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns,
     ]);

@@ -187,9 +187,7 @@ fn unchanged_objects_skip_the_dry_run_and_agree_with_the_server() {
     );
     repo.tag("t2");
     let r = repo.path.to_str().unwrap();
-    ok(run(&[
-        "sync", "--repo", r, "--tag", "t1", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(r, "t1", &ns, &[]));
 
     // Right after the sync: nothing to do, and most of it known without asking the server.
     // (worker's fieldRef is an atomic value the server completes with a default apiVersion,
@@ -269,19 +267,7 @@ fn unchanged_objects_skip_the_dry_run_and_agree_with_the_server() {
     );
 
     // Converge on t1 again: the plan is empty, whatever others added stays.
-    ok(run(&[
-        "sync",
-        "--repo",
-        r,
-        "--tag",
-        "t1",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--yes",
-        "--force-conflicts",
-    ]));
+    ok(sync_app(r, "t1", &ns, &["--force-conflicts"]));
     let plan = both_plans(&repo, "t1", &ns);
     assert_eq!(plan["summary"]["update"], 0, "{plan:#}");
 
@@ -297,9 +283,7 @@ fn unchanged_objects_skip_the_dry_run_and_agree_with_the_server() {
         "{plan:#}"
     );
 
-    ok(run(&[
-        "sync", "--repo", r, "--tag", "t2", "--path", "app", "-n", &ns, "--yes",
-    ]));
+    ok(sync_app(r, "t2", &ns, &[]));
     let plan = both_plans(&repo, "t2", &ns);
     assert_eq!(plan["summary"]["update"], 0, "{plan:#}");
     assert!(skipped(&repo, "t2", &ns, &[]).0 >= 5);
