@@ -61,6 +61,15 @@ fn sync_app(repo: &str, tag: &str, ns: &str, extra: &[&str]) -> Output {
     run(&args)
 }
 
+/// `diff --repo REPO --tag TAG --path app -n NS EXTRA...`.
+fn diff_app(repo: &str, tag: &str, ns: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "diff", "--repo", repo, "--tag", tag, "--path", "app", "-n", ns,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -658,19 +667,7 @@ fn validation_errors_exit_2_and_write_nothing() {
         "diff", "--repo", r, "--tag", "good", "--path", "../etc", "-n", &ns,
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
-    let o = run(&[
-        "diff",
-        "--repo",
-        r,
-        "--tag",
-        "good",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--context",
-        "no-such-context",
-    ]);
+    let o = diff_app(r, "good", &ns, &["--context", "no-such-context"]);
     assert_eq!(o.status.code(), Some(2), "{}", err(&o));
     assert!(err(&o).contains("no-such-context"), "{}", err(&o));
 }
@@ -926,9 +923,7 @@ fn revert_to_a_tag_reads_git() {
     ok(run(&[
         "revert", "--repo", r, "--to-tag", "A", "--path", "app", "-n", &ns, "--yes",
     ]));
-    let d = run(&[
-        "diff", "--repo", r, "--tag", "A", "--path", "app", "-n", &ns,
-    ]);
+    let d = diff_app(r, "A", &ns, &[]);
     assert_eq!(d.status.code(), Some(0), "{}", out(&d));
     assert_eq!(history(&ns)["revisions"][0]["outcome"], "reverted to tag A");
 }
@@ -1328,18 +1323,7 @@ fn a_crd_and_its_custom_resources_sync_together() {
     );
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
-    let d = run(&[
-        "diff",
-        "--repo",
-        r,
-        "--tag",
-        "v1",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--allow-cluster-scoped",
-    ]);
+    let d = diff_app(r, "v1", &ns, &["--allow-cluster-scoped"]);
     assert_eq!(d.status.code(), Some(1), "{}", err(&d));
     assert!(
         out(&d).contains(&format!("# create Widget.{group}/{ns}/w1")),
@@ -1349,18 +1333,7 @@ fn a_crd_and_its_custom_resources_sync_together() {
     ok(sync_app(r, "v1", &ns, &["--allow-cluster-scoped"]));
     let w = kubectl_json(&["get", &format!("widgets.{group}"), "w1", "-n", &ns]);
     assert_eq!(w["spec"]["size"], 3);
-    let d = run(&[
-        "diff",
-        "--repo",
-        r,
-        "--tag",
-        "v1",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--allow-cluster-scoped",
-    ]);
+    let d = diff_app(r, "v1", &ns, &["--allow-cluster-scoped"]);
     assert_eq!(d.status.code(), Some(0), "{}", out(&d));
     // The CRD left the tag: protected from pruning unless asked.
     std::fs::remove_file(repo.path.join("app/crd.yaml")).unwrap();
@@ -1507,9 +1480,7 @@ fn an_interrupted_sync_is_recorded_and_a_rerun_converges() {
         "Ctrl-C releases the lease"
     );
     ok(sync_app(r, "v1", &ns, &[]));
-    let d = run(&[
-        "diff", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns,
-    ]);
+    let d = diff_app(r, "v1", &ns, &[]);
     assert_eq!(d.status.code(), Some(0), "{}", out(&d));
     assert_eq!(history(&ns)["revisions"][0]["outcome"], "succeeded");
 }
@@ -1526,21 +1497,12 @@ fn diff_errors_never_exit_1() {
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
     // An API server that is not there: a failure, which must not read as "differences".
-    let o = run(&[
-        "diff",
-        "--repo",
+    let o = diff_app(
         r,
-        "--tag",
         "v1",
-        "--path",
-        "app",
-        "-n",
         &ns,
-        "--server",
-        "https://127.0.0.1:1",
-        "--request-timeout",
-        "5s",
-    ]);
+        &["--server", "https://127.0.0.1:1", "--request-timeout", "5s"],
+    );
     assert!(
         o.status.code().unwrap_or(0) >= 2,
         "exit {:?}: {}",
@@ -1548,19 +1510,7 @@ fn diff_errors_never_exit_1() {
         err(&o)
     );
     // The restricted user may not even read this namespace: also >= 2.
-    let o = run(&[
-        "diff",
-        "--repo",
-        r,
-        "--tag",
-        "v1",
-        "--path",
-        "app",
-        "-n",
-        &ns,
-        "--context",
-        "restricted",
-    ]);
+    let o = diff_app(r, "v1", &ns, &["--context", "restricted"]);
     assert!(
         o.status.code().unwrap_or(0) >= 2,
         "exit {:?}: {}",
