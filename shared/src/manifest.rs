@@ -2051,7 +2051,7 @@ mod tests {
                 }
             }
         }
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus");
         let mut files = Vec::new();
         walk(&root, &mut files);
         assert!(files.len() > 20, "corpus not found at {}", root.display());

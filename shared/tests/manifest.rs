@@ -11,7 +11,7 @@ use shared::manifest::{self, Manifest, ObjectKey};
 use shared::{Error, ErrorKind};
 
 fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus")
 }
 
 /// kubectl for kustomize tests: `KUBECTL_PATH` (what kubectl sets for plugins) or `kubectl`

@@ -20,7 +20,7 @@ pub struct Fixture {
 }
 
 pub fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus")
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 fn demo_manifests() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/corpus/microservices-demo/release/kubernetes-manifests.yaml")
+        .join("../tests/corpus/microservices-demo/release/kubernetes-manifests.yaml")
 }
 
 /// The documents of the multi-document stream, without the empty ones (comment-only headers).
