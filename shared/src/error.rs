@@ -1,9 +1,12 @@
 //! One error type for both tools. Every error carries a kind that decides the exit code, a
-//! message that names what is at fault, and optionally a hint that says what to do next.
+//! message that names what is at fault, optionally a hint that says what to do next, and the
+//! lower-level error it came from (kept for `-v` output and for callers that must tell causes
+//! apart by type, never by matching message text).
 
 use std::fmt;
 
-/// Why an operation stopped. The binaries map these to their documented exit codes.
+/// Why an operation stopped. The binaries map these to their documented exit codes, in one
+/// place ([`ErrorKind::exit_code`]); nothing decides an exit code by reading a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The user asked for something that cannot be (bad flag, unknown environment, malformed
@@ -27,70 +30,83 @@ impl ErrorKind {
     }
 }
 
-#[derive(Debug)]
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}{}", hint_suffix(.hint))]
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub hint: Option<String>,
+    #[source]
+    pub source: Option<Source>,
+}
+
+fn hint_suffix(hint: &Option<String>) -> String {
+    hint.as_ref()
+        .map(|h| format!("\nhint: {h}"))
+        .unwrap_or_default()
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
-            kind: ErrorKind::Invalid,
+            kind,
             message: message.into(),
             hint: None,
+            source: None,
         }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Invalid, message)
     }
     pub fn refused(message: impl Into<String>) -> Self {
-        Error {
-            kind: ErrorKind::Refused,
-            message: message.into(),
-            hint: None,
-        }
+        Error::new(ErrorKind::Refused, message)
     }
     pub fn race(message: impl Into<String>) -> Self {
-        Error {
-            kind: ErrorKind::Race,
-            message: message.into(),
-            hint: None,
-        }
+        Error::new(ErrorKind::Race, message)
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
+    /// Keeps the lower-level error this one was made from.
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
     pub fn exit_code(&self) -> i32 {
         self.kind.exit_code()
     }
-    /// Wraps a lower-level failure (I/O, object database) with what we were doing.
-    pub fn context(what: impl fmt::Display, err: impl fmt::Display) -> Self {
-        Error::refused(format!("{what}: {err}"))
+    /// Wraps a lower-level failure (I/O, object database) with what we were doing; the
+    /// failure stays reachable as the source.
+    pub fn context<E>(what: impl fmt::Display, err: E) -> Self
+    where
+        E: fmt::Display + Into<Source>,
+    {
+        let message = format!("{what}: {err}");
+        Error::refused(message).with_source(err)
+    }
+    /// The chain of causes below this error, outermost first.
+    pub fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        let first = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        std::iter::successors(first, |e| e.source())
     }
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, "\nhint: {hint}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Error {}
 
 impl From<gix::Error> for Error {
     fn from(err: gix::Error) -> Self {
-        Error::refused(format!("git: {err}"))
+        Error::refused(format!("git: {err}")).with_source(err)
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
-        Error::refused(format!("I/O error: {err}"))
+        Error::refused(format!("I/O error: {err}")).with_source(err)
     }
 }
