@@ -314,7 +314,7 @@ fn parse_options(text: &str) -> Result<Options, String> {
                 ));
             }
         };
-        if rest[name_end..].chars().next() != Some('=') {
+        if !rest[name_end..].starts_with('=') {
             return Err(format!(
                 "option {slot} needs a quoted value: {slot}=\"...\""
             ));

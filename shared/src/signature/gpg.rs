@@ -76,10 +76,26 @@ impl Keyring {
         let imported = status_lines(&out.stdout)
             .filter(|(keyword, _)| *keyword == "IMPORT_OK")
             .count();
-        if imported == 0 {
+        // A key gpg could not read must not vanish from the policy unnoticed.
+        let problem = status_lines(&out.stdout).any(|(keyword, _)| keyword == "IMPORT_PROBLEM");
+        if imported == 0 || problem || !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // Keep what went wrong, not gpg's notes on the keys it did import.
+            const NOTES: [&str; 6] = [
+                "keybox",
+                "trustdb",
+                "imported",
+                "processed",
+                "unchanged",
+                "gpg-agent",
+            ];
+            let why: Vec<&str> = stderr
+                .lines()
+                .filter(|l| !NOTES.iter().any(|n| l.contains(n)))
+                .collect();
             return Err(Error::invalid(format!(
-                "{source}: gpg imported no public key from it: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                "{source}: gpg could not import every public key in it: {}",
+                why.join("; ")
             ))
             .hint("export keys with `gpg --armor --export <fingerprint>`"));
         }
@@ -90,8 +106,12 @@ impl Keyring {
 
     /// A keyring with no keys: checking a signature against it still tells who made it.
     pub fn empty(program: &Path) -> Result<Keyring> {
-        let home = tempfile::Builder::new()
-            .prefix("gitops-gpg-")
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("gitops-gpg-");
+        // gpg warns about (and distrusts) a home others can read.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let home = builder
             .tempdir()
             .map_err(|e| Error::context("creating a temporary GnuPG home", e))?;
         Ok(Keyring {

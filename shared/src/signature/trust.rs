@@ -301,3 +301,27 @@ impl Decision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_keys_can_be_shared_across_async_tasks() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<TrustedKeys>();
+        shareable::<Decision>();
+    }
+
+    #[test]
+    fn modes_parse_from_their_names_only() {
+        for mode in Mode::ALL {
+            assert_eq!(mode.as_str().parse::<Mode>().unwrap(), mode);
+        }
+        let err = "HEAD".parse::<Mode>().unwrap_err();
+        assert_eq!(
+            err.message,
+            "unknown signature mode \"HEAD\": use tag, commit or tag-and-commit"
+        );
+    }
+}
