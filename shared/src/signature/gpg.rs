@@ -422,31 +422,7 @@ impl Status {
                 detail: "the signature does not match the signed content (changed after signing?)"
                     .into(),
             },
-            // ERRSIG <keyid> <pkalgo> <hashalgo> <sig_class> <time> <rc> <fpr>
-            _ => {
-                let fingerprint = Some(field(6))
-                    .filter(|f| !f.is_empty() && *f != "-")
-                    .unwrap_or(field(0));
-                let key = Key {
-                    format: Format::OpenPgp,
-                    key_type: algorithm(field(1)),
-                    fingerprint: fingerprint.to_string(),
-                };
-                match field(5) {
-                    "9" => Verdict::UnknownKey {
-                        format: Format::OpenPgp,
-                        key: Some(key),
-                    },
-                    "4" => Verdict::BadSignature {
-                        key: Some(key),
-                        detail: "gpg does not support its algorithm".into(),
-                    },
-                    rc => Verdict::BadSignature {
-                        key: Some(key),
-                        detail: format!("gpg could not check it (error code {rc})"),
-                    },
-                }
-            }
+            _ => errsig_verdict(fields),
         }
     }
 
@@ -473,6 +449,34 @@ impl Status {
                 fingerprint: key_id.to_string(),
             },
         }
+    }
+}
+
+/// `ERRSIG <keyid> <pkalgo> <hashalgo> <sig_class> <time> <rc> <fpr>`: rc 9 is a missing
+/// public key, 4 an unsupported algorithm.
+fn errsig_verdict(fields: &[String]) -> Verdict {
+    let field = |i: usize| fields.get(i).map(String::as_str).unwrap_or_default();
+    let fingerprint = Some(field(6))
+        .filter(|f| !f.is_empty() && *f != "-")
+        .unwrap_or(field(0));
+    let key = Key {
+        format: Format::OpenPgp,
+        key_type: algorithm(field(1)),
+        fingerprint: fingerprint.to_string(),
+    };
+    match field(5) {
+        "9" => Verdict::UnknownKey {
+            format: Format::OpenPgp,
+            key: Some(key),
+        },
+        "4" => Verdict::BadSignature {
+            key: Some(key),
+            detail: "gpg does not support its algorithm".into(),
+        },
+        rc => Verdict::BadSignature {
+            key: Some(key),
+            detail: format!("gpg could not check it (error code {rc})"),
+        },
     }
 }
 

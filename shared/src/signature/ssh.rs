@@ -4,7 +4,7 @@
 use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, HashAlg, PublicKey, SshSig};
 
-use super::allowed_signers::{AllowedSigners, GIT_NAMESPACE, Lookup};
+use super::allowed_signers::{AllowedSigners, Entry, GIT_NAMESPACE, Lookup};
 use super::payload::{Format, SignedPayload};
 use super::verdict::{Key, Signer, Verdict};
 
@@ -43,112 +43,130 @@ pub fn key(key: &KeyData) -> Key {
 /// line valid at the signing time (else *expired* / *not allowed*) → signature made in the
 /// `git` namespace and the line allows `git` (else *not allowed*).
 pub fn verify(signed: &SignedPayload, signers: &AllowedSigners, signed_at: Option<i64>) -> Verdict {
-    let sig = match SshSig::from_pem(&signed.signature) {
-        Ok(sig) if sig.version() == SshSig::VERSION => sig,
-        Ok(sig) => {
-            return Verdict::BadSignature {
-                key: Some(key(sig.public_key())),
-                detail: format!("unsupported SSH signature version {}", sig.version()),
-            };
-        }
-        Err(e) => {
-            return Verdict::BadSignature {
-                key: None,
-                detail: format!("not a readable SSH signature ({e})"),
-            };
-        }
+    let steps = || -> Result<Signer, Verdict> {
+        let sig = read(&signed.signature)?;
+        let id = key(sig.public_key());
+        matches_payload(&sig, &signed.payload, &id)?;
+        let identity = listed_principal(signers, &sig, signed_at, &id)?;
+        in_git_namespace(&sig, &id, &identity)?;
+        Ok(Signer { identity, key: id })
     };
-    let signing_key = sig.public_key();
-    let id = key(signing_key);
-    if let Err(e) =
-        PublicKey::from(signing_key.clone()).verify(sig.namespace(), &signed.payload, &sig)
-    {
-        let detail = match e {
-            ssh_key::Error::Crypto => {
-                "the signature does not match the signed content (changed after signing?)".into()
-            }
-            other => format!("cannot check it: {other}"),
-        };
-        return Verdict::BadSignature {
-            key: Some(id),
-            detail,
-        };
+    match steps() {
+        Ok(signer) => Verdict::Good { signer },
+        Err(refusal) => refusal,
     }
-    let entry = match signers.lookup(signing_key, signed_at) {
-        Lookup::Unknown => {
-            return Verdict::UnknownKey {
-                format: Format::Ssh,
-                key: Some(id),
-            };
-        }
-        Lookup::Expired { entry } => {
-            return Verdict::ExpiredKey {
-                key: id,
-                identity: entry.principals.first().cloned(),
-                detail: format!(
-                    "{}:{}: valid-before {} precedes the signing time",
-                    signers.source,
-                    entry.line,
-                    entry
-                        .valid_before
-                        .map(|t| t.to_string())
-                        .unwrap_or_default()
+}
+
+fn read(armoured: &[u8]) -> Result<SshSig, Verdict> {
+    match SshSig::from_pem(armoured) {
+        Ok(sig) if sig.version() == SshSig::VERSION => Ok(sig),
+        Ok(sig) => Err(Verdict::BadSignature {
+            key: Some(key(sig.public_key())),
+            detail: format!("unsupported SSH signature version {}", sig.version()),
+        }),
+        Err(e) => Err(Verdict::BadSignature {
+            key: None,
+            detail: format!("not a readable SSH signature ({e})"),
+        }),
+    }
+}
+
+/// The cryptographic check, in the namespace the signature names (checked separately, so a
+/// wrong namespace is reported as such rather than as a bad signature).
+fn matches_payload(sig: &SshSig, payload: &[u8], id: &Key) -> Result<(), Verdict> {
+    let signing_key = PublicKey::from(sig.public_key().clone());
+    signing_key
+        .verify(sig.namespace(), payload, sig)
+        .map_err(|e| Verdict::BadSignature {
+            key: Some(id.clone()),
+            detail: match e {
+                ssh_key::Error::Crypto => {
+                    "the signature does not match the signed content (changed after signing?)"
+                        .into()
+                }
+                other => format!("cannot check it: {other}"),
+            },
+        })
+}
+
+/// The principal the allowed_signers file grants this key at the signing time.
+fn listed_principal(
+    signers: &AllowedSigners,
+    sig: &SshSig,
+    signed_at: Option<i64>,
+    id: &Key,
+) -> Result<String, Verdict> {
+    let at_line =
+        |entry: &Entry, what: String| format!("{}:{}: {what}", signers.source, entry.line);
+    let first_principal = |entry: &Entry| entry.principals.first().cloned();
+    match signers.lookup(sig.public_key(), signed_at) {
+        Lookup::Allowed { principal, .. } => Ok(principal),
+        Lookup::Unknown => Err(Verdict::UnknownKey {
+            format: Format::Ssh,
+            key: Some(id.clone()),
+        }),
+        Lookup::Expired { entry } => Err(Verdict::ExpiredKey {
+            key: id.clone(),
+            identity: first_principal(entry),
+            detail: at_line(
+                entry,
+                format!(
+                    "valid-before {} precedes the signing time",
+                    display_time(entry.valid_before)
                 ),
-            };
-        }
-        Lookup::NotYetValid { entry } => {
-            return Verdict::NotAllowed {
-                key: id,
-                identity: entry.principals.first().cloned(),
-                detail: format!(
-                    "{}:{}: valid-after {} follows the signing time",
-                    signers.source,
-                    entry.line,
-                    entry.valid_after.map(|t| t.to_string()).unwrap_or_default()
+            ),
+        }),
+        Lookup::NotYetValid { entry } => Err(Verdict::NotAllowed {
+            key: id.clone(),
+            identity: first_principal(entry),
+            detail: at_line(
+                entry,
+                format!(
+                    "valid-after {} follows the signing time",
+                    display_time(entry.valid_after)
                 ),
-            };
-        }
-        Lookup::NamespaceNotAllowed { entry } => {
-            return Verdict::NotAllowed {
-                key: id,
-                identity: entry.principals.first().cloned(),
-                detail: format!(
-                    "{}:{}: namespaces=\"{}\" does not allow \"{GIT_NAMESPACE}\"",
-                    signers.source,
-                    entry.line,
+            ),
+        }),
+        Lookup::NamespaceNotAllowed { entry } => Err(Verdict::NotAllowed {
+            key: id.clone(),
+            identity: first_principal(entry),
+            detail: at_line(
+                entry,
+                format!(
+                    "namespaces=\"{}\" does not allow \"{GIT_NAMESPACE}\"",
                     entry.namespaces.as_deref().unwrap_or_default()
                 ),
-            };
-        }
-        Lookup::NoPrincipal { entry } => {
-            return Verdict::NotAllowed {
-                key: id,
-                identity: None,
-                detail: format!(
-                    "{}:{}: no principal on the line may sign ({})",
-                    signers.source,
-                    entry.line,
+            ),
+        }),
+        Lookup::NoPrincipal { entry } => Err(Verdict::NotAllowed {
+            key: id.clone(),
+            identity: None,
+            detail: at_line(
+                entry,
+                format!(
+                    "no principal on the line may sign ({})",
                     entry.principals.join(",")
                 ),
-            };
-        }
-        Lookup::Allowed { entry, principal } => (entry, principal),
-    };
-    let (_, principal) = entry;
-    if sig.namespace() != GIT_NAMESPACE {
-        return Verdict::NotAllowed {
-            key: id,
-            identity: Some(principal),
-            detail: format!(
-                "signed in namespace {:?}, not {GIT_NAMESPACE:?} (not made by git)",
-                sig.namespace()
             ),
-        };
+        }),
     }
-    Verdict::Good {
-        signer: Signer {
-            identity: principal,
-            key: id,
-        },
+}
+
+/// A signature made for another purpose (`ssh-keygen -Y sign -n file`) is not a git signature.
+fn in_git_namespace(sig: &SshSig, id: &Key, identity: &str) -> Result<(), Verdict> {
+    if sig.namespace() == GIT_NAMESPACE {
+        return Ok(());
     }
+    Err(Verdict::NotAllowed {
+        key: id.clone(),
+        identity: Some(identity.to_string()),
+        detail: format!(
+            "signed in namespace {:?}, not {GIT_NAMESPACE:?} (not made by git)",
+            sig.namespace()
+        ),
+    })
+}
+
+fn display_time(t: Option<jiff::Timestamp>) -> String {
+    t.map(|t| t.to_string()).unwrap_or_default()
 }

@@ -11,7 +11,7 @@ use ssh_key::public::KeyData;
 
 use super::allowed_signers::AllowedSigners;
 use super::gpg::{self, Keyring, TrustLevel};
-use super::payload::{Format, SignedObject, TagRef, TagTarget};
+use super::payload::{Format, SignedObject, SignedPayload, TagRef, TagTarget};
 use super::ssh;
 use super::verdict::{Check, Signer, Subject, Verdict};
 use crate::error::{Error, Result};
@@ -152,46 +152,52 @@ impl TrustedKeys {
             return Ok(Verdict::Unsigned);
         };
         match signed.format {
-            Format::Ssh => {
-                let Ssh::Signers(signers) = &self.ssh else {
-                    return Err(Error::invalid(
-                        "an SSH signature cannot be checked: git's gpg.ssh.allowedSignersFile is \
-                         not set",
-                    )
-                    .hint(
-                        "point it at an OpenSSH allowed_signers file: \
-                         `git config gpg.ssh.allowedSignersFile ~/.config/git/allowed_signers`",
-                    ));
-                };
-                let verdict = ssh::verify(signed, signers, object.signed_at);
-                Ok(self.ssh_revocation(verdict))
-            }
-            Format::OpenPgp => match &self.openpgp {
-                OpenPgp::Keys {
-                    program,
-                    source,
-                    armoured,
-                    keyring,
-                } => {
-                    let keyring = match keyring.get() {
-                        Some(k) => k,
-                        None => {
-                            let built = match armoured {
-                                Some(text) => Keyring::from_armoured(program, source, text)?,
-                                None => Keyring::empty(program)?,
-                            };
-                            keyring.get_or_init(|| built)
-                        }
-                    };
-                    keyring.verify(signed)
-                }
-                OpenPgp::UserKeyring { program, min_trust } => {
-                    gpg::verify_with_user_keyring(program, signed, *min_trust)
-                }
-            },
+            Format::Ssh => self.verify_ssh(signed, object.signed_at),
+            Format::OpenPgp => self.verify_openpgp(signed),
             Format::X509 => Ok(Verdict::UnsupportedFormat {
                 format: Format::X509,
             }),
+        }
+    }
+
+    fn verify_ssh(&self, signed: &SignedPayload, signed_at: Option<i64>) -> Result<Verdict> {
+        let Ssh::Signers(signers) = &self.ssh else {
+            return Err(Error::invalid(
+                "an SSH signature cannot be checked: git's gpg.ssh.allowedSignersFile is not set",
+            )
+            .hint(
+                "point it at an OpenSSH allowed_signers file: \
+                 `git config gpg.ssh.allowedSignersFile ~/.config/git/allowed_signers`",
+            ));
+        };
+        let verdict = ssh::verify(signed, signers, signed_at);
+        Ok(self.ssh_revocation(verdict))
+    }
+
+    fn verify_openpgp(&self, signed: &SignedPayload) -> Result<Verdict> {
+        match &self.openpgp {
+            OpenPgp::Keys {
+                program,
+                source,
+                armoured,
+                keyring,
+            } => {
+                // Built on the first OpenPGP signature only: SSH-only checks never need gpg.
+                let keyring = match keyring.get() {
+                    Some(k) => k,
+                    None => {
+                        let built = match armoured {
+                            Some(text) => Keyring::from_armoured(program, source, text)?,
+                            None => Keyring::empty(program)?,
+                        };
+                        keyring.get_or_init(|| built)
+                    }
+                };
+                keyring.verify(signed)
+            }
+            OpenPgp::UserKeyring { program, min_trust } => {
+                gpg::verify_with_user_keyring(program, signed, *min_trust)
+            }
         }
     }
 
