@@ -11,6 +11,7 @@ pub mod normalize;
 pub mod prompt;
 pub mod refname;
 pub mod render;
+pub mod signature;
 pub mod tag;
 
 pub use config::{Config, Environment};
