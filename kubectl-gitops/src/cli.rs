@@ -14,6 +14,31 @@ Exit codes:
   status:        0 (with --exit-code: in sync and healthy), 1 drifted or unhealthy, 2 error
   history:       0, or 2 on error";
 
+/// How `--wait` and `status` judge health (README: "--wait"); a macro so that `concat!` can
+/// put it into more than one help text.
+macro_rules! health_rules {
+    () => {
+        "Health is judged as kstatus (sigs.k8s.io/cli-utils/pkg/kstatus) judges it, from the status \
+the controllers publish: rolled out (a Deployment with a progress deadline also needs \
+Progressing=True, reason NewReplicaSetAvailable), Running and Ready, bound, established, or the \
+Ready condition True; Reconciling=True is in progress, Stalled=True is failed; a Job suspended \
+on purpose is ready.
+
+Two deliberate differences from kstatus: a Job is ready only when Complete, not merely started \
+(a deploy must not move on while a migration still runs; Helm's --wait-for-jobs does the same); \
+a bare Pod that finished Failed is failed (it will not run again).
+
+Failed means waiting cannot help, and --wait stops at once. It is: kstatus's Failed \
+(Stalled=True, a Deployment's ProgressDeadlineExceeded, a Job's Failed condition with its reason \
+such as BackoffLimitExceeded or DeadlineExceeded, a running Pod in CrashLoopBackOff, a Pod \
+unschedulable for more than 15s), and these early signals: a Pod, bare or of a Deployment's new \
+ReplicaSet, whose container waits on ErrImagePull, ImagePullBackOff, InvalidImageName, \
+ErrImageNeverPull or CreateContainerConfigError 30s after the Pod was created, or in \
+CrashLoopBackOff after 3 restarts; a Job with FailureTarget=True; a Lost PVC. For a Deployment \
+that is still rolling out, its ReplicaSets and Pods are listed (if allowed) to find these."
+    };
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kubectl-gitops",
@@ -104,7 +129,13 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     History(HistoryArgs),
     /// Current revision, drift from it, and workload health (read-only)
-    #[command(after_help = EXIT_CODES)]
+    #[command(
+        after_help = EXIT_CODES,
+        long_about = concat!(
+            "Current revision, drift from it, and workload health (read-only).\n\n",
+            health_rules!()
+        )
+    )]
     Status(StatusArgs),
 }
 
@@ -139,7 +170,14 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "n", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub history_limit: u32,
     /// Wait until what was applied is ready (rolled out, complete, bound, established)
-    #[arg(long)]
+    #[arg(
+        long,
+        long_help = concat!(
+            "Wait until what was applied is ready (rolled out, complete, bound, established), \
+             at most --timeout; exit 1 at the first object that failed.\n\n",
+            health_rules!()
+        )
+    )]
     pub wait: bool,
     /// How long --wait waits (e.g. 90s, 5m, 1h)
     #[arg(long, value_name = "duration", default_value = "5m")]

@@ -4,11 +4,12 @@
 
 use std::io::Write;
 
+use futures::StreamExt;
 use serde_json::json;
 use shared::{Error, Result};
 
 use crate::cli::{Format, KubeArgs, StatusArgs};
-use crate::health::{self, Health};
+use crate::health::{self, Verdict};
 use crate::plan::{self, Action};
 
 pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
@@ -50,27 +51,29 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
     let missing = keys(Action::Create);
     let extra = keys(Action::Prune);
     let unowned: Vec<String> = plan.unowned.iter().map(|k| k.to_string()).collect();
-    let mut health_rows = Vec::new();
-    for item in plan.items.iter().filter(|i| i.desired.is_some()) {
-        let h = match &item.live {
-            Some(live) => health::health(live),
-            None => Health::Failed("missing".into()),
-        };
-        health_rows.push((item.key.to_string(), h));
-    }
-    let unhealthy = health_rows
-        .iter()
-        .filter(|(_, h)| *h != Health::Ready)
-        .count();
+    let limit = std::time::Duration::from_secs(30);
+    let health_rows: Vec<(String, Verdict)> =
+        futures::stream::iter(plan.items.iter().filter(|i| i.desired.is_some()))
+            .map(|item| async {
+                let verdict = match &item.live {
+                    Some(live) => health::judge_live(&cluster, live, limit).await,
+                    None => Verdict::failed("Missing", "not in the namespace"),
+                };
+                (item.key.to_string(), verdict)
+            })
+            .buffered(args.planning.concurrency as usize)
+            .collect()
+            .await;
+    let unhealthy = health_rows.iter().filter(|(_, v)| !v.is_ready()).count();
     let in_sync = changed.is_empty() && missing.is_empty() && extra.is_empty();
     let ok = in_sync && unhealthy == 0;
     match args.output {
         Format::Json => {
             let health_json: Vec<_> = health_rows
                 .iter()
-                .map(|(k, h)| {
-                    let (status, reason) = describe(h);
-                    json!({"object": k, "status": status, "reason": reason})
+                .map(|(k, v)| {
+                    json!({"object": k, "status": v.status.as_str(),
+                           "reason": v.reason, "message": v.message})
                 })
                 .collect();
             let v = json!({
@@ -128,19 +131,10 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
                 health_rows.len() - unhealthy,
                 health_rows.len()
             );
-            for (k, h) in health_rows.iter().filter(|(_, h)| *h != Health::Ready) {
-                let (status, reason) = describe(h);
-                let _ = writeln!(out, "  {status}: {k}: {reason}");
+            for (k, v) in health_rows.iter().filter(|(_, v)| !v.is_ready()) {
+                let _ = writeln!(out, "  {}: {k}: {}", v.status.as_str(), v.summary());
             }
         }
     }
     Ok(if args.exit_code && !ok { 1 } else { 0 })
-}
-
-fn describe(h: &Health) -> (&'static str, String) {
-    match h {
-        Health::Ready => ("ready", String::new()),
-        Health::InProgress(r) => ("in progress", r.clone()),
-        Health::Failed(r) => ("failed", r.clone()),
-    }
 }

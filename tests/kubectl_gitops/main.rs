@@ -3,6 +3,7 @@
 
 #[path = "../common/cluster.rs"]
 mod cluster;
+mod health;
 #[path = "../common/repo.rs"]
 mod repo;
 mod skip;
@@ -933,7 +934,8 @@ fn patch_ready(ns: &str, name: &str) {
     let generation = d["metadata"]["generation"].as_i64().unwrap();
     let status = serde_json::json!({"status": {
         "observedGeneration": generation, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1,
-        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "ok"}]
+        "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "ok"},
+                       {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "ok"}]
     }});
     kubectl(&[
         "patch",

@@ -1,0 +1,62 @@
+//! Readiness of applied objects, for `--wait` and `status`: ready, in progress or failed,
+//! with a short reason and a message.
+//!
+//! The verdicts are kstatus's (sigs.k8s.io/cli-utils/pkg/kstatus/status: Current, InProgress,
+//! Failed), judged from the status the controllers publish, never from the spec alone. Its own
+//! test table is ported in `rules/kstatus_table.rs` and every case agrees, except two
+//! deliberate differences:
+//! - a Job is ready only when `Complete` (kstatus: as soon as it has started), so a deploy does
+//!   not move on while a migration Job still runs (Helm's `--wait-for-jobs` does the same);
+//! - a bare Pod that finished `Failed` is failed (kstatus: Current, since it is finished), as
+//!   it will not run again and waiting for it could only end in the timeout.
+//!
+//! "Failed" means waiting cannot help: what kstatus calls Failed (`Stalled=True`, a
+//! Deployment's `ProgressDeadlineExceeded`, a Job's `Failed` condition, a crash-looping
+//! running Pod, a Pod unschedulable for longer than the 15 s schedule window, a CRD whose names
+//! are refused), and our early failure signals, where kstatus would keep waiting until the
+//! timeout although the cluster already knows:
+//! - a Pod (bare, or of a Deployment's new ReplicaSet) with a container waiting on
+//!   `ErrImagePull`, `ImagePullBackOff`, `InvalidImageName`, `ErrImageNeverPull` or
+//!   `CreateContainerConfigError` when the Pod is older than [`rules::STUCK_GRACE_SECS`];
+//! - a Pod (same) with a container in `CrashLoopBackOff` after [`rules::CRASH_LOOP_RESTARTS`]
+//!   restarts (a Deployment's Pods may crash a few times while what they depend on starts);
+//! - a Job whose `FailureTarget` condition is True (its `Failed` condition follows once its
+//!   Pods are gone);
+//! - a PersistentVolumeClaim whose phase is `Lost`.
+//!
+//! The rules (`rules/`) are pure: the object, the time and, for a Deployment, its ReplicaSets
+//! and Pods in; a [`Verdict`] out. Reading those from the cluster is `live.rs`; `wait.rs` is
+//! the polling loop of `--wait`.
+//!
+//! Tests: the test API server runs no kubelet and no workload controllers, so nothing ever
+//! makes a workload ready by itself. An end-to-end test plays the controller by patching the
+//! `status` subresource once the object exists, e.g. for a Deployment with three replicas at
+//! generation 1:
+//!
+//! ```text
+//! PATCH /apis/apps/v1/namespaces/NS/deployments/web/status
+//! Content-Type: application/merge-patch+json
+//! {"status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3,
+//!             "readyReplicas": 3, "availableReplicas": 3,
+//!             "conditions": [{"type": "Available", "status": "True",
+//!                             "reason": "MinimumReplicasAvailable"},
+//!                            {"type": "Progressing", "status": "True",
+//!                             "reason": "NewReplicaSetAvailable"}]}}
+//! ```
+//!
+//! (`kubectl patch --subresource=status`, or `Api::patch_status` in kube). `observedGeneration`
+//! must equal the object's `metadata.generation`, and a Deployment with a progress deadline
+//! (the API server gives every Deployment one, 600 s) needs `Progressing` True with reason
+//! `NewReplicaSetAvailable`. ConfigMaps, Secrets, Services and other objects without a
+//! controller are ready at once.
+
+mod duration;
+mod live;
+mod rules;
+mod verdict;
+mod wait;
+
+pub use duration::parse_timeout;
+pub use live::judge_live;
+pub use verdict::Verdict;
+pub use wait::wait;

@@ -1,0 +1,416 @@
+//! The waiting machinery of `--wait`: polls the applied objects, judges each with the rules,
+//! shows progress, and ends on all ready, the first failure, or the timeout.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::time::Duration;
+
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shared::manifest::ObjectKey;
+use shared::{Error, Result};
+use tokio::time::Instant;
+
+use super::duration::format_duration;
+use super::live::judge_live;
+use super::verdict::{Status, Verdict};
+use crate::cluster::{Cluster, Resolved, api_error, status_code};
+
+/// Kinds without a controller behind them: ready once applied, so they are never fetched
+/// (which also keeps Secret payloads from being read just to be ignored).
+fn needs_no_wait(key: &ObjectKey) -> bool {
+    match key.group.as_str() {
+        "" => matches!(
+            key.kind.as_str(),
+            "ConfigMap" | "Secret" | "ServiceAccount" | "Service"
+        ),
+        "rbac.authorization.k8s.io" => true,
+        _ => false,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Waited {
+    pub key: ObjectKey,
+    pub verdict: Verdict,
+}
+
+const CONCURRENCY: usize = 16;
+/// More lines than this would scroll off a terminal and garble the redraw.
+const MAX_LINES: usize = 10;
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+const MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// Polls `targets` until all are ready, one has failed, or `timeout` has passed (a zero
+/// timeout checks once). Shows progress on stderr when it is a terminal and always ends with
+/// a table there.
+pub async fn wait(
+    cluster: &Cluster,
+    targets: &[(ObjectKey, Resolved)],
+    timeout: Duration,
+) -> Result<Vec<Waited>> {
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deadline = Instant::now() + timeout;
+    let mut state: Vec<Verdict> = targets
+        .iter()
+        .map(|(key, _)| {
+            if needs_no_wait(key) {
+                Verdict::ready("", "")
+            } else {
+                Verdict::in_progress("NotChecked", "not checked yet")
+            }
+        })
+        .collect();
+    let mut progress = Progress::new();
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let pending: Vec<usize> = (0..targets.len())
+            .filter(|&i| !state[i].is_ready())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        // Even a zero timeout gets one honest look; a hung request must not outlive the
+        // deadline by more than that.
+        let limit = deadline
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_secs(5), Duration::from_secs(30));
+        let results: Vec<(usize, Result<Verdict>)> = futures::stream::iter(pending)
+            .map(|i| async move { (i, check(cluster, &targets[i], limit).await) })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (i, result) in results {
+            state[i] = result?;
+        }
+        progress.show(targets, &state);
+        let done = state.iter().all(Verdict::is_ready);
+        let failed = state.iter().any(|v| v.status == Status::Failed);
+        let now = Instant::now();
+        if done || failed || now >= deadline {
+            break;
+        }
+        tokio::time::sleep_until((now + pause).min(deadline)).await;
+        pause = (pause * 3 / 2).min(MAX_PAUSE);
+    }
+    drop(progress);
+    print_table(targets, &state);
+    outcome(targets, state, timeout)
+}
+
+async fn check(
+    cluster: &Cluster,
+    (key, resolved): &(ObjectKey, Resolved),
+    limit: Duration,
+) -> Result<Verdict> {
+    let api = cluster.api(resolved, key.namespace.as_deref());
+    let answer = match tokio::time::timeout(limit, api.get_opt(&key.name)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            return Ok(Verdict::in_progress(
+                "NoAnswer",
+                format!(
+                    "no answer from the API server within {}",
+                    format_duration(limit)
+                ),
+            ));
+        }
+    };
+    match answer {
+        Ok(Some(obj)) => {
+            let mut value = serde_json::to_value(&obj)
+                .map_err(|e| Error::refused(format!("{key}: reading the status: {e}")))?;
+            // The rules dispatch on these; fill them in should a response lack them.
+            if value["kind"].as_str().is_none_or(str::is_empty) {
+                value["kind"] = resolved.resource.kind.clone().into();
+                value["apiVersion"] = resolved.resource.api_version.clone().into();
+            }
+            Ok(judge_live(cluster, &value, limit).await)
+        }
+        // Something deleted it after the apply (a Job's ttlSecondsAfterFinished, a person):
+        // there is nothing left to judge, and waiting longer cannot change that.
+        Ok(None) => Ok(Verdict::failed("NotFound", "deleted after it was applied")),
+        // Missing rights will not appear by retrying.
+        Err(e) if matches!(status_code(&e), Some(401 | 403)) => {
+            Err(api_error(format_args!("reading the status of {key}"), e))
+        }
+        // Anything else (a restarting API server, a dropped connection) may pass.
+        Err(e) => Ok(Verdict::in_progress(
+            "ReadFailed",
+            api_error(format_args!("reading the status"), e).message,
+        )),
+    }
+}
+
+fn outcome(
+    targets: &[(ObjectKey, Resolved)],
+    state: Vec<Verdict>,
+    timeout: Duration,
+) -> Result<Vec<Waited>> {
+    let waited: Vec<Waited> = targets
+        .iter()
+        .zip(state)
+        .map(|((key, _), verdict)| Waited {
+            key: key.clone(),
+            verdict,
+        })
+        .collect();
+    let list = |want: Status| -> Vec<String> {
+        waited
+            .iter()
+            .filter(|w| w.verdict.status == want)
+            .map(|w| format!("{}: {}", w.key, w.verdict.summary()))
+            .collect()
+    };
+    let failed = list(Status::Failed);
+    let waiting = list(Status::InProgress);
+    if !failed.is_empty() {
+        let mut message = format!("{} failed: {}", objects(failed.len()), failed.join("; "));
+        if !waiting.is_empty() {
+            let _ = write!(
+                message,
+                "; {} more not ready: {}",
+                waiting.len(),
+                waiting.join("; ")
+            );
+        }
+        return Err(Error::refused(message)
+            .hint("kubectl describe the failed objects (and their pods and events) for details"));
+    }
+    if !waiting.is_empty() {
+        return Err(Error::refused(format!(
+            "timed out after {} waiting for {}: {}",
+            format_duration(timeout),
+            objects(waiting.len()),
+            waiting.join("; ")
+        ))
+        .hint("allow more time with --timeout, or see what is stuck with kubectl describe"));
+    }
+    Ok(waited)
+}
+
+fn objects(n: usize) -> String {
+    if n == 1 {
+        "1 object".to_string()
+    } else {
+        format!("{n} objects")
+    }
+}
+
+/// The live display: a spinner with a count, then one line per object still waiting.
+struct Progress {
+    multi: MultiProgress,
+    header: ProgressBar,
+    lines: Vec<ProgressBar>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let header = multi.add(ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+        ));
+        header.set_message("waiting for objects to become ready");
+        if !multi.is_hidden() {
+            header.enable_steady_tick(Duration::from_millis(120));
+        }
+        Progress {
+            multi,
+            header,
+            lines: Vec::new(),
+        }
+    }
+
+    fn show(&mut self, targets: &[(ObjectKey, Resolved)], state: &[Verdict]) {
+        let waiting: Vec<String> = targets
+            .iter()
+            .zip(state)
+            .filter(|(_, v)| !v.is_ready())
+            .map(|((key, _), v)| format!("{key}: {}", v.summary()))
+            .collect();
+        let ready = targets.len() - waiting.len();
+        let mut header = format!("{ready} of {} objects ready", targets.len());
+        if waiting.len() > MAX_LINES {
+            let _ = write!(header, ", showing {MAX_LINES} of {} waiting", waiting.len());
+        }
+        self.header.set_message(header);
+        let lines = &mut self.lines;
+        let shown = waiting.len().min(MAX_LINES);
+        while lines.len() > shown {
+            if let Some(line) = lines.pop() {
+                line.finish_and_clear();
+                self.multi.remove(&line);
+            }
+        }
+        while lines.len() < shown {
+            let line = ProgressBar::new_spinner()
+                .with_style(ProgressStyle::with_template("  {wide_msg}").expect("valid template"));
+            lines.push(self.multi.add(line));
+        }
+        for (line, text) in lines.iter().zip(waiting) {
+            line.set_message(text);
+        }
+    }
+}
+
+impl Drop for Progress {
+    // Also runs when the wait is cancelled or fails, so the terminal is never left with
+    // stale lines.
+    fn drop(&mut self) {
+        for line in self.lines.drain(..) {
+            line.finish_and_clear();
+        }
+        self.header.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+}
+
+fn print_table(targets: &[(ObjectKey, Resolved)], state: &[Verdict]) {
+    let rows: Vec<(String, &Verdict)> = targets
+        .iter()
+        .zip(state)
+        .map(|((key, _), v)| (key.to_string(), v))
+        .collect();
+    let width = |column: &str, cell: fn(&(String, &Verdict)) -> usize| {
+        rows.iter()
+            .map(cell)
+            .chain([column.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let key_width = width("OBJECT", |(k, _)| k.len());
+    let reason_width = width("REASON", |(_, v)| v.reason.len());
+    let status_width = "InProgress".len();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:key_width$}  {:status_width$}  {:reason_width$}  MESSAGE",
+        "OBJECT", "STATUS", "REASON"
+    );
+    for (key, v) in rows {
+        let style = match v.status {
+            Status::Ready => anstyle::AnsiColor::Green.on_default(),
+            Status::InProgress => anstyle::AnsiColor::Yellow.on_default(),
+            Status::Failed => anstyle::AnsiColor::Red.on_default(),
+        };
+        let label = v.status.label();
+        let pad = status_width - label.len();
+        let line = format!(
+            "{key:key_width$}  {style}{label}{style:#}{:pad$}  {:reason_width$}  {}",
+            "", v.reason, v.message
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    let _ = anstream::stderr().write_all(out.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(group: &str, kind: &str, name: &str) -> ObjectKey {
+        ObjectKey {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            namespace: Some("shop".to_string()),
+            name: name.to_string(),
+        }
+    }
+
+    #[test]
+    fn kinds_without_a_controller_are_not_fetched() {
+        assert!(needs_no_wait(&key("", "Secret", "s")));
+        assert!(needs_no_wait(&key("", "ConfigMap", "c")));
+        assert!(needs_no_wait(&key(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "b"
+        )));
+        assert!(!needs_no_wait(&key("apps", "Deployment", "web")));
+        assert!(!needs_no_wait(&key("", "Pod", "p")));
+        assert!(!needs_no_wait(&key("example.com", "Secret", "x")));
+    }
+
+    fn resolved(group: &str, kind: &str) -> Resolved {
+        Resolved {
+            resource: kube::discovery::ApiResource {
+                group: group.to_string(),
+                version: "v1".to_string(),
+                api_version: format!("{group}/v1"),
+                kind: kind.to_string(),
+                plural: format!("{}s", kind.to_lowercase()),
+            },
+            namespaced: true,
+            pending: false,
+        }
+    }
+
+    #[test]
+    fn timeout_names_every_waiting_object_and_why() {
+        let targets = vec![
+            (
+                key("apps", "Deployment", "web"),
+                resolved("apps", "Deployment"),
+            ),
+            (key("", "Secret", "creds"), resolved("", "Secret")),
+            (key("batch", "Job", "migrate"), resolved("batch", "Job")),
+        ];
+        let state = vec![
+            Verdict::in_progress("LessAvailable", "1 of 3 updated replicas available"),
+            Verdict::ready("", ""),
+            Verdict::in_progress("JobNotComplete", "0 of 1 completions, 1 running"),
+        ];
+        let err = outcome(&targets, state, Duration::from_secs(300)).unwrap_err();
+        assert_eq!(err.kind, shared::error::ErrorKind::Refused);
+        assert_eq!(
+            err.message,
+            "timed out after 5m0s waiting for 2 objects: \
+             Deployment.apps/shop/web: LessAvailable: 1 of 3 updated replicas available; \
+             Job.batch/shop/migrate: JobNotComplete: 0 of 1 completions, 1 running"
+        );
+        assert!(err.hint.unwrap().contains("--timeout"));
+    }
+
+    #[test]
+    fn failure_is_reported_before_the_waiting() {
+        let targets = vec![
+            (
+                key("apps", "Deployment", "web"),
+                resolved("apps", "Deployment"),
+            ),
+            (key("batch", "Job", "migrate"), resolved("batch", "Job")),
+        ];
+        let state = vec![
+            Verdict::in_progress("LessReady", "2 of 3 replicas ready"),
+            Verdict::failed(
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ),
+        ];
+        let err = outcome(&targets, state, Duration::from_secs(60)).unwrap_err();
+        assert_eq!(
+            err.message,
+            "1 object failed: Job.batch/shop/migrate: BackoffLimitExceeded: Job has reached the \
+             specified backoff limit; 1 more not ready: Deployment.apps/shop/web: LessReady: 2 of \
+             3 replicas ready"
+        );
+    }
+
+    #[test]
+    fn all_ready_returns_the_list_in_order() {
+        let targets = vec![
+            (
+                key("apps", "Deployment", "web"),
+                resolved("apps", "Deployment"),
+            ),
+            (key("", "ConfigMap", "conf"), resolved("", "ConfigMap")),
+        ];
+        let ready = vec![Verdict::ready("", ""), Verdict::ready("", "")];
+        let waited = outcome(&targets, ready, Duration::ZERO).expect("all ready");
+        let names: Vec<&str> = waited.iter().map(|w| w.key.name.as_str()).collect();
+        assert_eq!(names, ["web", "conf"]);
+        assert!(waited.iter().all(|w| w.verdict.is_ready()));
+    }
+}
