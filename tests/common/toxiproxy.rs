@@ -205,6 +205,7 @@ exit "$status""#;
             .iter()
             .filter_map(|c| c.cluster.as_ref()?.server.clone())
             .collect();
+        servers.sort();
         servers.dedup();
         let [server] = servers.as_slice() else {
             panic!(
