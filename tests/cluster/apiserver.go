@@ -45,13 +45,14 @@ func apiServerArgs(o clusterOptions, c *credentials, ports portSet) []string {
 		"--profiling=false",
 		"--v=" + strconv.Itoa(o.verbosity),
 	}
-	if o.controllers {
+	if o.runsWorkloads() {
 		// TaintNodesByCondition puts a not-ready NoSchedule taint on every new Node, which only
 		// the node-lifecycle controller removes. KWOK's Nodes are Ready from their first second
 		// and never stop heart-beating, so that controller (and its eviction machinery) would
 		// add nothing but a 5 s monitor loop; without the plugin the taint is never set.
 		args = append(args, "--disable-admission-plugins=TaintNodesByCondition")
-	} else {
+	}
+	if !o.controllers {
 		// Without the service-account controller no namespace gets its "default"
 		// ServiceAccount, and this plugin would then reject every Pod.
 		args = append(args, "--disable-admission-plugins=ServiceAccount")

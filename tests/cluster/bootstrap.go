@@ -90,7 +90,7 @@ func writeKubeconfig(path, server string, c *credentials) error {
 }
 
 // waitUntilUsable returns once a client can rely on the cluster: ClusterRole "view" is
-// aggregated and, with controllers, every fake Node is Ready and the default StorageClass
+// aggregated and, with workloads, every fake Node is Ready and the default StorageClass
 // exists. Until then a Pod could stay Pending for want of a node, or a PVC for want of a class,
 // and a test would race the cluster's own start-up.
 func waitUntilUsable(ctx context.Context, o clusterOptions, server string, c *credentials) error {
@@ -102,7 +102,7 @@ func waitUntilUsable(ctx context.Context, o clusterOptions, server string, c *cr
 		role, err := client.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{})
 		return err == nil && len(role.Rules) > 0, ignoreNotFound(err)
 	}}}
-	if o.controllers {
+	if o.runsWorkloads() {
 		checks = append(checks,
 			readinessCheck{fmt.Sprintf("%d Nodes are Ready", o.nodes), func() (bool, error) {
 				return nodesReady(ctx, client, o.nodes)

@@ -50,17 +50,18 @@ import (
 	"k8s.io/kubernetes/pkg/controller/ttlafterfinished"
 )
 
-// startControllers starts ClusterRole aggregation always, and with all=true the rest of
+// startControllers starts ClusterRole aggregation always, with housekeeping the namespace,
+// service-account, root-CA and garbage-collector controllers, and with workloads the rest of
 // kube-controller-manager we run. It returns the shared informer factory (already started) so
 // that storage.go's controllers share its caches.
 //
 // Always: ClusterRole aggregation, without which the built-in "admin", "edit" and "view" roles
-// have no rules at all (RBAC would deny what any real cluster allows). With all=true also
+// have no rules at all (RBAC would deny what any real cluster allows). Housekeeping:
 // namespace deletion (finalizer "kubernetes"), the "default" ServiceAccount of each namespace
 // (Pods need it), the "kube-root-ca.crt" ConfigMap of each namespace (a GitOps tool must learn
 // not to prune it), the garbage collector (ownerReference cascades, foreground/orphan
-// deletion) and the workload controllers.
-func startControllers(ctx context.Context, server string, c *credentials, all bool) (informers.SharedInformerFactory, error) {
+// deletion).
+func startControllers(ctx context.Context, server string, c *credentials, housekeeping, workloads bool) (informers.SharedInformerFactory, error) {
 	cfg := adminRESTConfig(server, c)
 	cfg.UserAgent = "gitops-test-cluster/controllers"
 	// Same reasoning as kube-controller-manager's namespace controller: deleting a namespace
@@ -84,10 +85,12 @@ func startControllers(ctx context.Context, server string, c *credentials, all bo
 
 	aggregation := clusterroleaggregation.NewClusterRoleAggregation(shared.Rbac().V1().ClusterRoles(), client.RbacV1())
 	go aggregation.Run(ctx, 2)
-	if all {
+	if housekeeping {
 		if err := startHousekeeping(ctx, c, cfg, client, shared, trim); err != nil {
 			return nil, err
 		}
+	}
+	if workloads {
 		if err := startWorkloadControllers(ctx, cfg, client, shared); err != nil {
 			return nil, err
 		}

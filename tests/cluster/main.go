@@ -1,10 +1,11 @@
 // Command gitops-test-cluster runs a throw-away Kubernetes cluster for tests, in one process
-// listening on 127.0.0.1 only: an embedded etcd and a real kube-apiserver, and (unless
-// --controllers=false) what makes workloads run without a container runtime: the workload,
-// storage and housekeeping controllers of kube-controller-manager (controllers.go, storage.go),
-// the real kube-scheduler (scheduler.go), a dynamic volume provisioner (storage.go) and KWOK
-// playing the kubelet of --nodes fake Nodes (kwok.go, stages.yaml). ClusterRole aggregation
-// always runs.
+// listening on 127.0.0.1 only: an embedded etcd and a real kube-apiserver; unless
+// --controllers=false kube-controller-manager's housekeeping controllers (namespaces, service
+// accounts, root CA, garbage collection; controllers.go), and unless also --workloads=false what
+// makes workloads run without a container runtime: the workload and storage controllers
+// (controllers.go, storage.go), the real kube-scheduler (scheduler.go), a dynamic volume
+// provisioner (storage.go) and KWOK playing the kubelet of --nodes fake Nodes (kwok.go,
+// stages.yaml). ClusterRole aggregation always runs.
 //
 // Everything it needs lives in the directory given with --dir, so a second start on the same
 // directory finds the same data, certificates and tokens:
@@ -16,7 +17,7 @@
 //	kubeconfig      contexts "admin" (current) and "restricted"
 //	cluster.pid     pid of the running process (removed on exit)
 //	ready           server URL, written once /readyz answers, restricted-ns and its RoleBinding
-//	                exist, ClusterRole "view" is aggregated and, with controllers, every Node
+//	                exist, ClusterRole "view" is aggregated and, with workloads, every Node
 //	                is Ready and the default StorageClass exists (removed on exit)
 //	cluster.lock    flock held while running, so two processes never share one etcd
 //
@@ -55,6 +56,7 @@ type clusterOptions struct {
 	exitOnStdinClose  bool
 	removeDirOnExit   bool
 	controllers       bool
+	workloads         bool
 	nodes             int
 	etcdFsync         bool
 	verbosity         int
@@ -72,8 +74,9 @@ func run() int {
 	fs.IntVar(&o.apiserverPort, "port", 0, "fixed apiserver port on 127.0.0.1 (0: reuse the last port if free, else any free port)")
 	fs.BoolVar(&o.exitOnStdinClose, "exit-on-stdin-close", false, "stop when standard input reaches EOF, so the cluster dies with the process that started it")
 	fs.BoolVar(&o.removeDirOnExit, "remove-dir-on-exit", false, "delete the state directory after stopping (for throw-away clusters owned by one test process)")
-	fs.BoolVar(&o.controllers, "controllers", true, "run the kube-controller-manager controllers, the scheduler, the volume provisioner and KWOK's fake nodes in-process; false gives a bare API server (ClusterRole aggregation always runs)")
-	fs.IntVar(&o.nodes, "nodes", 3, "number of fake Nodes KWOK runs Pods on (0-100; ignored with --controllers=false)")
+	fs.BoolVar(&o.controllers, "controllers", true, "run kube-controller-manager's controllers in-process (and, see --workloads, the scheduler, the volume provisioner and KWOK's fake nodes); false gives a bare API server (ClusterRole aggregation always runs)")
+	fs.BoolVar(&o.workloads, "workloads", true, "with --controllers: also run the workload and storage controllers, the scheduler and KWOK; false keeps only the namespace, service-account, root-CA and garbage-collector controllers (for benchmarks, where running Pods would only add load)")
+	fs.IntVar(&o.nodes, "nodes", 3, "number of fake Nodes KWOK runs Pods on (0-100; ignored without workloads)")
 	fs.BoolVar(&o.etcdFsync, "etcd-fsync", false, "fsync etcd writes; without it a killed process loses nothing (the kernel keeps the writes), only a machine crash could")
 	fs.IntVar(&o.verbosity, "v", 0, "kube-apiserver log verbosity")
 	fs.Usage = func() {
@@ -258,14 +261,17 @@ func serve(ctx context.Context, o clusterOptions) error {
 	}
 }
 
+// runsWorkloads: Pods get scheduled and run, claims bind.
+func (o clusterOptions) runsWorkloads() bool { return o.controllers && o.workloads }
+
 // startComponents starts what acts on the API server's objects. Each part starts its own
 // informers and returns at once; waitUntilUsable then waits for the visible results.
 func startComponents(ctx context.Context, o clusterOptions, server, kubeconfigPath string, c *credentials) error {
-	shared, err := startControllers(ctx, server, c, o.controllers)
+	shared, err := startControllers(ctx, server, c, o.controllers, o.runsWorkloads())
 	if err != nil {
 		return fmt.Errorf("start controllers: %w", err)
 	}
-	if !o.controllers {
+	if !o.runsWorkloads() {
 		return nil
 	}
 	if err := startStorage(ctx, server, c, shared); err != nil {

@@ -709,55 +709,87 @@ fn image_tags_broken_crash_and_fail_fail_the_way_a_kubelet_reports_it() {
     }
 }
 
-/// A cluster of this test's own, stopped (and its directory removed) when dropped.
-struct OwnCluster(tempfile::TempDir);
+/// A cluster of this test's own, started with `tests/cluster/start DIR ARGS`, stopped (and its
+/// directory removed) when dropped.
+struct OwnCluster {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl OwnCluster {
+    fn start(args: &[&str]) -> OwnCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("own-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let mut start = std::process::Command::new("bash");
+        start
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cluster/start"))
+            .arg(dir.path())
+            .args(args);
+        let kubeconfig = PathBuf::from(run(start).trim());
+        OwnCluster { dir, kubeconfig }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let program = std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into());
+        let mut command = std::process::Command::new(program);
+        command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        run(command)
+    }
+}
 
 impl Drop for OwnCluster {
     fn drop(&mut self) {
         let _ = std::process::Command::new("bash")
             .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cluster/stop"))
-            .arg(self.0.path())
+            .arg(self.dir.path())
             .status();
     }
 }
 
-#[test]
-fn controllers_false_gives_a_bare_api_server() {
-    if !cluster::cluster().is_owned() {
-        return; // GITOPS_TEST_KUBECONFIG: this run builds and starts no cluster of its own
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("bare-")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap();
-    let mut start = std::process::Command::new("bash");
-    start
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cluster/start"))
-        .arg(dir.path())
-        .arg("--controllers=false");
-    let kubeconfig = PathBuf::from(run(start).trim());
-    let _cluster = OwnCluster(dir);
-    let kubectl = |args: &[&str]| {
-        let program = std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into());
-        let mut command = std::process::Command::new(program);
-        command.arg("--kubeconfig").arg(&kubeconfig).args(args);
-        run(command)
-    };
-    assert_eq!(kubectl(&["get", "nodes", "-o", "name"]).trim(), "");
-    assert_eq!(kubectl(&["get", "storageclasses", "-o", "name"]).trim(), "");
-    kubectl(&["create", "namespace", "bare"]);
-    kubectl(&[
+/// A Deployment in a new namespace of `cluster`, and what exists in that namespace after 2 s.
+fn left_alone(cluster: &OwnCluster) -> String {
+    cluster.kubectl(&["create", "namespace", "alone"]);
+    cluster.kubectl(&[
         "create",
         "deployment",
         "web",
         "-n",
-        "bare",
+        "alone",
         "--image=nginx:1.27",
     ]);
-    // Stored, and nothing acts on it: no ReplicaSet, no Pod, no status.
     std::thread::sleep(Duration::from_secs(2));
+    cluster.kubectl(&[
+        "get",
+        "replicasets,pods,serviceaccounts",
+        "-n",
+        "alone",
+        "-o",
+        "name",
+    ])
+}
+
+#[test]
+fn controllers_false_gives_a_bare_api_server_and_workloads_false_runs_no_pods() {
+    if !cluster::cluster().is_owned() {
+        return; // GITOPS_TEST_KUBECONFIG: this run builds and starts no cluster of its own
+    }
+    // Stored, and nothing acts on it: no ReplicaSet, no Pod, not even a ServiceAccount.
+    let bare = OwnCluster::start(&["--controllers=false"]);
+    assert_eq!(bare.kubectl(&["get", "nodes", "-o", "name"]).trim(), "");
     assert_eq!(
-        kubectl(&["get", "replicasets,pods", "-n", "bare", "-o", "name"]).trim(),
+        bare.kubectl(&["get", "storageclasses", "-o", "name"])
+            .trim(),
         ""
     );
+    assert_eq!(left_alone(&bare).trim(), "");
+    drop(bare);
+    // The namespace controllers run (a default ServiceAccount appears), workloads do not.
+    let housekeeping = OwnCluster::start(&["--workloads=false"]);
+    assert_eq!(
+        housekeeping.kubectl(&["get", "nodes", "-o", "name"]).trim(),
+        ""
+    );
+    assert_eq!(left_alone(&housekeeping).trim(), "serviceaccount/default");
 }
