@@ -16,8 +16,9 @@ import (
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 )
 
-// serviceCIDR holds 10.0.0.1, the "kubernetes" Service address put in the serving certificate.
-const serviceCIDR = "10.0.0.0/24"
+// serviceCIDR is kind's: a /16 holds 65k Services, so no test runs out of ClusterIPs. Its first
+// address, 10.96.0.1, is the "kubernetes" Service's and is in the serving certificate.
+const serviceCIDR = "10.96.0.0/16"
 
 // apiServerArgs are the kube-apiserver flags of a node-less test control plane. They are
 // parsed by kube-apiserver's own flag set, so they mean exactly what the flags of the real
@@ -43,6 +44,13 @@ func apiServerArgs(o clusterOptions, c *credentials, ports portSet) []string {
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--v=" + strconv.Itoa(o.verbosity),
+	}
+	if o.runsWorkloads() {
+		// TaintNodesByCondition puts a not-ready NoSchedule taint on every new Node, which only
+		// the node-lifecycle controller removes. KWOK's Nodes are Ready from their first second
+		// and never stop heart-beating, so that controller (and its eviction machinery) would
+		// add nothing but a 5 s monitor loop; without the plugin the taint is never set.
+		args = append(args, "--disable-admission-plugins=TaintNodesByCondition")
 	}
 	if !o.controllers {
 		// Without the service-account controller no namespace gets its "default"

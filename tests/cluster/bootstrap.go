@@ -89,26 +89,76 @@ func writeKubeconfig(path, server string, c *credentials) error {
 	return writeFileAtomic(path, data, 0o600)
 }
 
-// waitForAggregatedRoles returns once ClusterRole "view" has rules: until the aggregation
-// controller has filled it in, the "restricted" user could read nothing.
-func waitForAggregatedRoles(ctx context.Context, server string, c *credentials) error {
+// waitUntilUsable returns once a client can rely on the cluster: ClusterRole "view" is
+// aggregated and, with workloads, every fake Node is Ready and the default StorageClass
+// exists. Until then a Pod could stay Pending for want of a node, or a PVC for want of a class,
+// and a test would race the cluster's own start-up.
+func waitUntilUsable(ctx context.Context, o clusterOptions, server string, c *credentials) error {
 	client, err := kubernetes.NewForConfig(adminRESTConfig(server, c))
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	checks := []readinessCheck{{"ClusterRole view has rules", func() (bool, error) {
 		role, err := client.RbacV1().ClusterRoles().Get(ctx, "view", metav1.GetOptions{})
-		if err == nil && len(role.Rules) > 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("ClusterRole view still has no rules after 60s (last error: %v)", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		return err == nil && len(role.Rules) > 0, ignoreNotFound(err)
+	}}}
+	if o.runsWorkloads() {
+		checks = append(checks,
+			readinessCheck{fmt.Sprintf("%d Nodes are Ready", o.nodes), func() (bool, error) {
+				return nodesReady(ctx, client, o.nodes)
+			}},
+			readinessCheck{"StorageClass " + defaultStorageClass + " is the default", func() (bool, error) {
+				class, err := client.StorageV1().StorageClasses().Get(ctx, defaultStorageClass, metav1.GetOptions{})
+				return err == nil && class.Annotations[annDefaultStorageClass] == "true", ignoreNotFound(err)
+			}},
+		)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for _, check := range checks {
+		for {
+			ok, err := check.done()
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("not ready after 60s: waiting until %s (last error: %v)", check.what, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
+	return nil
+}
+
+type readinessCheck struct {
+	what string
+	done func() (bool, error)
+}
+
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// nodesReady: kwok-node-1..N all report Ready=True (set by KWOK's node-initialize stage).
+func nodesReady(ctx context.Context, client kubernetes.Interface, n int) (bool, error) {
+	for i := range n {
+		node, err := client.CoreV1().Nodes().Get(ctx, nodeName(i), metav1.GetOptions{})
+		if err != nil {
+			return false, ignoreNotFound(err)
+		}
+		ready := false
+		for _, cond := range node.Status.Conditions {
+			ready = ready || (cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue)
+		}
+		if !ready {
+			return false, nil
+		}
+	}
+	return true, nil
 }

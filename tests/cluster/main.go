@@ -1,8 +1,11 @@
-// Command gitops-test-cluster runs a throw-away Kubernetes control plane for tests: an
-// embedded etcd and a real kube-apiserver, plus the few kube-controller-manager controllers a
-// client can observe without nodes (ClusterRole aggregation; unless --controllers=false also
-// namespace deletion, default ServiceAccounts, kube-root-ca.crt ConfigMaps and the garbage
-// collector), in one process, listening on 127.0.0.1 only.
+// Command gitops-test-cluster runs a throw-away Kubernetes cluster for tests, in one process
+// listening on 127.0.0.1 only: an embedded etcd and a real kube-apiserver; unless
+// --controllers=false kube-controller-manager's housekeeping controllers (namespaces, service
+// accounts, root CA, garbage collection; controllers.go), and unless also --workloads=false what
+// makes workloads run without a container runtime: the workload and storage controllers
+// (controllers.go, storage.go), the real kube-scheduler (scheduler.go), a dynamic volume
+// provisioner (storage.go) and KWOK playing the kubelet of --nodes fake Nodes (kwok.go,
+// stages.yaml). ClusterRole aggregation always runs.
 //
 // Everything it needs lives in the directory given with --dir, so a second start on the same
 // directory finds the same data, certificates and tokens:
@@ -14,7 +17,8 @@
 //	kubeconfig      contexts "admin" (current) and "restricted"
 //	cluster.pid     pid of the running process (removed on exit)
 //	ready           server URL, written once /readyz answers, restricted-ns and its RoleBinding
-//	                exist and ClusterRole "view" is aggregated (removed on exit)
+//	                exist, ClusterRole "view" is aggregated and, with workloads, every Node
+//	                is Ready and the default StorageClass exists (removed on exit)
 //	cluster.lock    flock held while running, so two processes never share one etcd
 //
 // Exit codes: 0 clean stop, 1 error, 2 usage, 3 a requested port is in use, 4 the directory is
@@ -52,6 +56,8 @@ type clusterOptions struct {
 	exitOnStdinClose  bool
 	removeDirOnExit   bool
 	controllers       bool
+	workloads         bool
+	nodes             int
 	etcdFsync         bool
 	verbosity         int
 	extraAPIServerArg []string
@@ -68,7 +74,9 @@ func run() int {
 	fs.IntVar(&o.apiserverPort, "port", 0, "fixed apiserver port on 127.0.0.1 (0: reuse the last port if free, else any free port)")
 	fs.BoolVar(&o.exitOnStdinClose, "exit-on-stdin-close", false, "stop when standard input reaches EOF, so the cluster dies with the process that started it")
 	fs.BoolVar(&o.removeDirOnExit, "remove-dir-on-exit", false, "delete the state directory after stopping (for throw-away clusters owned by one test process)")
-	fs.BoolVar(&o.controllers, "controllers", true, "run the namespace, service-account, root-CA-publisher and garbage-collector controllers in-process (ClusterRole aggregation always runs)")
+	fs.BoolVar(&o.controllers, "controllers", true, "run kube-controller-manager's controllers in-process (and, see --workloads, the scheduler, the volume provisioner and KWOK's fake nodes); false gives a bare API server (ClusterRole aggregation always runs)")
+	fs.BoolVar(&o.workloads, "workloads", true, "with --controllers: also run the workload and storage controllers, the scheduler and KWOK; false keeps only the namespace, service-account, root-CA and garbage-collector controllers (for benchmarks, where running Pods would only add load)")
+	fs.IntVar(&o.nodes, "nodes", 3, "number of fake Nodes KWOK runs Pods on (0-100; ignored without workloads)")
 	fs.BoolVar(&o.etcdFsync, "etcd-fsync", false, "fsync etcd writes; without it a killed process loses nothing (the kernel keeps the writes), only a machine crash could")
 	fs.IntVar(&o.verbosity, "v", 0, "kube-apiserver log verbosity")
 	fs.Usage = func() {
@@ -82,6 +90,10 @@ func run() int {
 		return exitUsage
 	}
 	o.extraAPIServerArg = fs.Args()
+	if o.nodes < 0 || o.nodes > maxNodes {
+		fmt.Fprintf(os.Stderr, "gitops-test-cluster: --nodes %d: want 0 to %d\n", o.nodes, maxNodes)
+		return exitUsage
+	}
 	if o.dir == "" {
 		fmt.Fprintln(os.Stderr, "gitops-test-cluster: --dir is required")
 		fs.Usage()
@@ -221,10 +233,13 @@ func serve(ctx context.Context, o clusterOptions) error {
 		}
 	}
 
-	if err := startControllers(apiCtx, server, creds, o.controllers); err != nil {
-		return fmt.Errorf("start controllers: %w", err)
+	if err := startComponents(apiCtx, o, server, kubeconfigPath, creds); err != nil {
+		if ctx.Err() != nil {
+			return waitAPIServer(apiDone)
+		}
+		return err
 	}
-	if err := waitForAggregatedRoles(apiCtx, server, creds); err != nil {
+	if err := waitUntilUsable(apiCtx, o, server, creds); err != nil {
 		if ctx.Err() != nil {
 			return waitAPIServer(apiDone)
 		}
@@ -244,6 +259,31 @@ func serve(ctx context.Context, o clusterOptions) error {
 		_ = waitAPIServer(apiDone)
 		return fmt.Errorf("etcd failed: %w", err)
 	}
+}
+
+// runsWorkloads: Pods get scheduled and run, claims bind.
+func (o clusterOptions) runsWorkloads() bool { return o.controllers && o.workloads }
+
+// startComponents starts what acts on the API server's objects. Each part starts its own
+// informers and returns at once; waitUntilUsable then waits for the visible results.
+func startComponents(ctx context.Context, o clusterOptions, server, kubeconfigPath string, c *credentials) error {
+	shared, err := startControllers(ctx, server, c, o.controllers, o.runsWorkloads())
+	if err != nil {
+		return fmt.Errorf("start controllers: %w", err)
+	}
+	if !o.runsWorkloads() {
+		return nil
+	}
+	if err := startStorage(ctx, server, c, shared); err != nil {
+		return fmt.Errorf("start storage: %w", err)
+	}
+	if err := startScheduler(ctx, server, c); err != nil {
+		return fmt.Errorf("start scheduler: %w", err)
+	}
+	if err := startKwok(ctx, kubeconfigPath, server, c, o.nodes); err != nil {
+		return fmt.Errorf("start kwok: %w", err)
+	}
+	return nil
 }
 
 // apiServerExit turns the apiserver's return into our result: after a requested stop it is

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -24,6 +25,10 @@ const (
 	adminUser      = "admin"
 	restrictedUser = "restricted"
 )
+
+// kubernetesServiceIP is the first address of serviceCIDR. A certificate made for an older
+// range (10.0.0.0/24 before the /16) is replaced on start.
+var kubernetesServiceIP = net.IPv4(10, 96, 0, 1)
 
 // credentials are the files the apiserver is started with and what clients need to reach it.
 type credentials struct {
@@ -65,7 +70,8 @@ func ensureCredentials(dir string) (*credentials, error) {
 	c.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw})
 
 	serving, _, err := loadPair(c.servingCertFile, c.servingKeyFile)
-	if err != nil || !validFor(serving, 7*24*time.Hour) || serving.CheckSignatureFrom(caCert) != nil {
+	if err != nil || !validFor(serving, 7*24*time.Hour) || serving.CheckSignatureFrom(caCert) != nil ||
+		!slices.ContainsFunc(serving.IPAddresses, kubernetesServiceIP.Equal) {
 		if err := newServingCert(c.servingCertFile, c.servingKeyFile, caCert, caKey); err != nil {
 			return nil, fmt.Errorf("create serving certificate: %w", err)
 		}
@@ -178,8 +184,8 @@ func newServingCert(certFile, keyFile string, ca *x509.Certificate, caKey crypto
 			"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
 			"kubernetes.default.svc.cluster.local",
 		},
-		// 10.0.0.1 is the "kubernetes" Service's address in --service-cluster-ip-range.
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, net.IPv4(10, 0, 0, 1)},
+		// The "kubernetes" Service's address: the first of --service-cluster-ip-range.
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, kubernetesServiceIP},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {

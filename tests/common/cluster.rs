@@ -8,10 +8,15 @@
 //! ```
 //!
 //! and call [`cluster()`]. The first call in a test process builds (if needed) and starts
-//! `tests/cluster` — an embedded etcd plus a real kube-apiserver v1.35 with the namespace,
-//! service-account and garbage-collector controllers, on free 127.0.0.1 ports — and every
-//! later call returns the same cluster. Tests isolate themselves with
-//! [`TestCluster::fresh_namespace`], never by sharing one.
+//! `tests/cluster` — an embedded etcd and a real kube-apiserver v1.36 with the
+//! kube-controller-manager controllers, the kube-scheduler, a volume provisioner behind the
+//! default StorageClass `standard`, and three KWOK Nodes that run Pods without containers, on free
+//! 127.0.0.1 ports — and every later call returns the same cluster. Deployments roll out,
+//! Jobs complete and claims bind by themselves; image tags `broken`, `crash` and `fail` make them
+//! fail (see tests/cluster/README.md). [`cluster()`] returns only once the Nodes are Ready and the
+//! StorageClass exists (the cluster writes its `ready` file then), so no test races the
+//! cluster's own start-up. Tests isolate themselves with [`TestCluster::fresh_namespace`], never
+//! by sharing one.
 //!
 //! The cluster process is started with `--exit-on-stdin-close` and this module holds the write
 //! end of its stdin for the whole test process: when the test process ends, however it ends,

@@ -1,5 +1,6 @@
 //! `./demo` end to end, as a new user runs it: it builds both tools, starts its own cluster,
-//! walks the whole workflow and must leave nothing behind.
+//! walks the whole workflow — every sync waits until its Pods really run, a bad release is
+//! caught by `--wait` and reverted — and must leave nothing behind.
 
 #[path = "common.rs"]
 mod common;
@@ -10,7 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Generous: a warm run takes ~10-30 s, but it may have to link both binaries first.
+/// Generous: a warm run takes ~45 s (20 of them the bad release timing out), but it may have
+/// to build the cluster first.
 const TIMEOUT: Duration = Duration::from_secs(900);
 
 #[test]
@@ -65,17 +67,37 @@ fn demo_walks_the_workflow_and_cleans_up() {
         .unwrap();
     assert!(status.success(), "./demo failed ({status}):\n{out}");
     for line in [
+        "kwok-node-3   Ready",
         "ready: environments dev -> staging -> prod",
         "synced dev to deploy/dev/",
         "promote dev -> staging:",
         "synced staging to deploy/staging/",
         "promote staging -> prod:",
         "synced production to deploy/prod/",
+        // The bad release: --wait names the Deployment, the Pod says why.
+        "error: timed out after 20s waiting for 1 object: Deployment.apps/dev/frontend",
+        "ImagePullBackOff",
+        "reverted dev to deploy/dev/",
         "rollback dev:",
         "demo finished",
     ] {
         assert!(out.contains(line), "./demo did not print {line:?}:\n{out}");
     }
+    // Every Pod the first sync made runs (the Pods of a cluster that only stored objects would
+    // not even exist), and after the revert nothing is stuck any more.
+    let first = section(&out, "== Tag what dev runs");
+    assert!(first.contains("pod/frontend-"), "{first}");
+    assert_all_running(first);
+    let reverted = section(&out, "== Revert dev");
+    assert!(reverted.contains("pod/frontend-"), "{reverted}");
+    assert_all_running(reverted);
+    let last = section(&out, "== Roll dev's branch back");
+    let health = last
+        .lines()
+        .rfind(|l| l.starts_with("health: "))
+        .unwrap_or_else(|| panic!("no final health line:\n{last}"));
+    let counts: Vec<&str> = health.split_whitespace().collect();
+    assert_eq!(counts[1], counts[3], "the demo ends unhealthy: {health}");
     assert!(
         !out.contains('\x1b'),
         "NO_COLOR=1 still printed escape codes:\n{out}"
@@ -87,4 +109,25 @@ fn demo_walks_the_workflow_and_cleans_up() {
     assert!(left.is_empty(), "./demo left {left:?} behind");
     fs::remove_dir(&tmp).unwrap();
     fs::remove_file(&log).unwrap();
+}
+
+/// The demo's output from the step headed `heading` to the next step.
+fn section<'a>(out: &'a str, heading: &str) -> &'a str {
+    let start = out
+        .find(heading)
+        .unwrap_or_else(|| panic!("no step {heading:?}:\n{out}"));
+    let rest = &out[start + heading.len()..];
+    &rest[..rest.find("\n== ").unwrap_or(rest.len())]
+}
+
+/// Every `kubectl get pods` line of `section` shows a Running, fully ready Pod.
+fn assert_all_running(section: &str) {
+    for line in section.lines().filter(|l| l.starts_with("pod/")) {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        let ready: Vec<&str> = columns[1].split('/').collect();
+        assert!(
+            columns[2] == "Running" && ready[0] == ready[1],
+            "a Pod that is not running: {line}\n{section}"
+        );
+    }
 }

@@ -449,3 +449,347 @@ fn admin_reads_apiserver_metrics() {
         "no apiserver_request_total in /metrics"
     );
 }
+
+// ---- The cluster runs workloads: nodes, scheduling, storage, the failure convention ----
+
+fn kubectl_json(args: &[&str]) -> Value {
+    let mut command = cluster::cluster().kubectl();
+    command.args(args).args(["-o", "json"]);
+    serde_json::from_str(&run(command)).expect("kubectl -o json")
+}
+
+fn kubectl_apply(ns: &str, manifest: &str) {
+    let mut command = cluster::cluster().kubectl();
+    command
+        .args(["apply", "--server-side", "-n", ns, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("kubectl apply");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), manifest.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Polls `probe` until it returns `Some`, for at most `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "waited {limit:?} for {what} in vain"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn condition<'a>(obj: &'a Value, kind: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+fn is_true(obj: &Value, kind: &str) -> bool {
+    condition(obj, kind).is_some_and(|c| c["status"] == "True")
+}
+
+/// The one Pod labelled `app=<app>` that is not being deleted, once it exists.
+fn the_pod(ns: &str, app: &str) -> Value {
+    wait_for(&format!("a Pod of {app}"), Duration::from_secs(30), || {
+        let pods = kubectl_json(&["get", "pods", "-n", ns, "-l", &format!("app={app}")]);
+        let mut live: Vec<Value> = pods["items"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .cloned()
+            .collect();
+        (live.len() == 1).then(|| live.remove(0))
+    })
+}
+
+fn deployment(name: &str, image: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n        - name: main\n          image: {image}\n"
+    )
+}
+
+#[test]
+fn the_cluster_starts_with_ready_nodes_and_a_default_storage_class() {
+    let cluster = cluster::cluster();
+    if !cluster.is_owned() {
+        return; // someone else's cluster has its own nodes and classes
+    }
+    // No waiting here: the fixture reports ready only once both hold.
+    let nodes = kubectl_json(&["get", "nodes"]);
+    let nodes = nodes["items"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    for node in nodes {
+        assert!(is_true(node, "Ready"), "{node}");
+        assert_eq!(node["status"]["allocatable"]["cpu"], "16", "{node}");
+        assert!(node["spec"]["taints"].is_null(), "{node}");
+        let name = node["metadata"]["name"].as_str().unwrap();
+        // KWOK's heartbeat: a Lease per Node, held and renewed.
+        let lease = kubectl_json(&["get", "lease", name, "-n", "kube-node-lease"]);
+        assert!(lease["spec"]["renewTime"].is_string(), "{lease}");
+    }
+    let class = kubectl_json(&["get", "storageclass", "standard"]);
+    assert_eq!(
+        class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+        "true"
+    );
+}
+
+#[test]
+fn a_deployment_rolls_out_onto_the_nodes_and_its_service_gets_endpoints() {
+    let cluster = cluster::cluster();
+    let ns = cluster.fresh_namespace("smoke-rollout");
+    let started = Instant::now();
+    kubectl_apply(
+        &ns,
+        &(deployment("web", "nginx:1.27", 3)
+            + "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector:\n    app: web\n  ports:\n    - port: 80\n"),
+    );
+    let d = wait_for("Deployment web Available", Duration::from_secs(60), || {
+        let d = kubectl_json(&["get", "deployment", "web", "-n", &ns]);
+        (is_true(&d, "Available") && d["status"]["availableReplicas"] == 3).then_some(d)
+    });
+    eprintln!("3 replicas available after {:?}", started.elapsed());
+    assert_eq!(
+        condition(&d, "Progressing").unwrap()["reason"],
+        "NewReplicaSetAvailable"
+    );
+    let pods = kubectl_json(&["get", "pods", "-n", &ns, "-l", "app=web"]);
+    let pods = pods["items"].as_array().unwrap();
+    assert_eq!(pods.len(), 3);
+    let mut nodes: Vec<&str> = Vec::new();
+    for pod in pods {
+        assert_eq!(pod["status"]["phase"], "Running", "{pod}");
+        assert!(is_true(pod, "Ready"), "{pod}");
+        assert!(pod["status"]["podIP"].is_string(), "{pod}");
+        nodes.push(pod["spec"]["nodeName"].as_str().unwrap());
+    }
+    // The scheduler spreads the replicas (default topology spreading by hostname).
+    nodes.sort();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    wait_for("3 ready endpoints", Duration::from_secs(30), || {
+        let slices = kubectl_json(&[
+            "get",
+            "endpointslices",
+            "-n",
+            &ns,
+            "-l",
+            "kubernetes.io/service-name=web",
+        ]);
+        let ready = slices["items"]
+            .as_array()?
+            .iter()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .count();
+        (ready == 3).then_some(())
+    });
+}
+
+#[test]
+fn a_claim_binds_to_a_provisioned_volume_and_its_pod_runs() {
+    let cluster = cluster::cluster();
+    let ns = cluster.fresh_namespace("smoke-pvc");
+    kubectl_apply(
+        &ns,
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: db\n  labels:\n    app: db\nspec:\n  containers:\n    - name: db\n      image: postgres:16\n      volumeMounts:\n        - name: data\n          mountPath: /var/lib/postgresql\n  volumes:\n    - name: data\n      persistentVolumeClaim:\n        claimName: data\n",
+    );
+    let pvc = wait_for("the claim to bind", Duration::from_secs(30), || {
+        let pvc = kubectl_json(&["get", "pvc", "data", "-n", &ns]);
+        (pvc["status"]["phase"] == "Bound").then_some(pvc)
+    });
+    assert_eq!(pvc["spec"]["storageClassName"], "standard", "{pvc}");
+    assert_eq!(pvc["status"]["capacity"]["storage"], "1Gi", "{pvc}");
+    let volume = pvc["spec"]["volumeName"].as_str().unwrap();
+    let pv = kubectl_json(&["get", "pv", volume]);
+    assert_eq!(pv["spec"]["claimRef"]["name"], "data", "{pv}");
+    let pod = wait_for("the Pod to run", Duration::from_secs(30), || {
+        let pod = the_pod(&ns, "db");
+        (pod["status"]["phase"] == "Running").then_some(pod)
+    });
+    assert!(pod["spec"]["nodeName"].is_string(), "{pod}");
+    // A bigger request is granted (the default class allows expansion).
+    let mut patch = cluster.kubectl();
+    patch.args([
+        "patch",
+        "pvc",
+        "data",
+        "-n",
+        &ns,
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ]);
+    run(patch);
+    wait_for("the claim to grow", Duration::from_secs(30), || {
+        let pvc = kubectl_json(&["get", "pvc", "data", "-n", &ns]);
+        (pvc["status"]["capacity"]["storage"] == "2Gi").then_some(())
+    });
+}
+
+#[test]
+fn image_tags_broken_crash_and_fail_fail_the_way_a_kubelet_reports_it() {
+    let cluster = cluster::cluster();
+    let ns = cluster.fresh_namespace("smoke-failures");
+    kubectl_apply(
+        &ns,
+        &[
+            deployment("pulls", "nginx:broken", 1),
+            deployment("crashes", "nginx:crash", 1),
+            deployment("runs", "nginx:fail", 1),
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: fails\nspec:\n  backoffLimit: 0\n  template:\n    metadata:\n      labels:\n        app: fails\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: task\n          image: busybox:fail\n".to_string(),
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: succeeds\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: task\n          image: busybox:1.36\n".to_string(),
+        ]
+        .join("---\n"),
+    );
+
+    // broken: the image is never pulled.
+    let pod = wait_for("ImagePullBackOff", Duration::from_secs(30), || {
+        let pod = the_pod(&ns, "pulls");
+        (pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff")
+            .then_some(pod)
+    });
+    assert_eq!(pod["status"]["phase"], "Pending", "{pod}");
+    assert!(!is_true(&pod, "Ready"), "{pod}");
+
+    // crash: restarts with a growing count, exit code 1.
+    let mut counts = Vec::new();
+    wait_for("two restarts", Duration::from_secs(30), || {
+        let pod = the_pod(&ns, "crashes");
+        let status = &pod["status"]["containerStatuses"][0];
+        assert!(!is_true(&pod, "Ready"), "{pod}");
+        counts.push(status["restartCount"].as_i64()?);
+        (status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && status["lastState"]["terminated"]["exitCode"] == 1
+            && counts.iter().min() < counts.iter().max())
+        .then_some(())
+    });
+
+    // fail is for Job Pods: the Pod fails, the Job reaches its backoff limit.
+    let job = wait_for("Job fails to fail", Duration::from_secs(30), || {
+        let job = kubectl_json(&["get", "job", "fails", "-n", &ns]);
+        is_true(&job, "Failed").then_some(job)
+    });
+    assert_eq!(
+        condition(&job, "Failed").unwrap()["reason"],
+        "BackoffLimitExceeded"
+    );
+    let pod = &kubectl_json(&["get", "pods", "-n", &ns, "-l", "app=fails"])["items"][0];
+    assert_eq!(pod["status"]["phase"], "Failed", "{pod}");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        1
+    );
+
+    // Anything else runs: a Deployment's Pod (even tagged fail) becomes Ready, a Job completes.
+    wait_for("Deployment runs Available", Duration::from_secs(30), || {
+        let d = kubectl_json(&["get", "deployment", "runs", "-n", &ns]);
+        is_true(&d, "Available").then_some(())
+    });
+    wait_for("Job succeeds complete", Duration::from_secs(30), || {
+        let job = kubectl_json(&["get", "job", "succeeds", "-n", &ns]);
+        is_true(&job, "Complete").then_some(())
+    });
+    // The Deployments that never become available are still Progressing, not Available.
+    for name in ["pulls", "crashes"] {
+        let d = kubectl_json(&["get", "deployment", name, "-n", &ns]);
+        assert!(!is_true(&d, "Available"), "{d}");
+    }
+}
+
+/// A cluster of this test's own, started with `tests/cluster/start DIR ARGS`, stopped (and its
+/// directory removed) when dropped.
+struct OwnCluster {
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl OwnCluster {
+    fn start(args: &[&str]) -> OwnCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("own-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap();
+        let mut start = std::process::Command::new("bash");
+        start
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cluster/start"))
+            .arg(dir.path())
+            .args(args);
+        let kubeconfig = PathBuf::from(run(start).trim());
+        OwnCluster { dir, kubeconfig }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let program = std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into());
+        let mut command = std::process::Command::new(program);
+        command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        run(command)
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/cluster/stop"))
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A Deployment in a new namespace of `cluster`, and what exists in that namespace after 2 s.
+fn left_alone(cluster: &OwnCluster) -> String {
+    cluster.kubectl(&["create", "namespace", "alone"]);
+    cluster.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "-n",
+        "alone",
+        "--image=nginx:1.27",
+    ]);
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.kubectl(&[
+        "get",
+        "replicasets,pods,serviceaccounts",
+        "-n",
+        "alone",
+        "-o",
+        "name",
+    ])
+}
+
+#[test]
+fn controllers_false_gives_a_bare_api_server_and_workloads_false_runs_no_pods() {
+    if !cluster::cluster().is_owned() {
+        return; // GITOPS_TEST_KUBECONFIG: this run builds and starts no cluster of its own
+    }
+    // Stored, and nothing acts on it: no ReplicaSet, no Pod, not even a ServiceAccount.
+    let bare = OwnCluster::start(&["--controllers=false"]);
+    assert_eq!(bare.kubectl(&["get", "nodes", "-o", "name"]).trim(), "");
+    assert_eq!(
+        bare.kubectl(&["get", "storageclasses", "-o", "name"])
+            .trim(),
+        ""
+    );
+    assert_eq!(left_alone(&bare).trim(), "");
+    drop(bare);
+    // The namespace controllers run (a default ServiceAccount appears), workloads do not.
+    let housekeeping = OwnCluster::start(&["--workloads=false"]);
+    assert_eq!(
+        housekeeping.kubectl(&["get", "nodes", "-o", "name"]).trim(),
+        ""
+    );
+    assert_eq!(left_alone(&housekeeping).trim(), "serviceaccount/default");
+}

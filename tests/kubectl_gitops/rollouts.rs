@@ -1,0 +1,295 @@
+//! Rollouts the test cluster carries out for real: its kube-controller-manager controllers, its
+//! scheduler and KWOK's fake nodes turn what `sync` applies into ReplicaSets, Pods, Jobs and
+//! bound volumes, so `--wait` and `status` are tested against the status those controllers
+//! compute, never against a status a test wrote. Failures use the cluster's convention
+//! (tests/cluster/README.md): image tag `broken` never pulls, `crash` crash-loops, a Job Pod
+//! tagged `fail` exits 1.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Polls `probe` (kubectl reads) until it returns `Some`, for at most `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "waited {limit:?} for {what} in vain"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The Pods of `app=<name>` that are not being deleted.
+fn live_pods(ns: &str, app: &str) -> Vec<Value> {
+    let pods = kubectl_json(&["get", "pods", "-n", ns, "-l", &format!("app={app}")]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .cloned()
+        .collect()
+}
+
+fn one_tag(name: &str, files: &[(&str, String)]) -> Repo {
+    let repo = Repo::new();
+    for (path, content) in files {
+        repo.write(path, content);
+    }
+    repo.tag(name);
+    repo
+}
+
+fn job(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: task\n          image: {image}\n"
+    )
+}
+
+#[test]
+fn wait_follows_a_real_rollout_to_ready() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("wait");
+    let repo = two_tags();
+    let r = repo.path.to_str().unwrap();
+    ok(sync_app(r, "A", &ns, &["--wait", "--timeout", "60s"]));
+    let d = kubectl_json(&["get", "deployment", "web", "-n", &ns]);
+    assert_eq!(d["status"]["availableReplicas"], 1, "{d}");
+    // A new image is a new ReplicaSet: --wait returns once its Pod has replaced the old one.
+    ok(sync_app(r, "B", &ns, &["--wait", "--timeout", "60s"]));
+    let pods = live_pods(&ns, "web");
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    assert_eq!(pods[0]["spec"]["containers"][0]["image"], "nginx:1.27");
+    assert_eq!(pods[0]["status"]["phase"], "Running");
+    let rs = kubectl_json(&["get", "replicasets", "-n", &ns]);
+    assert_eq!(
+        rs["items"].as_array().unwrap().len(),
+        2,
+        "old and new ReplicaSet"
+    );
+}
+
+#[test]
+fn wait_times_out_on_an_image_that_cannot_be_pulled() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("broken");
+    let repo = one_tag(
+        "bad",
+        &[("app/web.yaml", deployment("web", "nginx:broken"))],
+    );
+    let r = repo.path.to_str().unwrap();
+    let o = sync_app(r, "bad", &ns, &["--wait", "--timeout", "5s"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!("Deployment.apps/{ns}/web")),
+        "{}",
+        err(&o)
+    );
+    // What kubectl-gitops's health verdict says today: it judges the Deployment's own status
+    // and does not (yet) name its Pods' reason. The cluster's side of it is real: the Pod
+    // waits in ImagePullBackOff.
+    assert!(err(&o).contains("0 of 1 replicas available"), "{}", err(&o));
+    let pods = live_pods(&ns, "web");
+    assert_eq!(
+        pods[0]["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ImagePullBackOff",
+        "{pods:?}"
+    );
+}
+
+#[test]
+fn a_rollout_past_its_progress_deadline_fails_before_the_timeout() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("deadline");
+    let manifest = deployment("web", "nginx:broken").replace(
+        "  replicas: 1\n",
+        "  replicas: 1\n  progressDeadlineSeconds: 3\n",
+    );
+    let repo = one_tag("bad", &[("app/web.yaml", manifest)]);
+    let r = repo.path.to_str().unwrap();
+    let started = Instant::now();
+    let o = sync_app(r, "bad", &ns, &["--wait", "--timeout", "120s"]);
+    // The deployment controller gives up after 3 s (ProgressDeadlineExceeded), and --wait
+    // reports that failure instead of waiting out its own timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("1 object failed"), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!("Deployment.apps/{ns}/web")),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("has timed out progressing"), "{}", err(&o));
+    let d = kubectl_json(&["get", "deployment", "web", "-n", &ns]);
+    let progressing = d["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .cloned()
+        .unwrap();
+    assert_eq!(progressing["reason"], "ProgressDeadlineExceeded", "{d}");
+}
+
+#[test]
+fn status_reports_a_crash_looping_deployment_as_unhealthy() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("crash");
+    let repo = one_tag("v1", &[("app/web.yaml", deployment("web", "nginx:crash"))]);
+    let r = repo.path.to_str().unwrap();
+    ok(sync_app(r, "v1", &ns, &[]));
+    // The cluster restarts the container every 5 s: CrashLoopBackOff, exit code 1.
+    let status = wait_for("a second restart", Duration::from_secs(60), || {
+        let pods = live_pods(&ns, "web");
+        let status = pods.first()?["status"]["containerStatuses"][0].clone();
+        (status["restartCount"].as_i64()? >= 2).then_some(status)
+    });
+    assert_eq!(
+        status["state"]["waiting"]["reason"], "CrashLoopBackOff",
+        "{status}"
+    );
+    assert_eq!(status["lastState"]["terminated"]["exitCode"], 1, "{status}");
+
+    let o = run(&["status", "-n", &ns, "--exit-code", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["in_sync"], true, "{s}");
+    assert_eq!(s["healthy"], false, "{s}");
+    let web = s["health"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["object"] == format!("Deployment.apps/{ns}/web"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no health entry for the Deployment: {s}"));
+    // health.rs judges the Deployment's own status and does not name CrashLoopBackOff (yet).
+    assert_ne!(web["status"], "Ready", "{web}");
+    assert!(
+        web["reason"]
+            .as_str()
+            .unwrap()
+            .contains("0 of 1 replicas available"),
+        "{web}"
+    );
+}
+
+#[test]
+fn wait_sees_a_job_complete_and_a_failing_job_fail() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("jobs");
+    let repo = Repo::new();
+    repo.write("app/migrate.yaml", job("migrate", "busybox:1.36"));
+    repo.tag("good");
+    repo.write("app/seed.yaml", job("seed", "busybox:fail"));
+    repo.tag("bad");
+    let r = repo.path.to_str().unwrap();
+
+    ok(sync_app(r, "good", &ns, &["--wait", "--timeout", "60s"]));
+    let j = kubectl_json(&["get", "job", "migrate", "-n", &ns]);
+    assert_eq!(j["status"]["succeeded"], 1, "{j}");
+
+    // Its Pod exits 1 and backoffLimit is 0: the Job controller marks the Job Failed.
+    let o = sync_app(r, "bad", &ns, &["--wait", "--timeout", "60s"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!("Job.batch/{ns}/seed")),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("backoff limit"), "{}", err(&o));
+    let pods = kubectl_json(&["get", "pods", "-n", &ns, "-l", "job-name=seed"]);
+    let pod = &pods["items"][0];
+    assert_eq!(pod["status"]["phase"], "Failed", "{pod}");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 1,
+        "{pod}"
+    );
+}
+
+#[test]
+fn a_synced_cronjob_creates_jobs_on_schedule() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("cron");
+    let cron = "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: tick\nspec:\n  schedule: '* * * * *'\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n            - name: tick\n              image: busybox:1.36\n";
+    let repo = one_tag("v1", &[("app/cron.yaml", cron.to_string())]);
+    let r = repo.path.to_str().unwrap();
+    ok(sync_app(r, "v1", &ns, &["--wait", "--timeout", "30s"]));
+    // The CronJob controller starts a Job at the next minute boundary, KWOK completes its Pod.
+    let job = wait_for(
+        "the CronJob's first Job to complete",
+        Duration::from_secs(90),
+        || {
+            let jobs = kubectl_json(&["get", "jobs", "-n", &ns]);
+            jobs["items"]
+                .as_array()?
+                .iter()
+                .find(|j| j["status"]["succeeded"] == 1)
+                .cloned()
+        },
+    );
+    assert_eq!(
+        job["metadata"]["ownerReferences"][0]["kind"], "CronJob",
+        "{job}"
+    );
+    assert_eq!(
+        job["metadata"]["ownerReferences"][0]["name"], "tick",
+        "{job}"
+    );
+    // The Jobs the controller makes are not drift of what was synced.
+    let o = run(&["status", "-n", &ns, "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}
+
+#[test]
+fn podinfo_overlay_synced_with_wait_becomes_ready_on_its_own() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("podinfo-wait");
+    let repo = Repo::new();
+    copy_dir(&corpus().join("podinfo/deploy"), &repo.path.join("deploy"));
+    repo.write(
+        "deploy/test/kustomization.yaml",
+        format!("namespace: {ns}\nresources:\n- ../overlays/dev\n"),
+    );
+    repo.write(
+        "gitops.yaml",
+        format!("environments:\n  - name: dev\n    branch: env/dev\n    path: deploy/test\n    namespace: {ns}\n"),
+    );
+    repo.tag("deploy/dev/20260101T000000Z");
+    let r = repo.path.to_str().unwrap();
+    let o = ok(run(&[
+        "sync",
+        "--repo",
+        r,
+        "--env",
+        "dev",
+        "--yes",
+        "--wait",
+        "--timeout",
+        "120s",
+    ]));
+    assert!(err(&o).contains("revision 1"), "{}", err(&o));
+    for d in kubectl_json(&["get", "deployments", "-n", &ns])["items"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(
+            d["status"]["availableReplicas"], d["spec"]["replicas"],
+            "{}",
+            d["metadata"]["name"]
+        );
+    }
+    let pvc = kubectl_json(&["get", "pvc", "database-primary", "-n", &ns]);
+    assert_eq!(pvc["status"]["phase"], "Bound", "{pvc}");
+    let sts = kubectl_json(&["get", "statefulset", "database-primary", "-n", &ns]);
+    assert_eq!(sts["status"]["availableReplicas"], 1, "{sts}");
+    let o = run(&["status", "-n", &ns, "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+}
