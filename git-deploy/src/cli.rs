@@ -147,7 +147,8 @@ pub struct PromoteArgs {
     pub from: String,
     /// Environment to promote to (default: the one after <from> in gitops.yaml)
     pub to: Option<String>,
-    /// Deploy tag of <from> to promote (default: its latest deploy tag)
+    /// Deploy tag of <from> to promote (default: its latest deploy tag); only trusted deploy
+    /// tags are accepted (annotated, made by git deploy, on <from>'s branch)
     #[arg(long, value_name = "tag")]
     pub tag: Option<String>,
     /// How to move the target branch when it has commits the source lacks
@@ -174,7 +175,7 @@ pub struct RollbackArgs {
     /// Environment to roll back
     pub env: String,
     /// Deploy tag to restore (default: the latest earlier deploy whose tree differs from the
-    /// current one)
+    /// current one); only trusted deploy tags are accepted
     pub tag: Option<String>,
     /// Message added to the tag, below its subject line
     #[arg(short, long, value_name = "msg")]

@@ -2,6 +2,7 @@
 
 mod fixture;
 mod races;
+mod trust;
 
 use std::process::Command;
 
@@ -734,6 +735,8 @@ fn locks_refuse_writes_naming_holder_and_reason() {
 fn bare_remote(f: &Fixture) -> std::path::PathBuf {
     let remote = f.tmp.path().join("remote.git");
     f.git(&["init", "-q", "--bare", remote.to_str().unwrap()]);
+    // As on a git host: clones check out main, whose gitops.yaml names the environments.
+    f.git_in(&remote, &["symbolic-ref", "HEAD", "refs/heads/main"]);
     f.git(&["remote", "add", "origin", remote.to_str().unwrap()]);
     f.git(&[
         "push",

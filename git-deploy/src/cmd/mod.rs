@@ -23,11 +23,7 @@ use crate::write;
 /// gitops.yaml as committed at HEAD: where we learn which branch an environment lives on
 /// before we know which commit is being deployed.
 pub fn head_config(repo: &Repo) -> Result<(Config, ObjectId)> {
-    let head = repo.head_commit()?.ok_or_else(|| {
-        Error::invalid("HEAD has no commits yet, so there is no gitops.yaml to read")
-            .hint("run `git deploy init` to create gitops.yaml and the environment branches")
-    })?;
-    Ok((repo.config_at(head, "HEAD")?, head))
+    repo.head_config()
 }
 
 pub fn check_env_name(name: &str) -> Result<()> {
@@ -80,7 +76,8 @@ pub fn print_changes(repo: &Repo, old: Option<ObjectId>, new: ObjectId, path: &s
     Ok(())
 }
 
-/// A deploy tag of `env` named on the command line (with or without `refs/tags/`).
+/// A deploy tag of `env` named on the command line (with or without `refs/tags/`); refused
+/// unless it is a deploy both tools trust (`shared::git::Deploys`).
 pub fn require_deploy_tag(repo: &Repo, env: &str, name: &str) -> Result<shared::git::TagInfo> {
     let short = name.trim_start_matches("refs/tags/");
     match shared::tag::TagName::parse(short) {
@@ -98,7 +95,7 @@ pub fn require_deploy_tag(repo: &Repo, env: &str, name: &str) -> Result<shared::
             .hint(format!("`git deploy log {env}` lists them")));
         }
     }
-    repo.tag_info(short)
+    repo.deploys(env)?.require(short)
 }
 
 /// What one deploy writes: optionally a branch move, and one annotated deploy tag on `commit`.

@@ -22,12 +22,9 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     // What <from> deployed: its latest deploy tag, or the one named.
     let source = match &args.tag {
         Some(t) => super::require_deploy_tag(repo, &args.from, t)?,
-        None => match repo.latest_deploy_tag(&args.from)? {
+        None => match repo.deploys(&args.from)?.latest()? {
             Some(t) => repo.tag_info_at(&t.name, t.target)?,
             None => {
-                if let Ok((cfg, _)) = super::head_config(repo) {
-                    cfg.require(&args.from, "gitops.yaml at HEAD")?;
-                }
                 return Err(Error::invalid(format!(
                     "environment {} has no deploy tag to promote",
                     args.from
@@ -71,7 +68,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
             source.name,
             repo.short(src)
         ));
-        if repo.latest_deploy_tag(&to.name)?.is_none() {
+        if repo.deploys(&to.name)?.latest()?.is_none() {
             output::info(format!(
                 "{0} has no deploy tag yet: `git deploy tag {0}` records that it runs this commit",
                 to.name
@@ -98,7 +95,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     ));
     super::print_changes(repo, old, new_head, &to.path)?;
 
-    let previous = repo.latest_deploy_tag(&to.name)?;
+    let previous = repo.deploys(&to.name)?.latest()?;
     let record = DeployRecord {
         env: to.name.clone(),
         action: Some(Action::Promote),

@@ -14,43 +14,8 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
     if let Some(m) = &args.message {
         tag::check_body(m)?;
     }
-    let tags = repo.deploy_tags(&args.env)?;
-    let Some(current) = tags.first() else {
-        if let Ok((cfg, _)) = super::head_config(repo) {
-            cfg.require(&args.env, "gitops.yaml at HEAD")?;
-        }
-        return Err(Error::invalid(format!(
-            "environment {} has no deploy tags to roll back to",
-            args.env
-        )));
-    };
-    let current_commit = repo.peel_to_commit(current.target)?;
-    let current_tree = repo.tree_of(current_commit)?;
-    let target = match &args.tag {
-        Some(t) => super::require_deploy_tag(repo, &args.env, t)?,
-        None => {
-            // The most recent earlier deploy that actually differs: rolling back to a tag with
-            // the same tree would change nothing.
-            let mut found = None;
-            for t in tags.iter().skip(1) {
-                let c = repo.peel_to_commit(t.target)?;
-                if repo.tree_of(c)? != current_tree {
-                    found = Some(repo.tag_info_at(&t.name, t.target)?);
-                    break;
-                }
-            }
-            found.ok_or_else(|| {
-                Error::invalid(format!(
-                    "environment {} has no earlier deploy that differs from the current one ({})",
-                    args.env, current.name
-                ))
-                .hint(format!(
-                    "`git deploy log {}` lists its deploys; name one explicitly",
-                    args.env
-                ))
-            })?
-        }
-    };
+    let (current, target) = pick(repo, &args)?;
+
     let cfg = repo.config_at(target.commit, &target.name)?;
     let env = cfg
         .require(&args.env, &format!("gitops.yaml at {}", target.name))?
@@ -129,4 +94,46 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
             )),
         },
     )
+}
+
+/// The current deploy and the one to restore: named, or the most recent earlier deploy whose
+/// tree differs (rolling back to a tag with the same tree would change nothing).
+fn pick(
+    repo: &Repo,
+    args: &RollbackArgs,
+) -> Result<(shared::git::DeployTag, shared::git::TagInfo)> {
+    let deploys = repo.deploys(&args.env)?;
+    let mut trusted = deploys.iter();
+
+    let Some(current) = trusted.next().transpose()? else {
+        return Err(Error::invalid(format!(
+            "environment {} has no deploy tags to roll back to",
+            args.env
+        )));
+    };
+    let current_tree = repo.tree_of(current.commit)?;
+    let target = match &args.tag {
+        Some(t) => super::require_deploy_tag(repo, &args.env, t)?,
+        None => {
+            let mut found = None;
+            for t in trusted {
+                let t = t?;
+                if repo.tree_of(t.commit)? != current_tree {
+                    found = Some(repo.tag_info_at(&t.name, t.target)?);
+                    break;
+                }
+            }
+            found.ok_or_else(|| {
+                Error::invalid(format!(
+                    "environment {} has no earlier deploy that differs from the current one ({})",
+                    args.env, current.name
+                ))
+                .hint(format!(
+                    "`git deploy log {}` lists its deploys; name one explicitly",
+                    args.env
+                ))
+            })?
+        }
+    };
+    Ok((current, target))
 }

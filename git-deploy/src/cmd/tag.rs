@@ -55,9 +55,9 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
     }
     write::check_unlocked(repo, &env.name, args.ignore_lock)?;
 
-    let previous = repo.latest_deploy_tag(&env.name)?;
+    let previous = repo.deploys(&env.name)?.latest()?;
     if let Some(prev) = &previous
-        && repo.peel_to_commit(prev.target)? == commit
+        && prev.commit == commit
     {
         output::info(format!(
             "{} is already deployed to {} as {}; nothing to do",
@@ -67,10 +67,7 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
         ));
         return Ok(());
     }
-    let previous_commit = previous
-        .as_ref()
-        .map(|p| repo.peel_to_commit(p.target))
-        .transpose()?;
+    let previous_commit = previous.as_ref().map(|p| p.commit);
     let record = DeployRecord {
         env: env.name.clone(),
         action: Some(Action::Tag),

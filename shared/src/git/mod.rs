@@ -1,5 +1,5 @@
 //! Read access to a config repository through gix: commits, files at a commit, deploy tags and
-//! the records in their messages. Nothing here writes; writers live with the tool that writes.
+//! the records in their messages. Which deploy tags are trusted is decided in `deploys`.
 
 use std::path::{Path, PathBuf};
 
@@ -8,20 +8,14 @@ use gix::bstr::ByteSlice;
 
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
-use crate::tag::{self, DeployRecord, TagName};
+use crate::tag::DeployRecord;
+
+mod deploys;
+
+pub use deploys::{DeployTag, Deploys};
 
 pub struct Repo {
     pub inner: gix::Repository,
-}
-
-/// A deploy tag as listed from refs, cheap to produce for thousands of tags.
-#[derive(Debug, Clone)]
-pub struct DeployTag {
-    /// Without `refs/tags/`.
-    pub name: String,
-    pub parsed: TagName,
-    /// What the ref points at: the tag object for annotated tags.
-    pub target: ObjectId,
 }
 
 /// Everything a deploy tag says about itself.
@@ -187,6 +181,17 @@ impl Repo {
         Ok(Some(entry.object()?.detach().data))
     }
 
+    /// gitops.yaml as committed at HEAD: the repository's own description of its
+    /// environments, where both tools learn which branch an environment lives on before they
+    /// know which commit is deployed.
+    pub fn head_config(&self) -> Result<(Config, ObjectId)> {
+        let head = self.head_commit()?.ok_or_else(|| {
+            Error::invalid("HEAD has no commits yet, so there is no gitops.yaml to read")
+                .hint("check out the branch that holds gitops.yaml (usually main), or run `git deploy init` in a new repository")
+        })?;
+        Ok((self.config_at(head, "HEAD")?, head))
+    }
+
     /// `gitops.yaml` as recorded in `commit`; `what` describes the commit for errors.
     pub fn config_at(&self, commit: ObjectId, what: &str) -> Result<Config> {
         let label = format!("{} at {what} ({})", config::FILE_NAME, self.short(commit));
@@ -197,37 +202,6 @@ impl Repo {
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| Error::invalid(format!("{label}: not valid UTF-8")))?;
         Config::parse(&label, text)
-    }
-
-    /// Deploy tags of `env`, newest first, from ref names alone (no object reads).
-    pub fn deploy_tags(&self, env: &str) -> Result<Vec<DeployTag>> {
-        let prefix = tag::ref_prefix(env);
-        let platform = self.inner.references()?;
-        let mut out = Vec::new();
-        for r in platform.prefixed(prefix.as_str())? {
-            let r = r.map_err(|e| Error::refused(format!("reading tags under {prefix}: {e}")))?;
-            let full = r.name().as_bstr().to_str_lossy().into_owned();
-            let Some(parsed) = TagName::parse(&full) else {
-                continue;
-            };
-            if parsed.env != env {
-                continue;
-            }
-            let Some(target) = r.target().try_id().map(|id| id.to_owned()) else {
-                continue;
-            };
-            out.push(DeployTag {
-                name: full.trim_start_matches("refs/tags/").to_string(),
-                parsed,
-                target,
-            });
-        }
-        out.sort_by_key(|t| std::cmp::Reverse(t.parsed.order_key()));
-        Ok(out)
-    }
-
-    pub fn latest_deploy_tag(&self, env: &str) -> Result<Option<DeployTag>> {
-        Ok(self.deploy_tags(env)?.into_iter().next())
     }
 
     /// The commit a tag (annotated or not) finally points to.
