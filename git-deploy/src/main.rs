@@ -4,8 +4,6 @@
 mod cli;
 mod cmd;
 mod output;
-mod plan;
-mod write;
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -6,7 +6,7 @@ use shared::{Error, Result, refname};
 
 use crate::cli::InitArgs;
 use crate::output;
-use crate::plan::Plan;
+use shared::git::Plan;
 
 /// `NAME=BRANCH[:PATH[:NAMESPACE]]`
 fn parse_env(spec: &str) -> Result<Environment> {

@@ -1,11 +1,12 @@
 use gix::ObjectId;
 use shared::git::Repo;
+use shared::git::lock;
 use shared::tag::{self, Action, DeployRecord};
 use shared::{Error, Result};
 
 use crate::cli::{PromoteArgs, Strategy};
 use crate::output;
-use crate::write;
+use shared::git::write;
 
 pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     super::check_env_name(&args.from)?;
@@ -13,7 +14,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
         super::check_env_name(to)?;
     }
     if let Some(remote) = &args.write.push {
-        crate::plan::check_remote(remote)?;
+        shared::git::push::check_remote(remote)?;
     }
     if let Some(m) = &args.message {
         tag::check_body(m)?;
@@ -54,7 +55,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
             to.name
         )));
     }
-    write::check_unlocked(repo, &to.name, args.ignore_lock)?;
+    lock::check_unlocked(repo, &to.name, args.ignore_lock)?;
 
     let branch_ref = format!("refs/heads/{}", to.branch);
     let old = repo.branch_head(&to.branch)?;
@@ -95,7 +96,8 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     ));
     super::print_changes(repo, old, new_head, &to.path)?;
 
-    let previous = repo.deploys(&to.name)?.latest()?;
+    let succession = repo.deploys(&to.name)?.succession()?;
+    let previous = succession.previous.clone();
     let record = DeployRecord {
         env: to.name.clone(),
         action: Some(Action::Promote),
@@ -118,9 +120,15 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
         repo,
         super::Deploy {
             reason: format!("git-deploy: promote {} to {}", source.name, to.name),
-            branch: Some((branch_ref, old, how)),
+            branch: super::Branch::Move {
+                name: branch_ref,
+                old,
+                note: how,
+            },
             commit: new_head,
             record,
+            succession,
+            respect_lock: !args.ignore_lock,
             sign: write::want_signature(repo, args.sign),
             write: &args.write,
             confirm: Some((

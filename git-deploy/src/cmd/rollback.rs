@@ -1,26 +1,27 @@
 use shared::git::Repo;
+use shared::git::lock;
 use shared::tag::{self, Action, DeployRecord};
 use shared::{Error, Result};
 
 use crate::cli::RollbackArgs;
 use crate::output;
-use crate::write;
+use shared::git::write;
 
 pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
     super::check_env_name(&args.env)?;
     if let Some(remote) = &args.write.push {
-        crate::plan::check_remote(remote)?;
+        shared::git::push::check_remote(remote)?;
     }
     if let Some(m) = &args.message {
         tag::check_body(m)?;
     }
-    let (current, target) = pick(repo, &args)?;
+    let (succession, current, target) = pick(repo, &args)?;
 
     let cfg = repo.config_at(target.commit, &target.name)?;
     let env = cfg
         .require(&args.env, &format!("gitops.yaml at {}", target.name))?
         .clone();
-    write::check_unlocked(repo, &env.name, args.ignore_lock)?;
+    lock::check_unlocked(repo, &env.name, args.ignore_lock)?;
     let head = repo.branch_head(&env.branch)?.ok_or_else(|| {
         Error::invalid(format!(
             "branch {} of environment {} does not exist",
@@ -78,13 +79,15 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
         repo,
         super::Deploy {
             reason: format!("git-deploy: roll back {} to {}", env.name, target.name),
-            branch: Some((
-                format!("refs/heads/{}", env.branch),
-                Some(head),
-                format!("new commit restoring {}", target.name),
-            )),
+            branch: super::Branch::Move {
+                name: format!("refs/heads/{}", env.branch),
+                old: Some(head),
+                note: format!("new commit restoring {}", target.name),
+            },
             commit: new_head,
             record,
+            succession,
+            respect_lock: !args.ignore_lock,
             sign: write::want_signature(repo, args.sign),
             write: &args.write,
             confirm: Some((
@@ -101,10 +104,14 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
 fn pick(
     repo: &Repo,
     args: &RollbackArgs,
-) -> Result<(shared::git::DeployTag, shared::git::TagInfo)> {
+) -> Result<(
+    shared::git::Succession,
+    shared::git::DeployTag,
+    shared::git::TagInfo,
+)> {
     let deploys = repo.deploys(&args.env)?;
+    let succession = deploys.succession()?;
     let mut trusted = deploys.iter();
-
     let Some(current) = trusted.next().transpose()? else {
         return Err(Error::invalid(format!(
             "environment {} has no deploy tags to roll back to",
@@ -135,5 +142,5 @@ fn pick(
             })?
         }
     };
-    Ok((current, target))
+    Ok((succession, current, target))
 }

@@ -1,10 +1,10 @@
 use serde_json::json;
 use shared::Result;
 use shared::git::Repo;
+use shared::git::lock;
 
 use crate::cli::{Output, StatusArgs};
 use crate::output::{self, Cell};
-use crate::write;
 
 pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
     let (cfg, _) = super::head_config(repo)?;
@@ -28,7 +28,7 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
             (Some(prev_head), None) => Some(repo.count_between(&[], prev_head)?),
             _ => None,
         };
-        let lock = write::read_lock(repo, &env.name)?;
+        let lock = lock::read_lock(repo, &env.name)?;
         json_envs.push(json!({
             "name": env.name,
             "branch": env.branch,

@@ -1,15 +1,16 @@
 use shared::git::Repo;
+use shared::git::lock;
 use shared::tag::{self, Action, DeployRecord};
 use shared::{Error, Result};
 
 use crate::cli::TagArgs;
 use crate::output;
-use crate::write;
+use shared::git::write;
 
 pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
     super::check_env_name(&args.env)?;
     if let Some(remote) = &args.write.push {
-        crate::plan::check_remote(remote)?;
+        shared::git::push::check_remote(remote)?;
     }
     if let Some(m) = &args.message {
         tag::check_body(m)?;
@@ -53,9 +54,10 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
             env.branch
         )));
     }
-    write::check_unlocked(repo, &env.name, args.ignore_lock)?;
+    lock::check_unlocked(repo, &env.name, args.ignore_lock)?;
 
-    let previous = repo.deploys(&env.name)?.latest()?;
+    let succession = repo.deploys(&env.name)?.succession()?;
+    let previous = succession.previous.clone();
     if let Some(prev) = &previous
         && prev.commit == commit
     {
@@ -83,9 +85,14 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
         repo,
         super::Deploy {
             reason: format!("git-deploy: tag {}", env.name),
-            branch: None,
+            branch: super::Branch::Keep {
+                name: format!("refs/heads/{}", env.branch),
+                head: branch_head,
+            },
             commit,
             record,
+            succession,
+            respect_lock: !args.ignore_lock,
             sign: write::want_signature(repo, args.sign),
             write: &args.write,
             confirm: None,

@@ -17,6 +17,14 @@
 //!
 //! Everything else is ignored with one warning line per tag and process (however many times
 //! it is looked at), and refused with the reason when named (`--tag`).
+//!
+//! Deploys of one environment are serialised by `refs/deploy/latest/<env>`, which points at
+//! the latest deploy's tag object. It is read *before* the tags are listed, and every new
+//! deploy moves it from that value by compare-and-swap in the same transaction that creates
+//! the tag (and pushes it with a lease, see `RemoteRule::DeployChain`). Two deploys that read
+//! the same latest deploy therefore cannot both be written: the second exits 3, instead of
+//! leaving two tags that both name the same previous deploy. The ref is only a token for that
+//! compare-and-swap; which deploy is the latest is still decided from the tags above.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeSet, HashSet};
@@ -25,6 +33,7 @@ use std::sync::Mutex;
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 
+use super::plan::{Plan, RemoteRule};
 use super::{Repo, TagInfo};
 use crate::error::{Error, Result};
 use crate::tag::{self, DeployRecord, TagName};
@@ -47,6 +56,8 @@ pub struct Deploys<'r> {
     repo: &'r Repo,
     env: String,
     branch: String,
+    /// `refs/deploy/latest/<env>` as read before listing the tags.
+    token: Option<ObjectId>,
     candidates: Vec<Candidate>,
     reach: RefCell<Reach<'r>>,
 }
@@ -90,6 +101,9 @@ impl Repo {
 
 impl<'r> Deploys<'r> {
     fn new(repo: &'r Repo, env: &str, branch: &str) -> Result<Deploys<'r>> {
+        // Before the listing: a deploy written after this read moves the token, so a plan
+        // built from a listing that missed it fails its compare-and-swap.
+        let token = repo.ref_target(&latest_ref(env))?;
         let mut candidates = Vec::new();
         let prefix = format!("refs/tags/{}/{env}/", tag::TAG_NAMESPACE);
         let platform = repo.inner.references()?;
@@ -110,6 +124,7 @@ impl<'r> Deploys<'r> {
             repo,
             env: env.to_string(),
             branch: branch.to_string(),
+            token,
             candidates,
             reach: RefCell::new(Reach::new(repo, branch)?),
         })
@@ -126,6 +141,16 @@ impl<'r> Deploys<'r> {
     /// The newest trusted deploy.
     pub fn latest(&self) -> Result<Option<DeployTag>> {
         self.iter().next().transpose()
+    }
+
+    /// What a new deploy of this environment follows: the latest deploy, and the
+    /// compare-and-swap that makes the new one the latest.
+    pub fn succession(&self) -> Result<Succession> {
+        Ok(Succession {
+            env: self.env.clone(),
+            previous: self.latest()?,
+            token: self.token,
+        })
     }
 
     /// Trusted deploys, newest first; untrusted tags met on the way are warned about.
@@ -259,6 +284,35 @@ impl<'r> Deploys<'r> {
             target,
             commit,
         }))
+    }
+}
+
+/// `refs/deploy/latest/<env>`: the token that serialises the deploys of `env`.
+pub fn latest_ref(env: &str) -> String {
+    format!("refs/deploy/latest/{env}")
+}
+
+/// The deploy a new deploy follows, owned so a command can keep it while it writes.
+#[derive(Debug, Clone)]
+pub struct Succession {
+    env: String,
+    /// The latest trusted deploy when the plan was made: the new tag's previous deploy.
+    pub previous: Option<DeployTag>,
+    token: Option<ObjectId>,
+}
+
+impl Succession {
+    /// Adds the move of `refs/deploy/latest/<env>` to the new deploy's tag object `tag`.
+    pub fn add_to(&self, plan: &mut Plan, tag: ObjectId) {
+        plan.add_with(
+            latest_ref(&self.env),
+            self.token,
+            Some(tag),
+            format!("latest deploy of {}", self.env),
+            RemoteRule::DeployChain {
+                previous: self.previous.as_ref().map(|p| p.target),
+            },
+        );
     }
 }
 

@@ -1,5 +1,7 @@
-//! Read access to a config repository through gix: commits, files at a commit, deploy tags and
-//! the records in their messages. Which deploy tags are trusted is decided in `deploys`.
+//! The config repository through gix. This file reads: commits, files at a commit, deploy
+//! tags and the records in their messages; which deploy tags are trusted is decided in
+//! `deploys`. Everything that writes objects or refs, for both tools, is in `write` (objects),
+//! `plan` (ref updates by compare-and-swap, with `push`), `notes` and `lock`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +13,14 @@ use crate::error::{Error, Result};
 use crate::tag::DeployRecord;
 
 mod deploys;
+pub mod lock;
+pub mod notes;
+pub mod plan;
+pub mod push;
+pub mod write;
 
-pub use deploys::{DeployTag, Deploys};
+pub use deploys::{DeployTag, Deploys, Succession, latest_ref};
+pub use plan::{Plan, RefUpdate, RemoteRule};
 
 pub struct Repo {
     pub inner: gix::Repository,
@@ -260,14 +268,38 @@ impl Repo {
         })
     }
 
+    /// Whether `descendant` contains `ancestor`. A history we cannot see whole is an error,
+    /// never a "no": in a shallow clone the walk stops at the cut, so "not an ancestor" there
+    /// may be false (a fast-forward would look diverged); missing objects likewise.
     pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
         if ancestor == descendant {
             return Ok(true);
         }
+        let what = || {
+            format!(
+                "cannot tell whether {} contains {}",
+                self.short(descendant),
+                self.short(ancestor)
+            )
+        };
+        let shallow = self.inner.is_shallow()?;
         match self.inner.merge_base(ancestor, descendant) {
-            Ok(Some(base)) => Ok(base.detach() == ancestor),
-            Ok(None) => Ok(false),
-            Err(_) => Ok(false),
+            Ok(Some(base)) if base.detach() == ancestor => Ok(true),
+            Ok(_) if shallow => Err(Error::invalid(format!(
+                "{}: this is a shallow clone, its history stops before their common ancestor",
+                what()
+            ))
+            .hint("fetch the full history with `git fetch --unshallow`, then retry")),
+            Ok(_) => Ok(false),
+            Err(e) if shallow => Err(Error::invalid(format!(
+                "{}: this is a shallow clone ({e})",
+                what()
+            ))
+            .hint("fetch the full history with `git fetch --unshallow`, then retry")
+            .with_source(e)),
+            Err(e) => Err(Error::invalid(format!("{}: {e}", what()))
+                .hint("the repository lacks objects: `git fsck` tells which; fetch them again")
+                .with_source(e)),
         }
     }
 
