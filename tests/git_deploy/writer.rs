@@ -2,7 +2,8 @@
 //! cause, not a race; a ref another process holds is a race; a push that succeeded before the
 //! local update failed says so; a shallow clone is named as the reason a history question
 //! cannot be answered; a lock taken between plan and write stops the write; parallel deploys
-//! of one environment leave one tag per previous deploy.
+//! of one environment leave one tag per previous deploy; `init` writes nothing it cannot
+//! finish.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -259,6 +260,43 @@ fn parallel_tags_of_one_environment_leave_one_tag_per_previous_deploy() {
         2,
         "each tag names a different previous: {previous:?}"
     );
+}
+
+#[test]
+fn init_refuses_a_symlinked_gitops_yaml() {
+    let f = Fixture::empty();
+    std::fs::write(f.repo.join("README"), "config\n").unwrap();
+    f.git(&["add", "README"]);
+    f.git(&["commit", "-q", "-m", "start"]);
+    let outside = f.tmp.path().join("outside.yaml");
+    std::os::unix::fs::symlink(&outside, f.repo.join("gitops.yaml")).unwrap();
+    let before = f.refs();
+    let o = f.output(&["init"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is a symbolic link"), "{}", stderr(&o));
+    assert!(!outside.exists(), "init wrote through the link");
+    assert_eq!(f.refs(), before, "nothing committed, no branch");
+}
+
+#[test]
+fn init_checks_every_branch_name_before_writing_anything() {
+    let f = Fixture::empty();
+    std::fs::write(f.repo.join("README"), "config\n").unwrap();
+    f.git(&["add", "README"]);
+    f.git(&["commit", "-q", "-m", "start"]);
+    // A branch `env` exists, so `env/dev` cannot be created next to it.
+    f.git(&["branch", "env"]);
+    let before = f.refs();
+    let o = f.output(&["init", "--env", "dev=env/dev", "--env", "prod=main-prod"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot create refs/heads/env/dev: refs/heads/env exists"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("committed"), "{}", stderr(&o));
+    assert!(!f.repo.join("gitops.yaml").exists());
+    assert_eq!(f.refs(), before);
 }
 
 /// The same on the remote's side of a push: its ref held by another push is a lost race
