@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use predicates::prelude::*;
+
 use crate::fixture::{Fixture, stderr, stdout};
 
 fn remote_refs(f: &Fixture, remote: &Path) -> String {
@@ -194,4 +196,28 @@ fn locks_push_with_leases_and_a_remote_lock_stops_a_pushed_deploy() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn push_with_a_space_says_to_use_equals() {
+    let f = Fixture::podinfo();
+    super::bare_remote(&f);
+    super::deploy_dev_change(&f, "a: 1\n", "one");
+    let before = f.refs();
+    for args in [
+        vec!["promote", "dev", "staging", "--yes", "--push", "origin"],
+        vec!["lock", "prod", "-m", "x", "--push", "origin"],
+        // Parses (origin as the revision, or as the target), but origin is a remote.
+        vec!["tag", "dev", "--push", "origin"],
+        vec!["promote", "dev", "--yes", "--push", "origin"],
+    ] {
+        f.deploy(&args).code(2).stderr(
+            predicate::str::contains("--push takes the remote as --push=origin")
+                .and(predicate::str::contains("unexpected argument").not()),
+        );
+    }
+    assert_eq!(f.refs(), before);
+    // A word that is not a remote after a bare --push is the positional it looks like.
+    f.deploy(&["promote", "--push", "dev", "--yes", "--dry-run"])
+        .success();
 }
