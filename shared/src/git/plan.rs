@@ -342,16 +342,23 @@ impl Plan {
         let raced = !err.is_permission_denied()
             && (err.is_conflict() || err.is_retryable() || !moved.is_empty());
         if raced {
-            let what = if moved.is_empty() {
-                format!("{} (another process is writing it)", reference_of(&err))
+            let (what, hint) = if moved.is_empty() {
+                (
+                    format!(
+                        "another process is writing {} right now",
+                        reference_of(&err)
+                    ),
+                    "another deploy is running: check `git deploy status`, then retry",
+                )
             } else {
-                moved.join(", ")
+                (
+                    format!("{} changed while this command ran", moved.join(", ")),
+                    "another deploy won the race: check `git deploy status`, then retry",
+                )
             };
-            return Error::race(format!(
-                "{what} changed while this command ran; nothing was written"
-            ))
-            .hint("another deploy won the race: check `git deploy status`, then retry")
-            .with_source(err);
+            return Error::race(format!("{what}; nothing was written"))
+                .hint(hint)
+                .with_source(err);
         }
         Error::refused(format!(
             "could not update {}: {}; nothing was written",
@@ -495,14 +502,24 @@ fn lock_error(name: &str, err: gix::Error) -> Error {
 
 /// The ref a gix ref error is about, from its metadata.
 fn reference_of(err: &gix::Error) -> String {
+    use gix::error::MetadataValue;
     err.metadata()
-        .find_map(|m| m.get("reference").map(|v| v.to_string()))
+        .find_map(|m| match m.get("reference")? {
+            MetadataValue::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            MetadataValue::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        })
         .unwrap_or_else(|| "refs".into())
 }
 
-/// The innermost cause, which names the file and the OS error (`Permission denied`).
+/// The chain of causes down to the OS error and its path (`Permission denied ... at path
+/// ".../x.lock"`), without gix's generic "could not prepare" frame: the message names the ref.
 fn cause_of(err: &gix::Error) -> String {
-    let mut parts: Vec<String> = err.iter_errors().map(|e| e.to_string()).collect();
+    let mut parts: Vec<String> = err
+        .iter_errors()
+        .map(|e| e.to_string())
+        .filter(|p| !p.starts_with("Could not prepare reference edit"))
+        .collect();
     parts.dedup();
     parts.join(": ")
 }
