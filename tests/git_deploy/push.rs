@@ -221,3 +221,22 @@ fn push_with_a_space_says_to_use_equals() {
     f.deploy(&["promote", "--push", "dev", "--yes", "--dry-run"])
         .success();
 }
+
+/// `tag --push` from a clone whose branch is behind the remote's: the remote branch already
+/// contains the tagged commit, so only the tag is pushed and the branch is left alone.
+#[test]
+fn tag_push_from_a_clone_behind_the_remote_pushes_only_the_tag() {
+    let f = Fixture::podinfo();
+    let remote = super::bare_remote(&f);
+    let ahead = remote_commit(&f, &remote, "env/dev");
+    f.git(&["fetch", "-q", "origin"]);
+    let local = f.rev("env/dev");
+    let out = f.output(&["tag", "dev", "--push"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tag = stdout(&out).trim().to_string();
+    assert_eq!(f.git_in(&remote, &["rev-parse", "env/dev"]), ahead);
+    assert_eq!(
+        f.git_in(&remote, &["rev-parse", &format!("{tag}^{{commit}}")]),
+        local
+    );
+}

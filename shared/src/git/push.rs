@@ -153,8 +153,15 @@ fn decide(repo: &Repo, u: &RefUpdate, r: Option<ObjectId>) -> Result<Decision> {
             ))
         });
     }
-    if Some(r) == u.old {
+    if Some(r) == u.old && u.old != u.new {
         return Ok(push(Some(r)));
+    }
+    if u.old == u.new {
+        // Publishing a branch for a tag: the remote already containing the commit is enough
+        // (it may be ahead of this clone); otherwise it must fast-forward to it.
+        if repo.inner.has_object(r) && commit_is_ancestor(repo, new, r)? {
+            return Ok(Decision::Nothing);
+        }
     }
     Ok(match &u.remote {
         RemoteRule::Absent => {
