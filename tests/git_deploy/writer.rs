@@ -336,3 +336,45 @@ fn remote_lock_contention_is_a_race_and_a_remote_permission_error_is_not() {
             .is_empty()
     );
 }
+
+/// Another push lands on the remote after our lease was checked and before the remote's ref
+/// transaction (made deterministic with a pre-receive hook that writes the refs, as that push
+/// would): the remote's compare-and-swap fails, which is a lost race (exit 3), nothing written
+/// on either side. Once for a ref the other push created, once for a branch it moved.
+#[test]
+fn a_push_overtaken_on_the_remote_itself_is_a_lost_race() {
+    use std::os::unix::fs::PermissionsExt;
+    for (case, script) in [
+        (
+            "created",
+            "git update-ref refs/deploy/latest/staging refs/heads/main",
+        ),
+        (
+            "moved",
+            "git update-ref refs/heads/env/staging \"$(git commit-tree -p refs/heads/env/staging -m other refs/heads/env/staging^{tree})\"",
+        ),
+    ] {
+        let f = Fixture::podinfo();
+        let remote = super::bare_remote(&f);
+        super::deploy_dev_change(&f, "a: 1\n", "one");
+        let hook = remote.join("hooks/pre-receive");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\ncat >/dev/null\nunset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n{script}\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let before = f.refs();
+        let o = f.output(&["promote", "dev", "--yes", "--push"]);
+        assert_eq!(o.status.code(), Some(3), "{case}: {}", stderr(&o));
+        assert!(stderr(&o).contains("retry"), "{case}: {}", stderr(&o));
+        assert_eq!(f.refs(), before, "{case}");
+        assert!(
+            f.git_in(&remote, &["tag", "--list", "deploy/staging/*"])
+                .is_empty(),
+            "{case}"
+        );
+    }
+}

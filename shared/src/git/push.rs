@@ -358,10 +358,15 @@ impl Push {
                 .iter()
                 .any(|m| l.contains(m))
         });
+        // git's words for a ref another push holds locked ("...lock': File exists"), moved
+        // ("is at X but expected Y", "reference is missing but expected Y") or created
+        // ("reference already exists") between our lease check and its ref transaction.
         let contended_there = !remote_errors.is_empty()
-            && remote_errors
-                .iter()
-                .all(|l| l.contains("File exists") || l.contains("but expected"));
+            && remote_errors.iter().all(|l| {
+                ["File exists", "but expected", "already exists"]
+                    .iter()
+                    .any(|m| l.contains(m))
+            });
         let raced = causes.iter().all(|l| {
             client_side(l) || (l.contains("remote rejected") && contended_there && !refused_there)
         });
