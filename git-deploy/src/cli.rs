@@ -8,9 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success (also: nothing to do)
-  1  refused or failed (diverged branches, locked environment, no terminal to confirm, push rejected)
-  2  invalid input or usage (unknown environment or tag, malformed gitops.yaml, not a repository)
-  3  lost a race: a ref changed between reading and writing; nothing was written, retry";
+  1  refused or failed (diverged branches, locked environment, no terminal to confirm, push refused)
+  2  invalid input or usage (unknown environment or tag, untrusted deploy tag, malformed gitops.yaml,
+     not a repository, shallow clone)
+  3  lost a race: a ref changed between reading and writing, or the remote has changes this clone
+     lacks; nothing was written, retry (after a fetch)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -98,8 +100,9 @@ pub struct WriteArgs {
     /// Print exactly the ref updates that would be made, and write nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Push the branch and tag together (`git push --atomic`, with a lease on the branch's
-    /// old value); the remote defaults to `origin`: use --push=<remote> for another one
+    /// Push everything this writes in one `git push --atomic` (tag commands take the branch
+    /// along), each ref leased on what the remote has (git ls-remote); a remote with changes
+    /// this clone lacks stops it (exit 3). The remote defaults to `origin`: --push=<remote>
     #[arg(long, value_name = "remote", num_args = 0..=1, require_equals = true, default_missing_value = "origin")]
     pub push: Option<String>,
 }
@@ -147,7 +150,8 @@ pub struct PromoteArgs {
     pub from: String,
     /// Environment to promote to (default: the one after <from> in gitops.yaml)
     pub to: Option<String>,
-    /// Deploy tag of <from> to promote (default: its latest deploy tag)
+    /// Deploy tag of <from> to promote (default: its latest deploy tag); only trusted deploy
+    /// tags are accepted (annotated, made by git deploy, on <from>'s branch)
     #[arg(long, value_name = "tag")]
     pub tag: Option<String>,
     /// How to move the target branch when it has commits the source lacks
@@ -174,7 +178,7 @@ pub struct RollbackArgs {
     /// Environment to roll back
     pub env: String,
     /// Deploy tag to restore (default: the latest earlier deploy whose tree differs from the
-    /// current one)
+    /// current one); only trusted deploy tags are accepted
     pub tag: Option<String>,
     /// Message added to the tag, below its subject line
     #[arg(short, long, value_name = "msg")]

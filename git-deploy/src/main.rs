@@ -4,8 +4,6 @@
 mod cli;
 mod cmd;
 mod output;
-mod plan;
-mod write;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -15,33 +13,62 @@ use cli::{Cli, Command};
 use shared::git::Repo;
 
 fn main() {
-    let cli = Cli::parse();
-    let code = match run(cli) {
-        Ok(()) => 0,
-        Err(err) => {
-            let mut stderr = anstream::stderr();
-            let _ = writeln!(
-                stderr,
-                "{}error:{} {}",
-                output::BAD.render(),
-                output::BAD.render_reset(),
-                err.message
-            );
-            if let Some(hint) = &err.hint {
-                let _ = writeln!(
-                    stderr,
-                    "{}hint:{} {hint}",
-                    output::DIM.render(),
-                    output::DIM.render_reset()
-                );
-            }
-            err.exit_code()
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let spaced = spaced_push_value(&args);
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        // `--push origin` leaves `origin` over as an argument nobody takes.
+        Err(e) if e.kind() == clap::error::ErrorKind::UnknownArgument && spaced.is_some() => {
+            std::process::exit(report(&push_takes_equals(
+                spaced.as_deref().unwrap_or_default(),
+            )))
         }
+        Err(e) => e.exit(),
+    };
+    let code = match run(cli, spaced.as_deref()) {
+        Ok(()) => 0,
+        Err(err) => report(&err),
     };
     std::process::exit(code);
 }
 
-fn run(cli: Cli) -> shared::Result<()> {
+fn report(err: &shared::Error) -> i32 {
+    let mut stderr = anstream::stderr();
+    let _ = writeln!(
+        stderr,
+        "{}error:{} {}",
+        output::BAD.render(),
+        output::BAD.render_reset(),
+        err.message
+    );
+    if let Some(hint) = &err.hint {
+        let _ = writeln!(
+            stderr,
+            "{}hint:{} {hint}",
+            output::DIM.render(),
+            output::DIM.render_reset()
+        );
+    }
+    err.exit_code()
+}
+
+/// The word after a bare `--push`, when it is not a flag: `--push[=remote]` follows git's
+/// convention for optional values, so `--push origin` does not give the remote; `origin` is
+/// read as the next positional argument (or rejected as unexpected).
+fn spaced_push_value(args: &[std::ffi::OsString]) -> Option<String> {
+    let at = args.iter().position(|a| a == "--push")?;
+    let next = args.get(at + 1)?.to_str()?;
+    (!next.starts_with('-')).then(|| next.to_string())
+}
+
+fn push_takes_equals(word: &str) -> shared::Error {
+    shared::Error::invalid(format!(
+        "`--push {word}`: --push takes the remote as --push={word}"
+    ))
+    .hint("without a value, --push pushes to origin")
+}
+
+fn run(cli: Cli, spaced_push: Option<&str>) -> shared::Result<()> {
     match cli.command {
         Command::Completions(args) => {
             let mut cmd = Cli::command();
@@ -62,6 +89,13 @@ fn run(cli: Cli) -> shared::Result<()> {
         )));
     }
     let mut repo = Repo::discover(&dir)?;
+    // `tag dev --push origin` parses (origin as the revision) but means a remote: refuse
+    // when the word after `--push` names one.
+    if let Some(word) = spaced_push
+        && repo.inner.remote_names().iter().any(|r| *r == word)
+    {
+        return Err(push_takes_equals(word));
+    }
     // Objects are built in memory and only written when a plan executes, so refusals,
     // dry-runs and declined prompts leave the object database untouched.
     repo.inner.objects.enable_object_memory();

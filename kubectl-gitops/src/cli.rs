@@ -256,7 +256,8 @@ pub struct SourceArgs {
     /// The config repository (default: the git repository containing the working directory)
     #[arg(long, value_name = "path")]
     pub repo: Option<PathBuf>,
-    /// Deploy the manifests at this tag
+    /// Deploy the manifests at this tag. A tag under deploy/ must be a trusted deploy (see
+    /// --env), else it is refused with the reason
     #[arg(
         long,
         value_name = "tag",
@@ -264,8 +265,10 @@ pub struct SourceArgs {
         required_unless_present = "env"
     )]
     pub tag: Option<String>,
-    /// Deploy the latest deploy/<env>/... tag; namespace, path and context default to the
-    /// environment's entry in gitops.yaml at that tag
+    /// Deploy the environment's latest trusted deploy tag: an annotated deploy/<env>/... tag
+    /// made by git deploy (Deploy-Env trailer) on a commit of the environment's branch (from
+    /// gitops.yaml at HEAD); other tags there are ignored with a warning. Namespace, path and
+    /// context default to the environment's entry in gitops.yaml at that tag
     #[arg(long, value_name = "env")]
     pub env: Option<String>,
     /// Manifests path inside the repository (default: the environment's path)

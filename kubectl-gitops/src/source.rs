@@ -39,12 +39,15 @@ pub fn resolve(args: &SourceArgs) -> Result<Source> {
             .hint("pass --repo <path to the config repository>, or run inside it")
     })?;
     let (tag, env_name) = match (&args.tag, &args.env) {
-        (Some(t), _) => (
-            t.trim_start_matches("refs/tags/").to_string(),
-            TagName::parse(t).map(|t| t.env),
-        ),
+        (Some(t), _) => {
+            repo.require_if_deploy_tag(t)?;
+            (
+                t.trim_start_matches("refs/tags/").to_string(),
+                TagName::parse(t).map(|t| t.env),
+            )
+        }
         (None, Some(env)) => {
-            let latest = repo.latest_deploy_tag(env)?.ok_or_else(|| {
+            let latest = repo.deploys(env)?.latest()?.ok_or_else(|| {
                 Error::invalid(format!(
                     "environment {env:?} has no deploy tag in {}",
                     repo.git_dir().display()

@@ -68,4 +68,17 @@ impl ConfigRepo {
         self.git(&["commit", "-q", "--allow-empty", "-m", name]);
         self.git(&["tag", "-a", "-m", name, name]);
     }
+
+    /// Commits everything and makes the annotated deploy tag `name` of `env` on it, as
+    /// `git deploy tag` would (a `Deploy-Env` trailer), with the environment's branch
+    /// `env/<env>` moved there: what both tools accept as a deploy.
+    pub fn deploy_tag(&self, env: &str, name: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", name]);
+        self.git(&["branch", "-f", &format!("env/{env}"), "HEAD"]);
+        let message = format!(
+            "deploy {env}: tag\n\nDeploy-Env: {env}\nDeploy-Action: tag\nDeploy-Branch: env/{env}\n"
+        );
+        self.git(&["tag", "-a", "-m", &message, name]);
+    }
 }

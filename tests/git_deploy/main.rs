@@ -1,7 +1,10 @@
 //! End-to-end tests of `git deploy` against real repositories, checked with the real `git`.
 
 mod fixture;
+mod push;
 mod races;
+mod trust;
+mod writer;
 
 use std::process::Command;
 
@@ -734,6 +737,8 @@ fn locks_refuse_writes_naming_holder_and_reason() {
 fn bare_remote(f: &Fixture) -> std::path::PathBuf {
     let remote = f.tmp.path().join("remote.git");
     f.git(&["init", "-q", "--bare", remote.to_str().unwrap()]);
+    // As on a git host: clones check out main, whose gitops.yaml names the environments.
+    f.git_in(&remote, &["symbolic-ref", "HEAD", "refs/heads/main"]);
     f.git(&["remote", "add", "origin", remote.to_str().unwrap()]);
     f.git(&[
         "push",
@@ -796,9 +801,13 @@ fn push_loses_a_race_cleanly_when_the_remote_moved() {
 
     deploy_dev_change(&f, "a: 1\n", "one");
     let local_before = f.refs();
+    // The remote has a commit this clone lacks: refused before anything is written (issue 13).
     f.deploy(&["promote", "dev", "--yes", "--push"])
         .code(3)
-        .stderr(predicate::str::contains("rejected").and(predicate::str::contains("git fetch")));
+        .stderr(
+            predicate::str::contains("a commit this repository does not have")
+                .and(predicate::str::contains("git fetch")),
+        );
     assert_eq!(f.refs(), local_before, "nothing written locally");
     assert_eq!(
         f.git_in(
@@ -846,7 +855,17 @@ fn concurrent_promotions_have_exactly_one_winner() {
         .lines()
         .filter(|l| !refs_before.lines().any(|b| b == *l))
         .collect();
-    assert_eq!(changed.len(), 2, "branch + tag only: {changed:?}");
+    assert_eq!(
+        changed.len(),
+        3,
+        "branch, tag and the latest-deploy token only: {changed:?}"
+    );
+    assert!(
+        changed
+            .iter()
+            .any(|l| l.starts_with("refs/deploy/latest/staging ")),
+        "{changed:?}"
+    );
     assert_ne!(staging_before, dev_commit);
     f.fsck();
 }

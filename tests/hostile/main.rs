@@ -73,7 +73,14 @@ impl Repo {
     fn tag_fixture(&self) {
         self.tag("t");
         // For the cases that pick the tag with --env dev.
-        self.git(&["tag", "-a", "-m", "t", "deploy/dev/20260101T000000Z"]);
+        self.git(&[
+            "tag",
+            "-a",
+            "-m",
+            "deploy dev: tag\n\nDeploy-Env: dev\n",
+            "deploy/dev/20260101T000000Z",
+        ]);
+        self.git(&["branch", "-f", "env/dev", "HEAD"]);
     }
 
     /// Every ref and what it points at.
@@ -426,6 +433,144 @@ fn a_message_cannot_forge_deploy_trailers() {
         "refs/tags/deploy/dev/",
     ]);
     assert_eq!(newest, "dev");
+}
+
+/// Deploy tags are trusted for what they are, not their name (issue 23). On one repository: a
+/// real deploy of dev, then a lightweight tag with a newer deploy name on a commit env/dev
+/// does not contain (its manifests hold a ConfigMap `forged`), and an annotated one without a
+/// `Deploy-Env` trailer. Both tools ignore them (one warning each per run), render and
+/// promote the real deploy, and refuse them by name (exit 2, the reason given, nothing
+/// written). A repository whose only deploy/dev tag is forged has no deploy: `diff --env dev`
+/// exits 2 before it connects to any cluster.
+#[test]
+fn forged_deploy_tags_are_ignored_by_both_tools() {
+    const FORGED: &str = "deploy/dev/20991231T235959Z";
+    const UNSIGNED: &str = "deploy/dev/20991230T000000Z";
+    let ns = cluster::cluster().fresh_namespace("hostile-tags");
+    let kubeconfig = cluster::cluster()
+        .kubeconfig()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let config = format!(
+        "environments:\n  - {{name: dev, branch: env/dev, path: app, namespace: {ns}}}\n  - {{name: prod, branch: env/prod, path: app, namespace: {ns}}}\n"
+    );
+    let repo = Repo::new();
+    repo.write("gitops.yaml", &config);
+    repo.write("app/cm.yaml", CM);
+    repo.deploy_tag("dev", "deploy/dev/20260101T000000Z");
+    repo.git(&["branch", "env/prod", "HEAD"]);
+    repo.git(&["checkout", "-q", "-b", "evil"]);
+    repo.write("app/cm.yaml", CM.replace("name: ok", "name: forged"));
+    repo.git(&["commit", "-q", "-am", "evil"]);
+    repo.git(&["tag", FORGED]);
+    repo.git(&["tag", "-a", "-m", "looks official", UNSIGNED]);
+    repo.git(&["checkout", "-q", "main"]);
+    let r = repo.path.to_str().unwrap().to_string();
+    let base = |verb: &str| -> Vec<String> {
+        [verb, "--repo", &r, "-n", &ns, "--kubeconfig", &kubeconfig]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let warned = |o: &Output, tag: &str| {
+        text(&o.stderr)
+            .lines()
+            .filter(|l| l.starts_with("warning: ignoring tag") && l.contains(tag))
+            .count()
+    };
+    let mut failures = Vec::new();
+
+    let mut args = base("diff");
+    args.extend(["--env", "dev", "-o", "json"].map(String::from));
+    let diff = kubectl_gitops(&args, repo.tmp.path());
+    let out = text(&diff.stdout);
+    if diff.status.code() != Some(1)
+        || !out.contains("deploy/dev/20260101T000000Z")
+        || out.contains("/forged\"")
+        || out.contains(FORGED)
+        || warned(&diff, FORGED) != 1
+        || warned(&diff, UNSIGNED) != 1
+    {
+        failures.push(format!(
+            "[diff --env dev] exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            diff.status.code(),
+            truncate(&out),
+            text(&diff.stderr)
+        ));
+    }
+
+    let refs = repo.refs();
+    let before = snapshot(&ns);
+    for tag in [FORGED, UNSIGNED] {
+        for verb in ["diff", "sync"] {
+            let mut args = base(verb);
+            args.extend(["--tag", tag, "--yes"].map(String::from));
+            if verb == "diff" {
+                args.pop();
+            }
+            let o = kubectl_gitops(&args, repo.tmp.path());
+            failures.extend(check_error(
+                &format!("{verb} --tag {tag}"),
+                &o,
+                2,
+                &format!("{tag} is not a deploy of dev"),
+            ));
+        }
+        let o = repo.deploy(&["promote", "dev", "--yes", "--tag", tag]);
+        failures.extend(check_error(
+            &format!("promote --tag {tag}"),
+            &o,
+            2,
+            &format!("{tag} is not a deploy of dev"),
+        ));
+    }
+    if snapshot(&ns) != before {
+        failures.push("a refused --tag changed the namespace".into());
+    }
+    if repo.refs() != refs {
+        failures.push("a refused --tag changed git refs".into());
+    }
+
+    let promote = repo.deploy(&["promote", "dev", "--yes"]);
+    let real = repo.git(&["rev-parse", "deploy/dev/20260101T000000Z^{commit}"]);
+    if promote.status.code() != Some(0)
+        || repo.git(&["rev-parse", "env/prod"]) != real
+        || warned(&promote, FORGED) != 1
+    {
+        failures.push(format!(
+            "[promote dev] exit {:?}: {}",
+            promote.status.code(),
+            text(&promote.stderr)
+        ));
+    }
+
+    // Only a forged tag: no deploy at all, refused before connecting (no kubeconfig needed).
+    let lone = Repo::new();
+    lone.write("gitops.yaml", &config);
+    lone.write("app/cm.yaml", CM);
+    lone.tag("start");
+    lone.git(&["branch", "env/dev", "HEAD"]);
+    lone.git(&["tag", FORGED, "HEAD"]);
+    let l = lone.path.to_str().unwrap().to_string();
+    let o = kubectl_gitops(
+        &[
+            "diff",
+            "--repo",
+            &l,
+            "--env",
+            "dev",
+            "--kubeconfig",
+            "/nonexistent",
+        ]
+        .map(String::from),
+        lone.tmp.path(),
+    );
+    failures.extend(check_error("lone forged tag", &o, 2, "has no deploy tag"));
+    if warned(&o, FORGED) != 1 {
+        failures.push(format!("[lone forged tag] no warning: {}", text(&o.stderr)));
+    }
+    report(failures);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -178,7 +178,7 @@ fn podinfo_overlay_syncs_and_then_diff_is_empty() {
         "gitops.yaml",
         format!("environments:\n  - name: dev\n    branch: env/dev\n    path: deploy/test\n    namespace: {ns}\n"),
     );
-    repo.tag("deploy/dev/20260101T000000Z");
+    repo.deploy_tag("dev", "deploy/dev/20260101T000000Z");
     let repo_arg = repo.path.to_str().unwrap();
 
     let diff = run(&["diff", "--repo", repo_arg, "--env", "dev"]);

@@ -1,3 +1,4 @@
+use std::path::Path;
 use std::process::Command;
 
 use shared::config::{self, Config, Environment};
@@ -6,7 +7,7 @@ use shared::{Error, Result, refname};
 
 use crate::cli::InitArgs;
 use crate::output;
-use crate::plan::Plan;
+use shared::git::Plan;
 
 /// `NAME=BRANCH[:PATH[:NAMESPACE]]`
 fn parse_env(spec: &str) -> Result<Environment> {
@@ -78,10 +79,87 @@ fn git(workdir: &std::path::Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// gitops.yaml as init finds it: committed already, or to be written from the flags.
+enum Source {
+    Committed(Config),
+    New(Config),
+}
+
+/// Every name is checked before anything is written: a refusal leaves no gitops.yaml, no
+/// commit and no branch behind.
 pub fn run(repo: &mut Repo, args: InitArgs) -> Result<()> {
     let workdir = repo.require_workdir("git deploy init")?;
     let file = workdir.join(config::FILE_NAME);
-    let cfg = if file.exists() {
+    refuse_symlink(&file)?;
+    let source = read_or_build(repo, &file, &args)?;
+    let cfg = match &source {
+        Source::Committed(c) | Source::New(c) => c.clone(),
+    };
+    let missing = missing_branches(repo, &cfg)?;
+    shared::git::plan::check_new_ref_names(
+        repo,
+        &missing.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+    )?;
+    if args.dry_run {
+        if let Source::New(cfg) = &source {
+            output::info(format!(
+                "dry run: would write {} and commit it:",
+                file.display()
+            ));
+            anstream::print!("{}", cfg.to_yaml());
+        }
+        for (name, _) in &missing {
+            output::info(format!("would create {name} at HEAD"));
+        }
+        return Ok(());
+    }
+    if let Source::New(cfg) = &source {
+        commit_config(&workdir, &file, cfg)?;
+        // Our handle still sees the old HEAD; reopen to see the commit git just made.
+        *repo = Repo::open(&workdir)?;
+    }
+    if missing.is_empty() {
+        output::info("all environment branches exist; nothing to create");
+        return Ok(());
+    }
+    let head = repo
+        .head_commit()?
+        .ok_or_else(|| Error::refused("HEAD has no commit to create branches at"))?;
+    let mut plan = Plan::new("git-deploy: init", None);
+    for (name, env) in missing {
+        plan.add(name, None, Some(head), format!("environment {env}"));
+    }
+    super::show_plan(repo, &plan, false);
+    plan.execute(repo)?;
+    output::info(format!(
+        "ready: environments {} (next: `git deploy tag {}`)",
+        cfg.names().join(" -> "),
+        cfg.environments[0].name
+    ));
+    Ok(())
+}
+
+/// A symbolic link named gitops.yaml would make init write through it (outside the
+/// repository, for a link that points there) and commit the link, not a file.
+fn refuse_symlink(file: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(file) else {
+        return Ok(());
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(file)
+            .map(|t| format!(" (to {})", t.display()))
+            .unwrap_or_default();
+        return Err(Error::refused(format!(
+            "{} is a symbolic link{target}; git deploy init reads and writes a regular file only",
+            file.display()
+        ))
+        .hint("remove the link, then run init again"));
+    }
+    Ok(())
+}
+
+fn read_or_build(repo: &Repo, file: &Path, args: &InitArgs) -> Result<Source> {
+    if std::fs::symlink_metadata(file).is_ok() {
         if !args.envs.is_empty() {
             return Err(Error::refused(format!(
                 "{} already exists; refusing to overwrite it",
@@ -89,7 +167,7 @@ pub fn run(repo: &mut Repo, args: InitArgs) -> Result<()> {
             ))
             .hint("edit it by hand, or remove it and run init again"));
         }
-        let text = std::fs::read_to_string(&file).map_err(|e| Error::context(file.display(), e))?;
+        let text = std::fs::read_to_string(file).map_err(|e| Error::context(file.display(), e))?;
         let committed = match repo.head_commit()? {
             Some(head) => repo.file_at(head, config::FILE_NAME)?,
             None => None,
@@ -102,85 +180,56 @@ pub fn run(repo: &mut Repo, args: InitArgs) -> Result<()> {
             "{} exists and is committed; creating missing branches only",
             config::FILE_NAME
         ));
-        Config::parse(&file.display().to_string(), &text)?
+        return Ok(Source::Committed(Config::parse(
+            &file.display().to_string(),
+            &text,
+        )?));
+    }
+    let envs = if args.envs.is_empty() {
+        default_envs()
     } else {
-        let envs = if args.envs.is_empty() {
-            default_envs()
-        } else {
-            args.envs
-                .iter()
-                .map(|s| parse_env(s))
-                .collect::<Result<Vec<_>>>()?
-        };
-        let cfg = Config { environments: envs };
-        // Round-trip through the parser so init can never write a file the tools reject
-        // (duplicate names or branches are caught here).
-        Config::parse("--env flags", &cfg.to_yaml())?;
-        if args.dry_run {
-            output::info(format!(
-                "dry run: would write {} and commit it:",
-                file.display()
-            ));
-            anstream::print!("{}", cfg.to_yaml());
-        } else {
-            std::fs::write(&file, cfg.to_yaml()).map_err(|e| Error::context(file.display(), e))?;
-            git(&workdir, &["add", "--", config::FILE_NAME])?;
-            git(
-                &workdir,
-                &[
-                    "commit",
-                    "--quiet",
-                    "-m",
-                    "Add gitops.yaml (git deploy init)",
-                    "--",
-                    config::FILE_NAME,
-                ],
-            )?;
-            let head = git(&workdir, &["rev-parse", "--short", "HEAD"])?;
-            let branch = git(&workdir, &["rev-parse", "--abbrev-ref", "HEAD"])?;
-            output::info(format!(
-                "wrote {} and committed it as {head} on {branch}",
-                config::FILE_NAME
-            ));
-            // Our handle still sees the old HEAD; reopen to see the commit git just made.
-            *repo = Repo::open(&workdir)?;
-        }
-        cfg
+        args.envs
+            .iter()
+            .map(|s| parse_env(s))
+            .collect::<Result<Vec<_>>>()?
     };
-    let head = repo.head_commit()?;
-    let mut plan = Plan::new("git-deploy: init", None);
+    let cfg = Config { environments: envs };
+    // Round-trip through the parser so init can never write a file the tools reject
+    // (duplicate names or branches are caught here).
+    Config::parse("--env flags", &cfg.to_yaml())?;
+    Ok(Source::New(cfg))
+}
+
+/// `(refs/heads/<branch>, environment)` for each environment branch that does not exist.
+fn missing_branches(repo: &Repo, cfg: &Config) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
     for env in &cfg.environments {
         if repo.branch_head(&env.branch)?.is_none() {
-            match head {
-                Some(h) => plan.add(
-                    format!("refs/heads/{}", env.branch),
-                    None,
-                    Some(h),
-                    format!("environment {}", env.name),
-                ),
-                None if args.dry_run => output::info(format!(
-                    "would create refs/heads/{} at the new commit",
-                    env.branch
-                )),
-                None => return Err(Error::refused("HEAD has no commit to create branches at")),
-            }
+            out.push((format!("refs/heads/{}", env.branch), env.name.clone()));
         }
     }
-    if plan.updates.is_empty() {
-        if !args.dry_run {
-            output::info("all environment branches exist; nothing to create");
-        }
-        return Ok(());
-    }
-    super::show_plan(repo, &plan, args.dry_run);
-    if args.dry_run {
-        return Ok(());
-    }
-    plan.execute(repo)?;
+    Ok(out)
+}
+
+fn commit_config(workdir: &Path, file: &Path, cfg: &Config) -> Result<()> {
+    std::fs::write(file, cfg.to_yaml()).map_err(|e| Error::context(file.display(), e))?;
+    git(workdir, &["add", "--", config::FILE_NAME])?;
+    git(
+        workdir,
+        &[
+            "commit",
+            "--quiet",
+            "-m",
+            "Add gitops.yaml (git deploy init)",
+            "--",
+            config::FILE_NAME,
+        ],
+    )?;
+    let head = git(workdir, &["rev-parse", "--short", "HEAD"])?;
+    let branch = git(workdir, &["rev-parse", "--abbrev-ref", "HEAD"])?;
     output::info(format!(
-        "ready: environments {} (next: `git deploy tag {}`)",
-        cfg.names().join(" -> "),
-        cfg.environments[0].name
+        "wrote {} and committed it as {head} on {branch}",
+        config::FILE_NAME
     ));
     Ok(())
 }

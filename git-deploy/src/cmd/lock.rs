@@ -1,10 +1,11 @@
 use shared::Result;
 use shared::git::Repo;
+use shared::git::lock;
 
 use crate::cli::{LockArgs, UnlockArgs};
 use crate::output;
-use crate::plan::Plan;
-use crate::write;
+use shared::git::Plan;
+use shared::git::write;
 
 fn check_known(repo: &Repo, env: &str) -> Result<()> {
     super::check_env_name(env)?;
@@ -17,7 +18,7 @@ fn check_known(repo: &Repo, env: &str) -> Result<()> {
 pub fn lock(repo: &mut Repo, args: LockArgs) -> Result<()> {
     check_known(repo, &args.env)?;
     if let Some(remote) = &args.write.push {
-        crate::plan::check_remote(remote)?;
+        shared::git::push::check_remote(remote)?;
     }
     let reason = args.message.trim();
     if reason.is_empty() {
@@ -25,7 +26,7 @@ pub fn lock(repo: &mut Repo, args: LockArgs) -> Result<()> {
             "-m <reason> is empty; say why the environment is locked",
         ));
     }
-    if let Some(l) = write::read_lock(repo, &args.env)? {
+    if let Some(l) = lock::read_lock(repo, &args.env)? {
         return Err(shared::Error::refused(format!(
             "environment {} is already locked by {} <{}> since {}: {}",
             args.env, l.holder, l.email, l.since, l.reason
@@ -42,7 +43,7 @@ pub fn lock(repo: &mut Repo, args: LockArgs) -> Result<()> {
         format!("git-deploy: lock {}", args.env),
         args.write.push.clone(),
     );
-    plan.add(write::lock_ref(&args.env), None, Some(id), "lock");
+    plan.add(lock::lock_ref(&args.env), None, Some(id), "lock");
     super::show_plan(repo, &plan, args.write.dry_run);
     if args.write.dry_run {
         return Ok(());
@@ -55,9 +56,9 @@ pub fn lock(repo: &mut Repo, args: LockArgs) -> Result<()> {
 pub fn unlock(repo: &mut Repo, args: UnlockArgs) -> Result<()> {
     check_known(repo, &args.env)?;
     if let Some(remote) = &args.write.push {
-        crate::plan::check_remote(remote)?;
+        shared::git::push::check_remote(remote)?;
     }
-    let Some(l) = write::read_lock(repo, &args.env)? else {
+    let Some(l) = lock::read_lock(repo, &args.env)? else {
         output::info(format!(
             "environment {} is not locked; nothing to do",
             args.env
@@ -69,7 +70,7 @@ pub fn unlock(repo: &mut Repo, args: UnlockArgs) -> Result<()> {
         args.write.push.clone(),
     );
     plan.add(
-        write::lock_ref(&args.env),
+        lock::lock_ref(&args.env),
         Some(l.id),
         None,
         format!("lock held by {} since {}", l.holder, l.since),

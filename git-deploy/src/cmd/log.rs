@@ -1,6 +1,6 @@
 use serde_json::json;
+use shared::Result;
 use shared::git::{Repo, TagInfo};
-use shared::{Error, Result};
 
 use crate::cli::{LogArgs, Output};
 use crate::output::{self, Cell};
@@ -31,20 +31,11 @@ pub fn tag_json(repo: &Repo, info: &TagInfo) -> serde_json::Value {
 
 pub fn run(repo: &Repo, args: LogArgs) -> Result<()> {
     super::check_env_name(&args.env)?;
-    let tags = repo.deploy_tags(&args.env)?;
-    if tags.is_empty()
-        && let Ok((cfg, _)) = super::head_config(repo)
-        && cfg.env(&args.env).is_none()
-    {
-        return Err(Error::invalid(format!(
-            "unknown environment {:?}: no deploy tags and not in gitops.yaml at HEAD",
-            args.env
-        ))
-        .hint(format!("environments are: {}", cfg.names().join(", "))));
-    }
+    let deploys = repo.deploys(&args.env)?;
     let limit = args.max_count.unwrap_or(usize::MAX);
     let mut infos = Vec::new();
-    for t in tags.iter().take(limit) {
+    for t in deploys.iter().take(limit) {
+        let t = t?;
         infos.push(repo.tag_info_at(&t.name, t.target)?);
     }
     match args.output {

@@ -17,17 +17,13 @@ use shared::{Config, Error, Result};
 
 use crate::cli::WriteArgs;
 use crate::output;
-use crate::plan::Plan;
-use crate::write;
+use shared::git::Plan;
+use shared::git::write;
 
 /// gitops.yaml as committed at HEAD: where we learn which branch an environment lives on
 /// before we know which commit is being deployed.
 pub fn head_config(repo: &Repo) -> Result<(Config, ObjectId)> {
-    let head = repo.head_commit()?.ok_or_else(|| {
-        Error::invalid("HEAD has no commits yet, so there is no gitops.yaml to read")
-            .hint("run `git deploy init` to create gitops.yaml and the environment branches")
-    })?;
-    Ok((repo.config_at(head, "HEAD")?, head))
+    repo.head_config()
 }
 
 pub fn check_env_name(name: &str) -> Result<()> {
@@ -80,7 +76,8 @@ pub fn print_changes(repo: &Repo, old: Option<ObjectId>, new: ObjectId, path: &s
     Ok(())
 }
 
-/// A deploy tag of `env` named on the command line (with or without `refs/tags/`).
+/// A deploy tag of `env` named on the command line (with or without `refs/tags/`); refused
+/// unless it is a deploy both tools trust (`shared::git::Deploys`).
 pub fn require_deploy_tag(repo: &Repo, env: &str, name: &str) -> Result<shared::git::TagInfo> {
     let short = name.trim_start_matches("refs/tags/");
     match shared::tag::TagName::parse(short) {
@@ -98,31 +95,53 @@ pub fn require_deploy_tag(repo: &Repo, env: &str, name: &str) -> Result<shared::
             .hint(format!("`git deploy log {env}` lists them")));
         }
     }
-    repo.tag_info(short)
+    repo.deploys(env)?.require(short)
 }
 
-/// What one deploy writes: optionally a branch move, and one annotated deploy tag on `commit`.
+/// What one deploy writes: optionally a branch move, one annotated deploy tag on `commit`, and
+/// the move of the environment's latest-deploy token; guarded by the environment's lock.
 pub struct Deploy<'a> {
     pub reason: String,
-    /// Full ref name, its value read at the start, and why it moves.
-    pub branch: Option<(String, Option<ObjectId>, String)>,
+    /// What changes the branch: full ref name, its value read at the start, and why it moves;
+    /// or `Keep` when the branch stays where it is (then it is only pushed, fast-forward).
+    pub branch: Branch,
     pub commit: ObjectId,
     pub record: shared::tag::DeployRecord,
+    /// The deploy this one follows (read before anything else was decided).
+    pub succession: shared::git::Succession,
     pub sign: bool,
     pub write: &'a WriteArgs,
+    /// False with --ignore-lock; otherwise a lock taken after the check still stops the write.
+    pub respect_lock: bool,
     /// Question, `--yes`, and what is refused, for commands that confirm before writing.
     pub confirm: Option<(String, bool, String)>,
+}
+
+pub enum Branch {
+    Move {
+        name: String,
+        old: Option<ObjectId>,
+        note: String,
+    },
+    Keep {
+        name: String,
+        head: ObjectId,
+    },
 }
 
 /// Builds the tag, shows the plan, and (unless --dry-run) confirms and executes it; prints the
 /// new tag's name on stdout for scripts.
 pub fn write_deploy(repo: &mut Repo, d: Deploy<'_>) -> Result<()> {
+    let env = d.record.env.clone();
     let who = write::identity(repo)?;
-    let name = write::free_tag_name(repo, &d.record.env, who.time.seconds)?;
+    let name = write::free_tag_name(repo, &env, who.time.seconds)?;
     let tag_id = write::make_tag(repo, &name, d.commit, &d.record, d.sign)?;
     let mut plan = Plan::new(d.reason, d.write.push.clone());
-    if let Some((branch, old, note)) = d.branch {
-        plan.add(branch, old, Some(d.commit), note);
+    match d.branch {
+        Branch::Move { name, old, note } => plan.add(name, old, Some(d.commit), note),
+        // The tagged commit must reach the remote with its tag (issue 13): the branch goes
+        // along, fast-forward only, and must not move locally meanwhile.
+        Branch::Keep { name, head } => plan.publish(name, head, "branch with the tagged commit"),
     }
     plan.add(
         format!("refs/tags/{name}"),
@@ -130,6 +149,14 @@ pub fn write_deploy(repo: &mut Repo, d: Deploy<'_>) -> Result<()> {
         Some(tag_id),
         format!("annotated tag on {}", repo.short(d.commit)),
     );
+    d.succession.add_to(&mut plan, tag_id);
+    if d.respect_lock {
+        plan.guard(
+            shared::git::lock::lock_ref(&env),
+            None,
+            format!("environment {env} was locked"),
+        );
+    }
     show_plan(repo, &plan, d.write.dry_run);
     if d.write.dry_run {
         return Ok(());

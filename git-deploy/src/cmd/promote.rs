@@ -1,11 +1,12 @@
 use gix::ObjectId;
 use shared::git::Repo;
+use shared::git::lock;
 use shared::tag::{self, Action, DeployRecord};
 use shared::{Error, Result};
 
 use crate::cli::{PromoteArgs, Strategy};
 use crate::output;
-use crate::write;
+use shared::git::write;
 
 pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     super::check_env_name(&args.from)?;
@@ -13,7 +14,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
         super::check_env_name(to)?;
     }
     if let Some(remote) = &args.write.push {
-        crate::plan::check_remote(remote)?;
+        shared::git::push::check_remote(remote)?;
     }
     if let Some(m) = &args.message {
         tag::check_body(m)?;
@@ -22,12 +23,9 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     // What <from> deployed: its latest deploy tag, or the one named.
     let source = match &args.tag {
         Some(t) => super::require_deploy_tag(repo, &args.from, t)?,
-        None => match repo.latest_deploy_tag(&args.from)? {
+        None => match repo.deploys(&args.from)?.latest()? {
             Some(t) => repo.tag_info_at(&t.name, t.target)?,
             None => {
-                if let Ok((cfg, _)) = super::head_config(repo) {
-                    cfg.require(&args.from, "gitops.yaml at HEAD")?;
-                }
                 return Err(Error::invalid(format!(
                     "environment {} has no deploy tag to promote",
                     args.from
@@ -57,7 +55,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
             to.name
         )));
     }
-    write::check_unlocked(repo, &to.name, args.ignore_lock)?;
+    lock::check_unlocked(repo, &to.name, args.ignore_lock)?;
 
     let branch_ref = format!("refs/heads/{}", to.branch);
     let old = repo.branch_head(&to.branch)?;
@@ -71,7 +69,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
             source.name,
             repo.short(src)
         ));
-        if repo.latest_deploy_tag(&to.name)?.is_none() {
+        if repo.deploys(&to.name)?.latest()?.is_none() {
             output::info(format!(
                 "{0} has no deploy tag yet: `git deploy tag {0}` records that it runs this commit",
                 to.name
@@ -98,7 +96,8 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     ));
     super::print_changes(repo, old, new_head, &to.path)?;
 
-    let previous = repo.latest_deploy_tag(&to.name)?;
+    let succession = repo.deploys(&to.name)?.succession()?;
+    let previous = succession.previous.clone();
     let record = DeployRecord {
         env: to.name.clone(),
         action: Some(Action::Promote),
@@ -121,9 +120,15 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
         repo,
         super::Deploy {
             reason: format!("git-deploy: promote {} to {}", source.name, to.name),
-            branch: Some((branch_ref, old, how)),
+            branch: super::Branch::Move {
+                name: branch_ref,
+                old,
+                note: how,
+            },
             commit: new_head,
             record,
+            succession,
+            respect_lock: !args.ignore_lock,
             sign: write::want_signature(repo, args.sign),
             write: &args.write,
             confirm: Some((

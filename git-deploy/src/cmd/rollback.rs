@@ -1,61 +1,27 @@
 use shared::git::Repo;
+use shared::git::lock;
 use shared::tag::{self, Action, DeployRecord};
 use shared::{Error, Result};
 
 use crate::cli::RollbackArgs;
 use crate::output;
-use crate::write;
+use shared::git::write;
 
 pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
     super::check_env_name(&args.env)?;
     if let Some(remote) = &args.write.push {
-        crate::plan::check_remote(remote)?;
+        shared::git::push::check_remote(remote)?;
     }
     if let Some(m) = &args.message {
         tag::check_body(m)?;
     }
-    let tags = repo.deploy_tags(&args.env)?;
-    let Some(current) = tags.first() else {
-        if let Ok((cfg, _)) = super::head_config(repo) {
-            cfg.require(&args.env, "gitops.yaml at HEAD")?;
-        }
-        return Err(Error::invalid(format!(
-            "environment {} has no deploy tags to roll back to",
-            args.env
-        )));
-    };
-    let current_commit = repo.peel_to_commit(current.target)?;
-    let current_tree = repo.tree_of(current_commit)?;
-    let target = match &args.tag {
-        Some(t) => super::require_deploy_tag(repo, &args.env, t)?,
-        None => {
-            // The most recent earlier deploy that actually differs: rolling back to a tag with
-            // the same tree would change nothing.
-            let mut found = None;
-            for t in tags.iter().skip(1) {
-                let c = repo.peel_to_commit(t.target)?;
-                if repo.tree_of(c)? != current_tree {
-                    found = Some(repo.tag_info_at(&t.name, t.target)?);
-                    break;
-                }
-            }
-            found.ok_or_else(|| {
-                Error::invalid(format!(
-                    "environment {} has no earlier deploy that differs from the current one ({})",
-                    args.env, current.name
-                ))
-                .hint(format!(
-                    "`git deploy log {}` lists its deploys; name one explicitly",
-                    args.env
-                ))
-            })?
-        }
-    };
+    let (succession, current, target) = pick(repo, &args)?;
+
     let cfg = repo.config_at(target.commit, &target.name)?;
     let env = cfg
         .require(&args.env, &format!("gitops.yaml at {}", target.name))?
         .clone();
-    write::check_unlocked(repo, &env.name, args.ignore_lock)?;
+    lock::check_unlocked(repo, &env.name, args.ignore_lock)?;
     let head = repo.branch_head(&env.branch)?.ok_or_else(|| {
         Error::invalid(format!(
             "branch {} of environment {} does not exist",
@@ -113,13 +79,15 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
         repo,
         super::Deploy {
             reason: format!("git-deploy: roll back {} to {}", env.name, target.name),
-            branch: Some((
-                format!("refs/heads/{}", env.branch),
-                Some(head),
-                format!("new commit restoring {}", target.name),
-            )),
+            branch: super::Branch::Move {
+                name: format!("refs/heads/{}", env.branch),
+                old: Some(head),
+                note: format!("new commit restoring {}", target.name),
+            },
             commit: new_head,
             record,
+            succession,
+            respect_lock: !args.ignore_lock,
             sign: write::want_signature(repo, args.sign),
             write: &args.write,
             confirm: Some((
@@ -129,4 +97,50 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
             )),
         },
     )
+}
+
+/// The current deploy and the one to restore: named, or the most recent earlier deploy whose
+/// tree differs (rolling back to a tag with the same tree would change nothing).
+fn pick(
+    repo: &Repo,
+    args: &RollbackArgs,
+) -> Result<(
+    shared::git::Succession,
+    shared::git::DeployTag,
+    shared::git::TagInfo,
+)> {
+    let deploys = repo.deploys(&args.env)?;
+    let succession = deploys.succession()?;
+    let mut trusted = deploys.iter();
+    let Some(current) = trusted.next().transpose()? else {
+        return Err(Error::invalid(format!(
+            "environment {} has no deploy tags to roll back to",
+            args.env
+        )));
+    };
+    let current_tree = repo.tree_of(current.commit)?;
+    let target = match &args.tag {
+        Some(t) => super::require_deploy_tag(repo, &args.env, t)?,
+        None => {
+            let mut found = None;
+            for t in trusted {
+                let t = t?;
+                if repo.tree_of(t.commit)? != current_tree {
+                    found = Some(repo.tag_info_at(&t.name, t.target)?);
+                    break;
+                }
+            }
+            found.ok_or_else(|| {
+                Error::invalid(format!(
+                    "environment {} has no earlier deploy that differs from the current one ({})",
+                    args.env, current.name
+                ))
+                .hint(format!(
+                    "`git deploy log {}` lists its deploys; name one explicitly",
+                    args.env
+                ))
+            })?
+        }
+    };
+    Ok((succession, current, target))
 }

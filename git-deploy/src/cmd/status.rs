@@ -1,10 +1,10 @@
 use serde_json::json;
 use shared::Result;
 use shared::git::Repo;
+use shared::git::lock;
 
 use crate::cli::{Output, StatusArgs};
 use crate::output::{self, Cell};
-use crate::write;
 
 pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
     let (cfg, _) = super::head_config(repo)?;
@@ -16,32 +16,26 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
     }
     for (i, env) in cfg.environments.iter().enumerate() {
         let head = heads[i];
-        let tags = repo.deploy_tags(&env.name)?;
-        let latest = tags.first();
-        // Newest first, so a tagged head is usually found after one or two peels.
-        let mut head_tag = None;
-        if let Some(head) = head {
-            for t in &tags {
-                if repo.peel_to_commit(t.target)? == head {
-                    head_tag = Some(t.name.clone());
-                    break;
-                }
-            }
-        }
+        let deploys = repo.deploys(&env.name)?;
+        let latest = deploys.latest()?;
+        let head_tag = match head {
+            Some(head) => deploys.of_commit(head)?.map(|t| t.name),
+            None => None,
+        };
         let previous = i.checked_sub(1).map(|p| &cfg.environments[p]);
         let pending = match (previous.and_then(|_| heads[i - 1]), head) {
             (Some(prev_head), Some(head)) => Some(repo.count_between(&[head], prev_head)?),
             (Some(prev_head), None) => Some(repo.count_between(&[], prev_head)?),
             _ => None,
         };
-        let lock = write::read_lock(repo, &env.name)?;
+        let lock = lock::read_lock(repo, &env.name)?;
         json_envs.push(json!({
             "name": env.name,
             "branch": env.branch,
             "namespace": env.namespace,
             "path": if env.path.is_empty() { "." } else { env.path.as_str() },
             "commit": head.map(|h| h.to_string()),
-            "tag": latest.map(|t| t.name.clone()),
+            "tag": latest.as_ref().map(|t| t.name.clone()),
             "tagged": head_tag.is_some(),
             "head_tag": head_tag,
             "pending": pending,
@@ -60,7 +54,7 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
                 Some(h) => Cell::plain(repo.short(h)),
                 None => Cell::styled("(missing)", output::BAD),
             },
-            match latest {
+            match &latest {
                 Some(t) => Cell::plain(&t.name),
                 None => Cell::styled("-", output::DIM),
             },

@@ -1,15 +1,16 @@
 use shared::git::Repo;
+use shared::git::lock;
 use shared::tag::{self, Action, DeployRecord};
 use shared::{Error, Result};
 
 use crate::cli::TagArgs;
 use crate::output;
-use crate::write;
+use shared::git::write;
 
 pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
     super::check_env_name(&args.env)?;
     if let Some(remote) = &args.write.push {
-        crate::plan::check_remote(remote)?;
+        shared::git::push::check_remote(remote)?;
     }
     if let Some(m) = &args.message {
         tag::check_body(m)?;
@@ -53,11 +54,12 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
             env.branch
         )));
     }
-    write::check_unlocked(repo, &env.name, args.ignore_lock)?;
+    lock::check_unlocked(repo, &env.name, args.ignore_lock)?;
 
-    let previous = repo.latest_deploy_tag(&env.name)?;
+    let succession = repo.deploys(&env.name)?.succession()?;
+    let previous = succession.previous.clone();
     if let Some(prev) = &previous
-        && repo.peel_to_commit(prev.target)? == commit
+        && prev.commit == commit
     {
         output::info(format!(
             "{} is already deployed to {} as {}; nothing to do",
@@ -67,10 +69,7 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
         ));
         return Ok(());
     }
-    let previous_commit = previous
-        .as_ref()
-        .map(|p| repo.peel_to_commit(p.target))
-        .transpose()?;
+    let previous_commit = previous.as_ref().map(|p| p.commit);
     let record = DeployRecord {
         env: env.name.clone(),
         action: Some(Action::Tag),
@@ -86,9 +85,14 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
         repo,
         super::Deploy {
             reason: format!("git-deploy: tag {}", env.name),
-            branch: None,
+            branch: super::Branch::Keep {
+                name: format!("refs/heads/{}", env.branch),
+                head: branch_head,
+            },
             commit,
             record,
+            succession,
+            respect_lock: !args.ignore_lock,
             sign: write::want_signature(repo, args.sign),
             write: &args.write,
             confirm: None,

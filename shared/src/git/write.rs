@@ -1,14 +1,17 @@
-//! Building what a deploy writes: identities, commits, annotated (optionally signed) tags with
-//! their record, free tag names, environment locks, and the confirmation prompt.
+//! Building the objects a write needs: identities, commits, annotated (optionally signed) tags
+//! with their record, and free deploy tag names. Objects go to the object memory when the
+//! caller enabled it (`Repo::discover` callers that write do), so a refused or declined plan
+//! leaves the object database untouched; `Plan::execute` persists them.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
-use shared::git::Repo;
-use shared::tag::{DeployRecord, TagName};
-use shared::{Error, Result};
+
+use super::Repo;
+use crate::error::{Error, Result};
+use crate::tag::{DeployRecord, TagName};
 
 /// The committer git would use, honouring GIT_COMMITTER_* and user.* config.
 pub fn identity(repo: &Repo) -> Result<gix::actor::Signature> {
@@ -91,7 +94,7 @@ pub fn make_tag(
     repo.inner
         .objects
         .write_buf(gix::objs::Kind::Tag, &payload)
-        .map_err(|e| Error::refused(format!("writing the signed tag: {e}")))
+        .map_err(|e| Error::context("writing the signed tag", e))
 }
 
 /// Detached ASCII-armoured signature over `payload`, made the way git makes one: with
@@ -129,72 +132,4 @@ fn gpg_sign(repo: &Repo, payload: &[u8]) -> Result<Vec<u8>> {
         );
     }
     Ok(out.stdout)
-}
-
-/// `refs/deploy/locks/<env>`: a commit (empty tree) whose author is the holder, whose date is
-/// when, and whose message is why. Fetch and push it like any ref to share locks.
-pub fn lock_ref(env: &str) -> String {
-    format!("refs/deploy/locks/{env}")
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LockInfo {
-    pub env: String,
-    pub holder: String,
-    pub email: String,
-    pub since: String,
-    pub reason: String,
-    #[serde(skip)]
-    pub id: ObjectId,
-}
-
-pub fn read_lock(repo: &Repo, env: &str) -> Result<Option<LockInfo>> {
-    let Some(id) = repo.ref_target(&lock_ref(env))? else {
-        return Ok(None);
-    };
-    let commit = repo.inner.find_commit(id)?;
-    let decoded = commit.decode()?;
-    let author = decoded.author()?;
-    let time = author.time().unwrap_or_default();
-    let message = decoded.message.to_str_lossy();
-    let reason = message
-        .split_once("\n\n")
-        .map(|(_, body)| body)
-        .unwrap_or(&message);
-    let reason = reason
-        .lines()
-        .filter(|l| !l.starts_with("Deploy-"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    Ok(Some(LockInfo {
-        env: env.to_string(),
-        holder: author.name.to_str_lossy().trim().to_string(),
-        email: author.email.to_str_lossy().trim().to_string(),
-        since: shared::git::Person {
-            name: String::new(),
-            email: String::new(),
-            seconds: time.seconds,
-            offset: time.offset,
-        }
-        .rfc3339(),
-        reason: reason.trim().to_string(),
-        id,
-    }))
-}
-
-/// Refuses when `env` is locked, naming the holder and the reason.
-pub fn check_unlocked(repo: &Repo, env: &str, ignore: bool) -> Result<()> {
-    if ignore {
-        return Ok(());
-    }
-    if let Some(lock) = read_lock(repo, env)? {
-        return Err(Error::refused(format!(
-            "environment {env} is locked by {} <{}> since {}: {}",
-            lock.holder, lock.email, lock.since, lock.reason
-        ))
-        .hint(format!(
-            "wait for `git deploy unlock {env}`, or pass --ignore-lock if you must"
-        )));
-    }
-    Ok(())
 }

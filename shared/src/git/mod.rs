@@ -1,5 +1,7 @@
-//! Read access to a config repository through gix: commits, files at a commit, deploy tags and
-//! the records in their messages. Nothing here writes; writers live with the tool that writes.
+//! The config repository through gix. This file reads: commits, files at a commit, deploy
+//! tags and the records in their messages; which deploy tags are trusted is decided in
+//! `deploys`. Everything that writes objects or refs, for both tools, is in `write` (objects),
+//! `plan` (ref updates by compare-and-swap, with `push`), `notes` and `lock`.
 
 use std::path::{Path, PathBuf};
 
@@ -8,20 +10,20 @@ use gix::bstr::ByteSlice;
 
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
-use crate::tag::{self, DeployRecord, TagName};
+use crate::tag::DeployRecord;
+
+mod deploys;
+pub mod lock;
+pub mod notes;
+pub mod plan;
+pub mod push;
+pub mod write;
+
+pub use deploys::{DeployTag, Deploys, Succession, latest_ref};
+pub use plan::{Plan, RefUpdate, RemoteRule};
 
 pub struct Repo {
     pub inner: gix::Repository,
-}
-
-/// A deploy tag as listed from refs, cheap to produce for thousands of tags.
-#[derive(Debug, Clone)]
-pub struct DeployTag {
-    /// Without `refs/tags/`.
-    pub name: String,
-    pub parsed: TagName,
-    /// What the ref points at: the tag object for annotated tags.
-    pub target: ObjectId,
 }
 
 /// Everything a deploy tag says about itself.
@@ -187,6 +189,17 @@ impl Repo {
         Ok(Some(entry.object()?.detach().data))
     }
 
+    /// gitops.yaml as committed at HEAD: the repository's own description of its
+    /// environments, where both tools learn which branch an environment lives on before they
+    /// know which commit is deployed.
+    pub fn head_config(&self) -> Result<(Config, ObjectId)> {
+        let head = self.head_commit()?.ok_or_else(|| {
+            Error::invalid("HEAD has no commits yet, so there is no gitops.yaml to read")
+                .hint("check out the branch that holds gitops.yaml (usually main), or run `git deploy init` in a new repository")
+        })?;
+        Ok((self.config_at(head, "HEAD")?, head))
+    }
+
     /// `gitops.yaml` as recorded in `commit`; `what` describes the commit for errors.
     pub fn config_at(&self, commit: ObjectId, what: &str) -> Result<Config> {
         let label = format!("{} at {what} ({})", config::FILE_NAME, self.short(commit));
@@ -197,37 +210,6 @@ impl Repo {
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| Error::invalid(format!("{label}: not valid UTF-8")))?;
         Config::parse(&label, text)
-    }
-
-    /// Deploy tags of `env`, newest first, from ref names alone (no object reads).
-    pub fn deploy_tags(&self, env: &str) -> Result<Vec<DeployTag>> {
-        let prefix = tag::ref_prefix(env);
-        let platform = self.inner.references()?;
-        let mut out = Vec::new();
-        for r in platform.prefixed(prefix.as_str())? {
-            let r = r.map_err(|e| Error::refused(format!("reading tags under {prefix}: {e}")))?;
-            let full = r.name().as_bstr().to_str_lossy().into_owned();
-            let Some(parsed) = TagName::parse(&full) else {
-                continue;
-            };
-            if parsed.env != env {
-                continue;
-            }
-            let Some(target) = r.target().try_id().map(|id| id.to_owned()) else {
-                continue;
-            };
-            out.push(DeployTag {
-                name: full.trim_start_matches("refs/tags/").to_string(),
-                parsed,
-                target,
-            });
-        }
-        out.sort_by_key(|t| std::cmp::Reverse(t.parsed.order_key()));
-        Ok(out)
-    }
-
-    pub fn latest_deploy_tag(&self, env: &str) -> Result<Option<DeployTag>> {
-        Ok(self.deploy_tags(env)?.into_iter().next())
     }
 
     /// The commit a tag (annotated or not) finally points to.
@@ -286,14 +268,38 @@ impl Repo {
         })
     }
 
+    /// Whether `descendant` contains `ancestor`. A history we cannot see whole is an error,
+    /// never a "no": in a shallow clone the walk stops at the cut, so "not an ancestor" there
+    /// may be false (a fast-forward would look diverged); missing objects likewise.
     pub fn is_ancestor(&self, ancestor: ObjectId, descendant: ObjectId) -> Result<bool> {
         if ancestor == descendant {
             return Ok(true);
         }
+        let what = || {
+            format!(
+                "cannot tell whether {} contains {}",
+                self.short(descendant),
+                self.short(ancestor)
+            )
+        };
+        let shallow = self.inner.is_shallow()?;
         match self.inner.merge_base(ancestor, descendant) {
-            Ok(Some(base)) => Ok(base.detach() == ancestor),
-            Ok(None) => Ok(false),
-            Err(_) => Ok(false),
+            Ok(Some(base)) if base.detach() == ancestor => Ok(true),
+            Ok(_) if shallow => Err(Error::invalid(format!(
+                "{}: this is a shallow clone, its history stops before their common ancestor",
+                what()
+            ))
+            .hint("fetch the full history with `git fetch --unshallow`, then retry")),
+            Ok(_) => Ok(false),
+            Err(e) if shallow => Err(Error::invalid(format!(
+                "{}: this is a shallow clone ({e})",
+                what()
+            ))
+            .hint("fetch the full history with `git fetch --unshallow`, then retry")
+            .with_source(e)),
+            Err(e) => Err(Error::invalid(format!("{}: {e}", what()))
+                .hint("the repository lacks objects: `git fsck` tells which; fetch them again")
+                .with_source(e)),
         }
     }
 

@@ -1,0 +1,113 @@
+//! Notes on objects, in git's own layout (a commit whose tree maps object ids to note blobs),
+//! so `git notes --ref=<ref> show <object>` and `git log --notes=<ref>` read what we write.
+//! Appending builds the new blob, tree and commit with gix and updates the notes ref through
+//! a `Plan`: by compare-and-swap locally and, with a push, with a lease on the remote's notes
+//! ref, so two writers never lose each other's notes (the second exits 3 and retries).
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+
+use super::Repo;
+use super::plan::Plan;
+use super::write;
+use crate::error::{Error, Result};
+
+/// Where the deploy tools keep their notes (verifications of deploy tags).
+pub const DEPLOY_NOTES_REF: &str = "refs/notes/deploy";
+
+impl Repo {
+    /// The note on `object` under `notes_ref`, if there is one.
+    pub fn note(&self, notes_ref: &str, object: ObjectId) -> Result<Option<String>> {
+        let Some(commit) = self.ref_target(notes_ref)? else {
+            return Ok(None);
+        };
+        let mut state = self.notes_state(notes_ref, Some(commit))?;
+        let Some(blob) = state
+            .get(&object, &self.inner.objects)
+            .map_err(|e| Error::context(format!("reading {notes_ref}"), e))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.blob(blob)?.to_str_lossy().into_owned()))
+    }
+
+    fn notes_state(
+        &self,
+        notes_ref: &str,
+        commit: Option<ObjectId>,
+    ) -> Result<gix::note::plumbing::State> {
+        let tree = match commit {
+            Some(c) => self
+                .inner
+                .find_commit(c)
+                .map_err(|e| {
+                    Error::refused(format!("{notes_ref} does not point at a notes commit"))
+                        .with_source(e)
+                })?
+                .tree_id()?
+                .detach(),
+            None => ObjectId::empty_tree(self.inner.object_hash()),
+        };
+        gix::note::plumbing::State::new(tree, &self.inner.objects)
+            .map_err(|e| Error::context(format!("reading the notes tree of {notes_ref}"), e))
+    }
+}
+
+/// Adds to `plan` the update of `notes_ref` that appends `text` to the note on `object` (as
+/// `git notes append` does: a blank line between the old note and the new text). The new
+/// objects go to object memory; the plan writes them. Returns the new notes commit.
+pub fn append_note(
+    repo: &Repo,
+    plan: &mut Plan,
+    notes_ref: &str,
+    object: ObjectId,
+    text: &str,
+    message: &str,
+) -> Result<ObjectId> {
+    let old = repo.ref_target(notes_ref)?;
+    let mut state = repo.notes_state(notes_ref, old)?;
+    let existing = match state
+        .get(&object, &repo.inner.objects)
+        .map_err(|e| Error::context(format!("reading {notes_ref}"), e))?
+    {
+        Some(blob) => Some(repo.blob(blob)?),
+        None => None,
+    };
+    let content = appended(existing.as_deref(), text);
+    let blob = repo.inner.write_blob(content.as_bytes())?.detach();
+    let tree = state
+        .replace(object, blob, &repo.inner.objects)
+        .map_err(|e| Error::context(format!("writing the notes tree of {notes_ref}"), e))?
+        .tree;
+    let parents: Vec<ObjectId> = old.into_iter().collect();
+    let commit = write::make_commit(repo, tree, &parents, message)?;
+    plan.add(
+        notes_ref,
+        old,
+        Some(commit),
+        format!("note on {}", repo.short(object)),
+    );
+    Ok(commit)
+}
+
+fn appended(existing: Option<&[u8]>, text: &str) -> String {
+    let text = text.trim_end_matches('\n');
+    match existing.map(|e| e.to_str_lossy()) {
+        Some(old) if !old.trim().is_empty() => {
+            format!("{}\n\n{text}\n", old.trim_end_matches('\n'))
+        }
+        _ => format!("{text}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::appended;
+
+    #[test]
+    fn appending_separates_paragraphs_like_git_notes_append() {
+        assert_eq!(appended(None, "a: 1"), "a: 1\n");
+        assert_eq!(appended(Some(b"a: 1\n"), "b: 2\n"), "a: 1\n\nb: 2\n");
+        assert_eq!(appended(Some(b"\n"), "b: 2"), "b: 2\n");
+    }
+}
