@@ -11,6 +11,7 @@ mod skip;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use repo::ConfigRepo as Repo;
 use serde_json::Value;
@@ -100,6 +101,33 @@ fn kubectl_json(args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.extend(["-o", "json"]);
     serde_json::from_str(&kubectl(&a)).unwrap()
+}
+
+/// Polls `probe` (kubectl reads) until it returns `Some`, for at most `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "waited {limit:?} for {what} in vain"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The Pods of `app=<name>` that are not being deleted.
+fn live_pods(ns: &str, app: &str) -> Vec<Value> {
+    let pods = kubectl_json(&["get", "pods", "-n", ns, "-l", &format!("app={app}")]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .cloned()
+        .collect()
 }
 
 fn names(list: &Value) -> Vec<String> {

@@ -9,33 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// Polls `probe` (kubectl reads) until it returns `Some`, for at most `limit`.
-fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "waited {limit:?} for {what} in vain"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// The Pods of `app=<name>` that are not being deleted.
-fn live_pods(ns: &str, app: &str) -> Vec<Value> {
-    let pods = kubectl_json(&["get", "pods", "-n", ns, "-l", &format!("app={app}")]);
-    pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .cloned()
-        .collect()
-}
-
 fn one_tag(name: &str, files: &[(&str, String)]) -> Repo {
     let repo = Repo::new();
     for (path, content) in files {
@@ -74,6 +47,8 @@ fn wait_follows_a_real_rollout_to_ready() {
     );
 }
 
+/// Before the 30 s grace period of a Pod that cannot pull its image, `--wait` runs to its
+/// timeout, and the timeout names the Deployment, its Pod and the reason.
 #[test]
 fn wait_times_out_on_an_image_that_cannot_be_pulled() {
     let c = cluster::cluster();
@@ -85,19 +60,20 @@ fn wait_times_out_on_an_image_that_cannot_be_pulled() {
     let r = repo.path.to_str().unwrap();
     let o = sync_app(r, "bad", &ns, &["--wait", "--timeout", "5s"]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    assert!(
-        err(&o).contains(&format!("Deployment.apps/{ns}/web")),
-        "{}",
-        err(&o)
-    );
-    // What kubectl-gitops's health verdict says today: it judges the Deployment's own status
-    // and does not (yet) name its Pods' reason. The cluster's side of it is real: the Pod
-    // waits in ImagePullBackOff.
-    assert!(err(&o).contains("0 of 1 replicas available"), "{}", err(&o));
     let pods = live_pods(&ns, "web");
     assert_eq!(
         pods[0]["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ImagePullBackOff",
         "{pods:?}"
+    );
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap();
+    assert!(
+        err(&o).contains(&format!(
+            "timed out after 5s waiting for 1 object: Deployment.apps/{ns}/web: LessAvailable: \
+             0 of 1 updated replicas available; pod {pod}: container app: ImagePullBackOff: \
+             Back-off pulling image \"nginx:broken\""
+        )),
+        "{}",
+        err(&o)
     );
 }
 
@@ -107,23 +83,25 @@ fn a_rollout_past_its_progress_deadline_fails_before_the_timeout() {
     let ns = c.fresh_namespace("deadline");
     let manifest = deployment("web", "nginx:broken").replace(
         "  replicas: 1\n",
-        "  replicas: 1\n  progressDeadlineSeconds: 3\n",
+        "  replicas: 1\n  progressDeadlineSeconds: 10\n",
     );
     let repo = one_tag("bad", &[("app/web.yaml", manifest)]);
     let r = repo.path.to_str().unwrap();
     let started = Instant::now();
     let o = sync_app(r, "bad", &ns, &["--wait", "--timeout", "120s"]);
-    // The deployment controller gives up after 3 s (ProgressDeadlineExceeded), and --wait
-    // reports that failure instead of waiting out its own timeout.
+    // The deployment controller gives up after 10 s (ProgressDeadlineExceeded), before the
+    // 30 s grace period of the Pod's ImagePullBackOff, and --wait reports that failure instead
+    // of waiting out its own timeout.
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "{:?}",
         started.elapsed()
     );
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
-    assert!(err(&o).contains("1 object failed"), "{}", err(&o));
     assert!(
-        err(&o).contains(&format!("Deployment.apps/{ns}/web")),
+        err(&o).contains(&format!(
+            "1 object failed: Deployment.apps/{ns}/web: ProgressDeadlineExceeded: ReplicaSet \"web-"
+        )),
         "{}",
         err(&o)
     );
@@ -139,6 +117,8 @@ fn a_rollout_past_its_progress_deadline_fails_before_the_timeout() {
     assert_eq!(progressing["reason"], "ProgressDeadlineExceeded", "{d}");
 }
 
+/// `status` reports a Deployment whose Pod crash-loops as failed, naming the Pod and the
+/// reason, once the container has restarted 3 times (10 s on this cluster).
 #[test]
 fn status_reports_a_crash_looping_deployment_as_unhealthy() {
     let c = cluster::cluster();
@@ -146,38 +126,57 @@ fn status_reports_a_crash_looping_deployment_as_unhealthy() {
     let repo = one_tag("v1", &[("app/web.yaml", deployment("web", "nginx:crash"))]);
     let r = repo.path.to_str().unwrap();
     ok(sync_app(r, "v1", &ns, &[]));
+    let object = format!("Deployment.apps/{ns}/web");
+    let web = |s: &Value| {
+        s["health"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["object"] == object)
+            .cloned()
+            .unwrap_or_else(|| panic!("no health entry for the Deployment: {s}"))
+    };
+    let s = wait_for(
+        "status to call the rollout failed",
+        Duration::from_secs(60),
+        || {
+            let o = run(&["status", "-n", &ns, "--exit-code", "-o", "json"]);
+            assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+            let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+            (web(&s)["status"] == "failed").then_some(s)
+        },
+    );
+    assert_eq!(s["in_sync"], true, "{s}");
+    assert_eq!(s["healthy"], false, "{s}");
+    let pods = live_pods(&ns, "web");
+    let status = &pods[0]["status"]["containerStatuses"][0];
     // The cluster restarts the container every 5 s: CrashLoopBackOff, exit code 1.
-    let status = wait_for("a second restart", Duration::from_secs(60), || {
-        let pods = live_pods(&ns, "web");
-        let status = pods.first()?["status"]["containerStatuses"][0].clone();
-        (status["restartCount"].as_i64()? >= 2).then_some(status)
-    });
     assert_eq!(
         status["state"]["waiting"]["reason"], "CrashLoopBackOff",
         "{status}"
     );
     assert_eq!(status["lastState"]["terminated"]["exitCode"], 1, "{status}");
-
-    let o = run(&["status", "-n", &ns, "--exit-code", "-o", "json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
-    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(s["in_sync"], true, "{s}");
-    assert_eq!(s["healthy"], false, "{s}");
-    let web = s["health"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|h| h["object"] == format!("Deployment.apps/{ns}/web"))
-        .cloned()
-        .unwrap_or_else(|| panic!("no health entry for the Deployment: {s}"));
-    // health.rs judges the Deployment's own status and does not name CrashLoopBackOff (yet).
-    assert_ne!(web["status"], "Ready", "{web}");
+    assert!(status["restartCount"].as_i64().unwrap() >= 3, "{status}");
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap();
+    let h = web(&s);
+    assert_eq!(h["reason"], "CrashLoopBackOff", "{h}");
     assert!(
-        web["reason"]
+        h["message"]
             .as_str()
             .unwrap()
-            .contains("0 of 1 replicas available"),
-        "{web}"
+            .starts_with(&format!("pod {pod}: container app keeps crashing (")),
+        "{h}"
+    );
+    // The table says the same, one line per unhealthy object.
+    let o = run(&["status", "-n", &ns, "--exit-code"]);
+    assert_eq!(o.status.code(), Some(1), "{}", out(&o));
+    assert!(out(&o).contains("health: 0 of 1 ready"), "{}", out(&o));
+    assert!(
+        out(&o).contains(&format!(
+            "  failed: {object}: CrashLoopBackOff: pod {pod}: container app keeps crashing ("
+        )),
+        "{}",
+        out(&o)
     );
 }
 
@@ -204,7 +203,14 @@ fn wait_sees_a_job_complete_and_a_failing_job_fail() {
         "{}",
         err(&o)
     );
-    assert!(err(&o).contains("backoff limit"), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!(
+            "1 object failed: Job.batch/{ns}/seed: BackoffLimitExceeded: Job has reached the \
+             specified backoff limit"
+        )),
+        "{}",
+        err(&o)
+    );
     let pods = kubectl_json(&["get", "pods", "-n", &ns, "-l", "job-name=seed"]);
     let pod = &pods["items"][0];
     assert_eq!(pod["status"]["phase"], "Failed", "{pod}");

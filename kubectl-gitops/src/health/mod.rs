@@ -28,27 +28,12 @@
 //! and Pods in; a [`Verdict`] out. Reading those from the cluster is `live.rs`; `wait.rs` is
 //! the polling loop of `--wait`.
 //!
-//! Tests: the test API server runs no kubelet and no workload controllers, so nothing ever
-//! makes a workload ready by itself. An end-to-end test plays the controller by patching the
-//! `status` subresource once the object exists, e.g. for a Deployment with three replicas at
-//! generation 1:
-//!
-//! ```text
-//! PATCH /apis/apps/v1/namespaces/NS/deployments/web/status
-//! Content-Type: application/merge-patch+json
-//! {"status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3,
-//!             "readyReplicas": 3, "availableReplicas": 3,
-//!             "conditions": [{"type": "Available", "status": "True",
-//!                             "reason": "MinimumReplicasAvailable"},
-//!                            {"type": "Progressing", "status": "True",
-//!                             "reason": "NewReplicaSetAvailable"}]}}
-//! ```
-//!
-//! (`kubectl patch --subresource=status`, or `Api::patch_status` in kube). `observedGeneration`
-//! must equal the object's `metadata.generation`, and a Deployment with a progress deadline
-//! (the API server gives every Deployment one, 600 s) needs `Progressing` True with reason
-//! `NewReplicaSetAvailable`. ConfigMaps, Secrets, Services and other objects without a
-//! controller are ready at once.
+//! Tests: the rules are unit-tested in `rules/` (kstatus's table and our own cases), including
+//! what no controller of a real cluster writes, such as `Stalled` on a built-in kind. End to
+//! end, the test cluster (tests/cluster) runs the real controllers, scheduler and KWOK nodes,
+//! and its image-tag convention (`broken`, `crash`, `fail`) makes rollouts fail for real: the
+//! tests in tests/kubectl_gitops/health.rs and rollouts.rs sync workloads and let the cluster
+//! produce each situation. They never write a status by hand to fake a rollout.
 
 mod duration;
 mod live;

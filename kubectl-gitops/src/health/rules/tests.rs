@@ -196,7 +196,8 @@ fn deployment_progress_deadline_exceeded_fails() {
     );
 }
 
-/// Issue 21, difference 5: kstatus reads the standard conditions on every kind.
+/// Issue 21, difference 5: kstatus reads the standard conditions on every kind. Tested here
+/// only: no built-in controller writes them, so no live cluster shows them on a Deployment.
 #[test]
 fn stalled_and_reconciling_count_on_built_in_kinds() {
     let mut d = rolled_out();
