@@ -98,6 +98,11 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Sync(SyncArgs),
     /// Bring the namespace back to a recorded revision (no git needed) or to a tag
+    ///
+    /// The record or tag is checked exactly as sync checks a tag, with the same flags and
+    /// defaults: a record is a Secret that anyone who may write Secrets in the namespace can
+    /// edit, so objects outside the namespace, cluster-scoped objects and an empty record are
+    /// refused unless the flag a sync would need is given.
     #[command(after_help = EXIT_CODES)]
     Revert(RevertArgs),
     /// The recorded revisions of the namespace, newest first
@@ -164,6 +169,8 @@ pub struct RevertArgs {
     #[arg(long, value_name = "path")]
     pub path: Option<String>,
     #[command(flatten)]
+    pub scope: ScopeArgs,
+    #[command(flatten)]
     pub planning: PlanningArgs,
     /// Show Secret values instead of masking them
     #[arg(long)]
@@ -212,6 +219,25 @@ pub enum Output {
     Json,
 }
 
+/// What the objects to apply may reach beyond the target namespace: the same flags, with the
+/// same defaults, for everything that applies (sync, and revert, whose record or tag is checked
+/// exactly as a sync's tag is).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScopeArgs {
+    /// Allow objects whose namespace differs from the target namespace
+    #[arg(long)]
+    pub allow_other_namespaces: bool,
+    /// Allow cluster-scoped objects (a Namespace named like the target is always allowed)
+    #[arg(long)]
+    pub allow_cluster_scoped: bool,
+    /// Create the target namespace if it does not exist
+    #[arg(long)]
+    pub create_namespace: bool,
+    /// Allow a render with no objects (applying it prunes everything we applied)
+    #[arg(long)]
+    pub allow_empty: bool,
+}
+
 /// Where the manifests come from and how they may be applied.
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
@@ -233,18 +259,8 @@ pub struct SourceArgs {
     /// Manifests path inside the repository (default: the environment's path)
     #[arg(long, value_name = "path")]
     pub path: Option<String>,
-    /// Allow objects whose namespace differs from the target namespace
-    #[arg(long)]
-    pub allow_other_namespaces: bool,
-    /// Allow cluster-scoped objects (a Namespace named like the target is always allowed)
-    #[arg(long)]
-    pub allow_cluster_scoped: bool,
-    /// Create the target namespace if it does not exist
-    #[arg(long)]
-    pub create_namespace: bool,
-    /// Allow a render with no objects (a sync then prunes everything we applied)
-    #[arg(long)]
-    pub allow_empty: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     #[command(flatten)]
     pub planning: PlanningArgs,
     /// Show Secret values instead of masking them

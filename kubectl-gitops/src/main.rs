@@ -76,14 +76,35 @@ async fn plan_for(
     Ok((conn, cluster, plan))
 }
 
+/// How every command that applies (or shows what applying would do) plans: one function, so
+/// sync, diff and revert validate with the same flags and the same defaults. `apply` is `None`
+/// for diff.
+fn plan_options(
+    scope: &cli::ScopeArgs,
+    planning: &cli::PlanningArgs,
+    apply: Option<&cli::ApplyArgs>,
+) -> plan::Options {
+    plan::Options {
+        namespace: String::new(),
+        allow_other_namespaces: scope.allow_other_namespaces,
+        allow_cluster_scoped: scope.allow_cluster_scoped,
+        create_namespace: scope.create_namespace,
+        allow_empty: scope.allow_empty,
+        concurrency: planning.concurrency as usize,
+        prune_protected: apply.is_some_and(|a| a.prune_protected),
+        prune: apply.is_none_or(|a| !a.no_prune),
+        check_all: planning.check_all,
+        for_write: apply.is_some_and(|a| !a.dry_run),
+        keep_unchanged_live: false,
+    }
+}
+
 async fn prepare(
     kube: &cli::KubeArgs,
     args: &SourceArgs,
-    prune_protected: bool,
-    prune: bool,
-    for_write: bool,
+    apply: Option<&cli::ApplyArgs>,
 ) -> Result<Prepared> {
-    let source = source::resolve(args)?;
+    let source = source::resolve(args.into())?;
     log::info(
         1,
         format!(
@@ -99,19 +120,7 @@ async fn prepare(
             source.manifests.len()
         ),
     );
-    let flags = plan::Options {
-        namespace: String::new(),
-        allow_other_namespaces: args.allow_other_namespaces,
-        allow_cluster_scoped: args.allow_cluster_scoped,
-        create_namespace: args.create_namespace,
-        allow_empty: args.allow_empty,
-        concurrency: args.planning.concurrency as usize,
-        prune_protected,
-        prune,
-        check_all: args.planning.check_all,
-        for_write,
-        keep_unchanged_live: false,
-    };
+    let flags = plan_options(&args.scope, &args.planning, apply);
     let (conn, cluster, plan) = plan_for(
         kube,
         source.manifests,
@@ -153,6 +162,10 @@ async fn apply_flow(
     } else if args.dry_run {
         report::print_diff(&p.plan, show_secrets);
     } else {
+        if !args.yes {
+            // What the question is about, object by object, not just counted.
+            report::print_changes(&p.plan);
+        }
         eprintln!(
             "{} -> namespace {}: {}",
             p.tag,
@@ -216,7 +229,7 @@ async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Diff(args) => {
             // Exit 1 means "differences" to scripts, so every diff error must be 2 or more.
-            let p = prepare(&cli.kube, &args.source, false, true, false)
+            let p = prepare(&cli.kube, &args.source, None)
                 .await
                 .map_err(|e| match e.kind {
                     shared::ErrorKind::Refused => Error {
@@ -242,14 +255,7 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(if p.plan.has_changes() { 1 } else { 0 })
         }
         Command::Sync(args) => {
-            let p = prepare(
-                &cli.kube,
-                &args.source,
-                args.apply.prune_protected,
-                !args.apply.no_prune,
-                !args.apply.dry_run,
-            )
-            .await?;
+            let p = prepare(&cli.kube, &args.source, Some(&args.apply)).await?;
             apply_flow(
                 p,
                 &args.apply,
@@ -261,19 +267,7 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Revert(args) => {
             let target = revert::target(&cli.kube, &args).await?;
-            let flags = plan::Options {
-                namespace: String::new(),
-                allow_other_namespaces: true,
-                allow_cluster_scoped: true,
-                create_namespace: false,
-                allow_empty: true,
-                concurrency: args.planning.concurrency as usize,
-                prune_protected: args.apply.prune_protected,
-                prune: !args.apply.no_prune,
-                check_all: args.planning.check_all,
-                for_write: !args.apply.dry_run,
-                keep_unchanged_live: false,
-            };
+            let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
             let (conn, cluster, plan) = plan_for(
                 &cli.kube,
                 target.manifests,

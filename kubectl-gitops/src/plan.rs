@@ -188,7 +188,7 @@ pub async fn build(
     }
     if manifests.is_empty() && !opts.allow_empty {
         return Err(Error::invalid(
-            "the manifests render to no objects; refusing to sync (it would prune everything)",
+            "the manifests render to no objects; refusing to apply them (it would prune everything)",
         )
         .hint("check --path, or pass --allow-empty if emptying the namespace is intended"));
     }

@@ -18,7 +18,7 @@ use shared::{Error, Result};
 
 use crate::cli::KubeArgs;
 use crate::cluster::{Cluster, api_error, idempotent, status_code};
-use shared::manifest::{Manifest, Source};
+use shared::manifest::Manifest;
 
 pub const REVISION_LABEL: &str = "gitops.kubectl.io/revision";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -222,21 +222,15 @@ pub async fn open(kube: &KubeArgs) -> Result<Recorded> {
     })
 }
 
-/// A recorded revision's objects as manifests, so they go through the same plan as a tag's.
+/// A recorded revision's objects as manifests, checked as a tag's files are, so they go
+/// through the same validation and plan as a tag's (a record is anyone's who may write
+/// Secrets in the namespace).
 pub async fn load(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<Manifest>> {
-    Ok(manifests(cluster, ns, meta)
-        .await?
-        .into_iter()
-        .enumerate()
-        .map(|(i, object)| Manifest {
-            object,
-            source: Source {
-                file: format!("revision {}", meta.revision),
-                document: i + 1,
-                line: 1,
-            },
-        })
-        .collect())
+    let objects = manifests(cluster, ns, meta).await?;
+    shared::manifest::from_values(
+        &format!("revision record {}", name(meta.revision, 0)),
+        objects,
+    )
 }
 
 #[cfg(test)]

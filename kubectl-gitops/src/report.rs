@@ -63,6 +63,23 @@ pub fn print_diff(plan: &Plan, show_secrets: bool) {
     let _ = writeln!(out, "{}", plan.summary());
 }
 
+/// One line per object the plan changes (or declines to prune), on stderr: what a
+/// confirmation is asked about.
+pub fn print_changes(plan: &Plan) {
+    let mut err = anstream::stderr().lock();
+    for item in &plan.items {
+        let what = match item.action {
+            Action::Unchanged => continue,
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Prune => "prune",
+            Action::Protected => "not pruned (protected)",
+            Action::Kept => "not pruned (--no-prune)",
+        };
+        let _ = writeln!(err, "  {what} {}", item.key);
+    }
+}
+
 pub fn plan_json(plan: &Plan, show_secrets: bool, extra: Value) -> Value {
     let mut creates = Vec::new();
     let mut updates = Vec::new();

@@ -1,10 +1,12 @@
 //! What a revert goes back to: a recorded revision (manifests from the record in the cluster,
 //! so it works with the git server down or the repository gone), or a tag read from git.
+//! Either way the objects are only a candidate: they go through the same validation and plan
+//! as a sync's (a record is anyone's who may write Secrets in the namespace).
 
 use shared::manifest::Manifest;
 use shared::{Error, Result};
 
-use crate::cli::{KubeArgs, RevertArgs, SourceArgs};
+use crate::cli::{KubeArgs, RevertArgs};
 use crate::record::{self, Meta};
 
 pub struct Target {
@@ -23,17 +25,11 @@ fn succeeded(m: &Meta) -> bool {
 
 pub async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
     if let Some(tag) = &args.to_tag {
-        let source = crate::source::resolve(&SourceArgs {
-            repo: args.repo.clone(),
-            tag: Some(tag.clone()),
+        let source = crate::source::resolve(crate::source::Location {
+            repo: args.repo.as_deref(),
+            tag: Some(tag),
             env: None,
-            path: args.path.clone(),
-            allow_other_namespaces: true,
-            allow_cluster_scoped: true,
-            create_namespace: false,
-            allow_empty: true,
-            planning: args.planning.clone(),
-            show_secrets: args.show_secrets,
+            path: args.path.as_deref(),
         })?;
         let conn = crate::kubeconf::connect(kube, source.context.as_deref()).await?;
         let namespace = kube

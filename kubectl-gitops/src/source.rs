@@ -2,7 +2,7 @@
 //! repository, read from git objects, with namespace, path and context defaulting to the
 //! environment's entry in gitops.yaml at that tag.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
 use shared::git::Repo;
@@ -11,6 +11,26 @@ use shared::tag::TagName;
 use shared::{Error, Result};
 
 use crate::cli::SourceArgs;
+
+/// Where to read: the repository (default: around the working directory), a tag or an
+/// environment's latest deploy tag, and the manifests path (default: the environment's).
+pub struct Location<'a> {
+    pub repo: Option<&'a Path>,
+    pub tag: Option<&'a str>,
+    pub env: Option<&'a str>,
+    pub path: Option<&'a str>,
+}
+
+impl<'a> From<&'a SourceArgs> for Location<'a> {
+    fn from(args: &'a SourceArgs) -> Self {
+        Location {
+            repo: args.repo.as_deref(),
+            tag: args.tag.as_deref(),
+            env: args.env.as_deref(),
+            path: args.path.as_deref(),
+        }
+    }
+}
 
 pub struct Source {
     pub tag: String,
@@ -29,16 +49,16 @@ pub fn kubectl_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("kubectl"))
 }
 
-pub fn resolve(args: &SourceArgs) -> Result<Source> {
-    let dir = match &args.repo {
-        Some(p) => p.clone(),
+pub fn resolve(args: Location<'_>) -> Result<Source> {
+    let dir = match args.repo {
+        Some(p) => p.to_path_buf(),
         None => std::env::current_dir()?,
     };
     let repo = Repo::discover(&dir).map_err(|e| {
         Error::invalid(format!("--repo: {}", e.message))
             .hint("pass --repo <path to the config repository>, or run inside it")
     })?;
-    let (tag, env_name) = match (&args.tag, &args.env) {
+    let (tag, env_name) = match (args.tag, args.env) {
         (Some(t), _) => (
             t.trim_start_matches("refs/tags/").to_string(),
             TagName::parse(t).map(|t| t.env),
@@ -53,7 +73,7 @@ pub fn resolve(args: &SourceArgs) -> Result<Source> {
                     "tag it with `git deploy tag {env}`, or name a tag with --tag"
                 ))
             })?;
-            (latest.name, Some(env.clone()))
+            (latest.name, Some(env.to_string()))
         }
         (None, None) => return Err(Error::invalid("give --tag <tag> or --env <environment>")),
     };
@@ -82,7 +102,7 @@ pub fn resolve(args: &SourceArgs) -> Result<Source> {
         },
         None => None,
     };
-    let path = match (&args.path, &env) {
+    let path = match (args.path, &env) {
         (Some(p), _) => {
             if let Some(problem) = shared::refname::repo_path_problem(p) {
                 return Err(Error::invalid(format!("--path {p:?} {problem}")));

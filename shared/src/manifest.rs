@@ -748,6 +748,17 @@ fn json_documents(file: &str, bytes: &[u8]) -> Result<Vec<Document>> {
     Ok(out)
 }
 
+/// Objects that were not read from a file (a revision record's), checked exactly as the
+/// documents of a file are: each value is one document of `file`.
+pub fn from_values(file: &str, values: Vec<Value>) -> Result<Vec<Manifest>> {
+    let documents = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| (i + 1, 1, v))
+        .collect();
+    objects(file, documents)
+}
+
 fn objects(file: &str, documents: Vec<Document>) -> Result<Vec<Manifest>> {
     let mut out = Vec::with_capacity(documents.len());
     for (document, line, value) in documents {
