@@ -6,20 +6,42 @@ use serde_json::json;
 use shared::Result;
 
 use crate::cli::{Format, HistoryArgs, KubeArgs};
+use crate::record::{Corrupt, Meta};
+
+enum Row<'a> {
+    Readable(&'a Meta),
+    Corrupt(&'a Corrupt),
+}
+
+impl Row<'_> {
+    fn revision(&self) -> u64 {
+        match self {
+            Row::Readable(m) => m.revision,
+            Row::Corrupt(c) => c.revision.unwrap_or(0),
+        }
+    }
+}
 
 pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
     let crate::record::Recorded {
-        namespace,
-        mut records,
-        ..
+        namespace, records, ..
     } = crate::record::open(kube).await?;
-    records.reverse();
+    // Newest first; a corrupt record sits where the number its name carries puts it (one
+    // whose name carries none, last), so a forged record is seen, never silently skipped.
+    let mut rows: Vec<Row> = records
+        .trusted
+        .iter()
+        .map(Row::Readable)
+        .chain(records.corrupt.iter().map(Row::Corrupt))
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.revision()));
+    let records = rows;
     match args.output {
         Format::Json => {
             let list: Vec<_> = records
                 .iter()
-                .map(|m| {
-                    json!({
+                .map(|r| match r {
+                    Row::Readable(m) => json!({
                         "revision": m.revision,
                         "tag": m.tag,
                         "commit": m.commit,
@@ -28,7 +50,12 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         "outcome": m.outcome,
                         "objects": m.objects.len(),
                         "reverted_to": m.reverted_to,
-                    })
+                    }),
+                    Row::Corrupt(c) => json!({
+                        "revision": c.revision,
+                        "secret": c.name,
+                        "corrupt": c.reason,
+                    }),
                 })
                 .collect();
             println!(
@@ -41,8 +68,8 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
             let mut out = anstream::stdout().lock();
             let rows: Vec<[String; 7]> = records
                 .iter()
-                .map(|m| {
-                    [
+                .map(|r| match r {
+                    Row::Readable(m) => [
                         m.revision.to_string(),
                         m.tag.clone(),
                         m.commit.chars().take(7).collect(),
@@ -50,7 +77,16 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         m.user.clone(),
                         m.outcome.clone(),
                         m.objects.len().to_string(),
-                    ]
+                    ],
+                    Row::Corrupt(c) => [
+                        c.revision.map(|n| n.to_string()).unwrap_or("?".into()),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        format!("corrupt (Secret {}): {}", c.name, c.reason),
+                        "-".into(),
+                    ],
                 })
                 .collect();
             let headers = [

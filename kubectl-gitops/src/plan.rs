@@ -277,7 +277,7 @@ pub async fn build(
 
     let latest_revision = if opts.for_write && namespace_exists {
         let records = crate::record::list(cluster, ns).await?;
-        Some(records.last().map(|m| m.revision).unwrap_or(0))
+        Some(records.newest_number())
     } else if opts.for_write {
         Some(0)
     } else {

@@ -50,27 +50,37 @@ pub async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
         cluster,
         namespace,
         records,
-        ..
     } = record::open(kube).await?;
-    let Some(current) = records.last() else {
+    let Some(current) = records.newest() else {
         return Err(Error::invalid(format!(
             "namespace {namespace} has no recorded revisions to revert to"
         ))
         .hint("kubectl gitops sync records one per sync; use --to-tag to go to a tag"));
     };
     let meta = match args.to_revision {
-        Some(n) => records
-            .iter()
-            .find(|m| m.revision == n)
-            .cloned()
-            .ok_or_else(|| {
-                let kept: Vec<String> = records.iter().map(|m| m.revision.to_string()).collect();
-                Error::invalid(format!("namespace {namespace} has no revision {n}")).hint(format!(
-                    "recorded revisions: {} (kubectl gitops history -n {namespace})",
-                    kept.join(", ")
-                ))
-            })?,
+        Some(n) => match records.trusted.iter().find(|m| m.revision == n) {
+            Some(m) => m.clone(),
+            None => {
+                if let Some(c) = records.corrupt.iter().find(|c| c.revision == Some(n)) {
+                    return Err(c.error(&namespace));
+                }
+                let kept: Vec<String> = records
+                    .trusted
+                    .iter()
+                    .map(|m| m.revision.to_string())
+                    .collect();
+                return Err(
+                    Error::invalid(format!("namespace {namespace} has no revision {n}")).hint(
+                        format!(
+                            "recorded revisions: {} (kubectl gitops history -n {namespace})",
+                            kept.join(", ")
+                        ),
+                    ),
+                );
+            }
+        },
         None => records
+            .trusted
             .iter()
             .rev()
             .filter(|m| m.revision < current.revision)

@@ -18,7 +18,7 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
         records,
         ..
     } = crate::record::open(kube).await?;
-    let Some(current) = records.last().cloned() else {
+    let Some(current) = records.newest().cloned() else {
         return Err(
             Error::invalid(format!("namespace {namespace} has no recorded revision"))
                 .hint("kubectl gitops sync records one; status compares the namespace with it"),

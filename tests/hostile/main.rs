@@ -1305,6 +1305,15 @@ fn edit_record_objects(ns: &str, rev: u64, edit: impl Fn(&mut Vec<Value>)) {
     replace_secret(&s);
 }
 
+/// Rewrites the meta.json of revision `rev`.
+fn edit_record_meta(ns: &str, rev: u64, edit: impl Fn(&mut Value)) {
+    let mut s = record_secret(ns, &format!("kubectl-gitops.rev.{rev}"));
+    let mut meta: Value = serde_json::from_slice(&unb64(&s["data"]["meta.json"])).unwrap();
+    edit(&mut meta);
+    s["data"]["meta.json"] = Value::String(b64(meta.to_string().as_bytes()));
+    replace_secret(&s);
+}
+
 fn exists(args: &[&str]) -> bool {
     cluster::cluster()
         .kubectl()
@@ -1314,6 +1323,11 @@ fn exists(args: &[&str]) -> bool {
         .unwrap()
         .status
         .success()
+}
+
+fn no_lease(case: &str, ns: &str) -> Option<String> {
+    exists(&["lease", "kubectl-gitops-lock", "-n", ns])
+        .then(|| format!("[{case}] the namespace Lease was left behind"))
 }
 
 type RecordEdit = Box<dyn Fn(&str, &Repo)>;
@@ -1459,4 +1473,141 @@ fn revert_to_a_tag_takes_the_flags_sync_takes() {
     );
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(exists(&["clusterrole", &format!("{ns}-reader")]));
+}
+
+/// A gzip stream of `[`, `mib` MiB of spaces and `]`: valid JSON, a few hundred KB packed.
+fn gzip_bomb(mib: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(b"[").unwrap();
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..mib {
+        e.write_all(&spaces).unwrap();
+    }
+    e.write_all(b"]").unwrap();
+    e.finish().unwrap()
+}
+
+/// Records that break the bounds: named as corrupt by history and revert, never used, and no
+/// later sync panics, loops or leaves its Lease behind.
+#[test]
+fn corrupt_records_are_named_and_never_trusted() {
+    let bomb = gzip_bomb(300);
+    assert!(bomb.len() < 512 * 1024, "bomb is {} bytes", bomb.len());
+    struct Case {
+        name: &'static str,
+        edit: Box<dyn Fn(&str)>,
+        /// What history and revert say about revision 1.
+        needle: &'static str,
+        /// History can tell from the meta alone (the bomb shows only when read).
+        history_sees_it: bool,
+    }
+    let cases = vec![
+        Case {
+            name: "parts-4294967295",
+            edit: Box::new(|ns| edit_record_meta(ns, 1, |m| m["parts"] = 4294967295u64.into())),
+            needle: "4294967295 parts",
+            history_sees_it: true,
+        },
+        Case {
+            name: "revision-18446744073709551615",
+            edit: Box::new(|ns| edit_record_meta(ns, 1, |m| m["revision"] = u64::MAX.into())),
+            needle: "18446744073709551615",
+            history_sees_it: true,
+        },
+        Case {
+            name: "gzip-bomb",
+            edit: Box::new(move |ns| {
+                let mut s = record_secret(ns, "kubectl-gitops.rev.1");
+                s["data"]["manifests.0"] = Value::String(b64(&bomb));
+                replace_secret(&s);
+            }),
+            needle: "inflate to more than 64 MiB",
+            history_sees_it: false,
+        },
+    ];
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case.name;
+        let (ns, repo) = two_revisions("hostile-record");
+        (case.edit)(&ns);
+        let dir = repo.tmp.path();
+        let run = |failures: &mut Vec<String>, what: &str, args: Vec<String>| -> Output {
+            let (o, done) = kubectl_gitops_within(&args, dir, 60);
+            let stderr = text(&o.stderr);
+            if !done {
+                failures.push(format!("[{name}] {what} did not finish within 60 s"));
+            } else if o.status.code() == Some(101) || stderr.contains("panicked") {
+                failures.push(format!("[{name}] {what} panicked:\n{stderr}"));
+            }
+            o
+        };
+        // history names it, and exits 0.
+        let h = run(
+            &mut failures,
+            "history",
+            strings(&["history", "-n", &ns, "-o", "json"]),
+        );
+        let hv: Value = serde_json::from_slice(&h.stdout).unwrap_or_default();
+        let named = hv["revisions"].as_array().into_iter().flatten().any(|r| {
+            r["secret"] == "kubectl-gitops.rev.1"
+                && r["corrupt"]
+                    .as_str()
+                    .is_some_and(|c| c.contains(case.needle))
+        });
+        if h.status.code() != Some(0) || named != case.history_sees_it {
+            failures.push(format!(
+                "[{name}] history (exit {:?}) should {}name revision 1 as corrupt: {hv:#}\n{}",
+                h.status.code(),
+                if case.history_sees_it { "" } else { "not " },
+                text(&h.stderr)
+            ));
+        }
+        // revert to it: refused, named, nothing written.
+        let before = snapshot(&ns);
+        let o = run(
+            &mut failures,
+            "revert",
+            strings(&["revert", "-n", &ns, "--to-revision", "1", "--yes"]),
+        );
+        failures.extend(check_error(name, &o, 2, "kubectl-gitops.rev.1 is corrupt"));
+        if !case.history_sees_it && !text(&o.stderr).contains(case.needle) {
+            failures.push(format!(
+                "[{name}] revert does not say why: {}",
+                text(&o.stderr)
+            ));
+        }
+        if snapshot(&ns) != before {
+            failures.push(format!("[{name}] revert wrote to the namespace"));
+        }
+        // A later sync that prunes history down to one record finishes, exit 0.
+        let r = repo.path.to_str().unwrap();
+        let o = run(
+            &mut failures,
+            "sync",
+            strings(&[
+                "sync",
+                "--repo",
+                r,
+                "--tag",
+                "A",
+                "--path",
+                "app",
+                "-n",
+                &ns,
+                "--yes",
+                "--history-limit",
+                "1",
+            ]),
+        );
+        if o.status.code() != Some(0) {
+            failures.push(format!(
+                "[{name}] sync after it: exit {:?}\n{}",
+                o.status.code(),
+                text(&o.stderr)
+            ));
+        }
+        failures.extend(no_lease(name, &ns));
+    }
+    report(failures);
 }
