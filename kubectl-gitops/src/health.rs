@@ -25,10 +25,10 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
 
+use crate::manifest::ObjectKey;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
-use shared::manifest::ObjectKey;
 use shared::{Error, Result};
 use tokio::time::Instant;
 

@@ -1,6 +1,7 @@
 //! `kubectl-gitops`, run by kubectl as `kubectl gitops ...`. Parses arguments, connects, and
 //! maps outcomes to the documented exit codes; the work is in the other modules.
 
+mod applyset;
 mod cli;
 mod cluster;
 mod health;
@@ -8,6 +9,8 @@ mod history;
 mod kubeconf;
 mod lock;
 mod log;
+mod manifest;
+mod normalize;
 mod plan;
 mod record;
 mod report;
@@ -16,6 +19,9 @@ mod source;
 mod status;
 mod sync;
 mod unchanged;
+
+#[cfg(test)]
+mod properties;
 
 use std::io::Write;
 
@@ -60,7 +66,7 @@ struct Prepared {
 /// (`opts.namespace` is resolved here; callers leave it empty).
 async fn plan_for(
     kube: &cli::KubeArgs,
-    manifests: Vec<shared::manifest::Manifest>,
+    manifests: Vec<crate::manifest::Manifest>,
     env_namespace: Option<&str>,
     env_context: Option<&str>,
     mut opts: plan::Options,

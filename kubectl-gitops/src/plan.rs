@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::applyset;
+use crate::manifest::{Manifest, ObjectKey};
 use futures::StreamExt;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use shared::applyset;
-use shared::manifest::{Manifest, ObjectKey};
 use shared::{Error, Result};
 
 use crate::cluster::{Cluster, Resolved, api_error, idempotent, status_code};
@@ -164,7 +164,7 @@ fn protected(key: &ObjectKey) -> bool {
     )
 }
 
-fn where_(source: &shared::manifest::Source) -> String {
+fn where_(source: &crate::manifest::Source) -> String {
     format!(
         "{}: document {} (line {})",
         source.file, source.document, source.line
@@ -192,7 +192,7 @@ pub async fn build(
         )
         .hint("check --path, or pass --allow-empty if emptying the namespace is intended"));
     }
-    shared::manifest::check_duplicates(&manifests)?;
+    crate::manifest::check_duplicates(&manifests)?;
     let id = parent_id(ns);
     cluster.learn_crds(manifests.iter().map(|m| &m.object));
 
@@ -498,8 +498,8 @@ pub async fn build(
                     (Some(l), Some(m)) => {
                         let mut a = l.clone();
                         let mut b = m.clone();
-                        shared::normalize::normalize(&mut a);
-                        shared::normalize::normalize(&mut b);
+                        crate::normalize::normalize(&mut a);
+                        crate::normalize::normalize(&mut b);
                         if a == b {
                             Action::Unchanged
                         } else {

@@ -27,7 +27,7 @@ use shared::{Error, Result};
 
 use crate::cli::KubeArgs;
 use crate::cluster::{Cluster, api_error, idempotent, status_code};
-use shared::manifest::Manifest;
+use crate::manifest::Manifest;
 
 pub const REVISION_LABEL: &str = "gitops.kubectl.io/revision";
 pub const PART_LABEL: &str = "gitops.kubectl.io/part-of-revision";
@@ -432,7 +432,7 @@ pub async fn open(kube: &KubeArgs) -> Result<Recorded> {
 /// through the same validation and plan as a tag's.
 pub async fn load(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<Manifest>> {
     let objects = manifests(cluster, ns, meta).await?;
-    shared::manifest::from_values(
+    crate::manifest::from_values(
         &format!("revision record {}", name(meta.revision, 0)),
         objects,
     )

@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
+use crate::normalize;
 use serde_json::{Value, json};
-use shared::normalize;
 
 use crate::plan::{Action, Item, Plan};
 

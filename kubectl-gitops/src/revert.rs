@@ -3,7 +3,7 @@
 //! Either way the objects are only a candidate: they go through the same validation and plan
 //! as a sync's (a record is anyone's who may write Secrets in the namespace).
 
-use shared::manifest::Manifest;
+use crate::manifest::Manifest;
 use shared::{Error, Result};
 
 use crate::cli::{KubeArgs, RevertArgs};

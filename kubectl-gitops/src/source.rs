@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::manifest::Manifest;
 use gix::ObjectId;
 use shared::git::Repo;
-use shared::manifest::Manifest;
 use shared::tag::TagName;
 use shared::{Error, Result};
 
@@ -117,7 +117,7 @@ pub fn resolve(args: Location<'_>) -> Result<Source> {
             .hint("name the manifests directory with --path, or use --env"));
         }
     };
-    let manifests = shared::manifest::load_at(&repo, commit, &path, &kubectl_binary())?;
+    let manifests = crate::manifest::load_at(&repo, commit, &path, &kubectl_binary())?;
     Ok(Source {
         tag,
         commit,

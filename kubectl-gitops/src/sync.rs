@@ -8,7 +8,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use serde_json::{Value, json};
-use shared::{Error, Result, applyset};
+use shared::{Error, Result};
+
+use crate::applyset;
 
 use crate::cluster::{Cluster, api_error, idempotent, status_code};
 use crate::plan::{Action, Item, MANAGER, PARENT_NAME, Plan, is_target_namespace};

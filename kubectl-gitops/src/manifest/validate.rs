@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use shared::error::{Error, Result};
 
 use super::{Manifest, ObjectKey, Source};
 

@@ -5,6 +5,8 @@
 //! renders a kustomization from an export of the tree. This file holds what they share.
 
 mod kustomize;
+#[cfg(test)]
+mod load_tests;
 mod parse;
 mod tree;
 mod validate;
@@ -13,10 +15,11 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::error::Error;
+use shared::error::Error;
 
-pub use kustomize::KUSTOMIZATION_FILES;
-pub use parse::{from_values, parse_stream};
+pub use parse::from_values;
+#[cfg(test)]
+pub use parse::parse_stream;
 pub use tree::load_at;
 pub use validate::check_duplicates;
 

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use gix::bstr::ByteSlice;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
-use crate::git::Repo;
+use shared::error::{Error, Result};
+use shared::git::Repo;
 
 use super::Manifest;
 use super::parse::{parse_yaml_stream, with_parser_stack, yaml_message, yaml_options};

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 
-use crate::error::{Error, Result};
-use crate::git::{Repo, under};
+use shared::error::{Error, Result};
+use shared::git::{Repo, under};
 
 use super::Manifest;
 use super::kustomize::{KUSTOMIZATION_FILES, render_kustomization};

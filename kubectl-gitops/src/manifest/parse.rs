@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use shared::error::{Error, Result};
 
 use super::validate::check_object;
 use super::{Manifest, Source};
