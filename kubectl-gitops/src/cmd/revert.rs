@@ -1,13 +1,37 @@
-//! What a revert goes back to: a recorded revision (manifests from the record in the cluster,
-//! so it works with the git server down or the repository gone), or a tag read from git.
-//! Either way the objects are only a candidate: they go through the same validation and plan
-//! as a sync's (a record is anyone's who may write Secrets in the namespace).
+//! `kubectl gitops revert`: back to a recorded revision (manifests from the record in the
+//! cluster, so it works with the git server down or the repository gone), or to a tag read
+//! from git. Either way the objects are only a candidate: they go through the same validation
+//! and plan as a sync's (a record is anyone's who may write Secrets in the namespace).
 
 use crate::manifest::Manifest;
 use shared::{Error, Result};
 
+use super::{Prepared, apply_flow, plan_for, plan_options};
 use crate::cli::{KubeArgs, RevertArgs};
 use crate::record::{self, Meta};
+
+pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
+    let target = target(kube, &args).await?;
+    let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
+    let (conn, cluster, plan) =
+        plan_for(kube, target.manifests, Some(&target.namespace), None, flags).await?;
+    eprintln!("revert {} to {}", plan.namespace, target.describe);
+    let p = Prepared {
+        tag: target.tag,
+        commit: target.commit,
+        conn,
+        cluster,
+        plan,
+    };
+    apply_flow(
+        p,
+        &args.apply,
+        args.show_secrets,
+        args.planning.concurrency as usize,
+        Some((target.revision, format!("reverted to {}", target.describe))),
+    )
+    .await
+}
 
 pub struct Target {
     pub manifests: Vec<Manifest>,
@@ -23,7 +47,7 @@ fn succeeded(m: &Meta) -> bool {
     m.outcome == "succeeded" || m.outcome.starts_with("reverted to")
 }
 
-pub async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
+async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
     if let Some(tag) = &args.to_tag {
         let source = crate::source::resolve(crate::source::Location {
             repo: args.repo.as_deref(),

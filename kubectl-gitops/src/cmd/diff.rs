@@ -1,0 +1,36 @@
+//! `kubectl gitops diff`: what a sync would change, one diff per object and a summary, or the
+//! plan as JSON, or through `KUBECTL_EXTERNAL_DIFF`. Exit 1 means differences.
+
+use shared::{Error, ErrorKind, Result};
+
+use super::{prepare, source_json};
+use crate::cli::{DiffArgs, KubeArgs, Output};
+use crate::report;
+
+pub async fn run(kube: &KubeArgs, args: DiffArgs) -> Result<i32> {
+    // Exit 1 means "differences" to scripts, so every diff error must be 2 or more.
+    let p = prepare(kube, &args.source, None)
+        .await
+        .map_err(|e| match e.kind {
+            ErrorKind::Refused => Error {
+                kind: ErrorKind::Invalid,
+                ..e
+            },
+            _ => e,
+        })?;
+    match args.output {
+        Output::Json => {
+            let v = report::plan_json(&p.plan, args.source.show_secrets, source_json(&p));
+            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        }
+        Output::Diff => {
+            if let Ok(tool) = std::env::var("KUBECTL_EXTERNAL_DIFF")
+                && !tool.trim().is_empty()
+            {
+                return report::external_diff(&p.plan, &tool, args.source.show_secrets);
+            }
+            report::print_diff(&p.plan, args.source.show_secrets);
+        }
+    }
+    Ok(if p.plan.has_changes() { 1 } else { 0 })
+}
