@@ -54,7 +54,17 @@ fn main() {
 /// errors map through their kind, except where a verb documents otherwise.
 async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Diff(args) => cmd::diff::run(&cli.kube, args).await,
+        // Exit 1 means "differences" to scripts, so every diff error must be 2 or more: also
+        // one after planning (an external diff tool that cannot be started).
+        Command::Diff(args) => cmd::diff::run(&cli.kube, args)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::Refused => Error {
+                    kind: ErrorKind::Invalid,
+                    ..e
+                },
+                _ => e,
+            }),
         Command::Sync(args) => cmd::sync::run(&cli.kube, args).await,
         Command::Revert(args) => cmd::revert::run(&cli.kube, args).await,
         Command::History(args) => cmd::history::run(&cli.kube, args).await,

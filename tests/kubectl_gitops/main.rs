@@ -1522,4 +1522,18 @@ fn diff_errors_never_exit_1() {
         "{}",
         err(&o)
     );
+    // An external diff tool that cannot be started is an error too, not "differences".
+    let o = run_env(
+        &[
+            "diff", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns,
+        ],
+        &[("KUBECTL_EXTERNAL_DIFF", "/nonexistent/difftool -u")],
+    );
+    assert!(
+        o.status.code().unwrap_or(0) >= 2,
+        "exit {:?}: {}",
+        o.status.code(),
+        err(&o)
+    );
+    assert!(err(&o).contains("/nonexistent/difftool"), "{}", err(&o));
 }

@@ -1,23 +1,14 @@
 //! `kubectl gitops diff`: what a sync would change, one diff per object and a summary, or the
 //! plan as JSON, or through `KUBECTL_EXTERNAL_DIFF`. Exit 1 means differences.
 
-use shared::{Error, ErrorKind, Result};
+use shared::Result;
 
 use super::{prepare, source_json};
 use crate::cli::{DiffArgs, KubeArgs, Output};
 use crate::report;
 
 pub async fn run(kube: &KubeArgs, args: DiffArgs) -> Result<i32> {
-    // Exit 1 means "differences" to scripts, so every diff error must be 2 or more.
-    let p = prepare(kube, &args.source, None)
-        .await
-        .map_err(|e| match e.kind {
-            ErrorKind::Refused => Error {
-                kind: ErrorKind::Invalid,
-                ..e
-            },
-            _ => e,
-        })?;
+    let p = prepare(kube, &args.source, None).await?;
     match args.output {
         Output::Json => {
             let v = report::plan_json(&p.plan, args.source.show_secrets, source_json(&p));
