@@ -7,7 +7,6 @@ mod output;
 mod plan;
 mod write;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
@@ -19,22 +18,7 @@ fn main() {
     let code = match run(cli) {
         Ok(()) => 0,
         Err(err) => {
-            let mut stderr = anstream::stderr();
-            let _ = writeln!(
-                stderr,
-                "{}error:{} {}",
-                output::BAD.render(),
-                output::BAD.render_reset(),
-                err.message
-            );
-            if let Some(hint) = &err.hint {
-                let _ = writeln!(
-                    stderr,
-                    "{}hint:{} {hint}",
-                    output::DIM.render(),
-                    output::DIM.render_reset()
-                );
-            }
+            output::print_error(&err);
             err.exit_code()
         }
     };

@@ -21,8 +21,6 @@ mod unchanged;
 #[cfg(test)]
 mod properties;
 
-use std::io::Write;
-
 use clap::Parser;
 use cli::{Cli, Command};
 use shared::{Error, ErrorKind, Result};
@@ -38,12 +36,7 @@ fn main() {
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            let mut stderr = anstream::stderr();
-            let red = anstyle::AnsiColor::Red.on_default();
-            let _ = writeln!(stderr, "{red}error:{red:#} {}", err.message);
-            if let Some(hint) = &err.hint {
-                let _ = writeln!(stderr, "hint: {hint}");
-            }
+            shared::output::print_error(&err);
             err.exit_code()
         }
     };

@@ -31,7 +31,14 @@ fn yaml(v: &Option<Value>) -> String {
 
 pub fn item_diff(item: &Item, show_secrets: bool, color: bool) -> String {
     let (before, after) = views(item, show_secrets);
-    shared::render::unified_diff(&item.key.to_string(), &yaml(&before), &yaml(&after), color)
+    let key = item.key.to_string();
+    shared::render::unified_diff(
+        &format!("{key} (live)"),
+        &format!("{key} (git)"),
+        &yaml(&before),
+        &yaml(&after),
+        color,
+    )
 }
 
 pub fn print_diff(plan: &Plan, show_secrets: bool) {

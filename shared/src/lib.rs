@@ -6,6 +6,7 @@
 pub mod config;
 pub mod error;
 pub mod git;
+pub mod output;
 pub mod prompt;
 pub mod refname;
 pub mod render;

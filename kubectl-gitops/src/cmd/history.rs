@@ -1,9 +1,8 @@
 //! `kubectl gitops history`: the revisions recorded in a namespace, newest first.
 
-use std::io::Write;
-
 use serde_json::json;
 use shared::Result;
+use shared::output::{self, Cell};
 
 use crate::cli::{Format, HistoryArgs, KubeArgs};
 use crate::record::{Corrupt, Meta};
@@ -65,59 +64,41 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
             );
         }
         Format::Table => {
-            let mut out = anstream::stdout().lock();
-            let rows: Vec<[String; 7]> = records
+            let rows: Vec<Vec<Cell>> = records
                 .iter()
                 .map(|r| match r {
-                    Row::Readable(m) => [
-                        m.revision.to_string(),
-                        m.tag.clone(),
-                        m.commit.chars().take(7).collect(),
-                        m.time.clone(),
-                        m.user.clone(),
-                        m.outcome.clone(),
-                        m.objects.len().to_string(),
+                    Row::Readable(m) => vec![
+                        Cell::plain(m.revision.to_string()),
+                        Cell::plain(&m.tag),
+                        Cell::plain(m.commit.chars().take(7).collect::<String>()),
+                        Cell::plain(&m.time),
+                        Cell::plain(&m.user),
+                        Cell::plain(&m.outcome),
+                        Cell::plain(m.objects.len().to_string()),
                     ],
-                    Row::Corrupt(c) => [
-                        c.revision.map(|n| n.to_string()).unwrap_or("?".into()),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        format!("corrupt (Secret {}): {}", c.name, c.reason),
-                        "-".into(),
+                    Row::Corrupt(c) => vec![
+                        Cell::plain(c.revision.map(|n| n.to_string()).unwrap_or("?".into())),
+                        Cell::plain("-"),
+                        Cell::plain("-"),
+                        Cell::plain("-"),
+                        Cell::plain("-"),
+                        Cell::styled(
+                            format!("corrupt (Secret {}): {}", c.name, c.reason),
+                            output::BAD,
+                        ),
+                        Cell::plain("-"),
                     ],
                 })
                 .collect();
-            let headers = [
-                "REVISION", "TAG", "COMMIT", "TIME", "USER", "OUTCOME", "OBJECTS",
-            ];
-            let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-            for r in &rows {
-                for (i, c) in r.iter().enumerate() {
-                    widths[i] = widths[i].max(c.chars().count());
-                }
-            }
-            let line = |cells: Vec<&str>| {
-                cells
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        if i + 1 == cells.len() {
-                            c.to_string()
-                        } else {
-                            format!("{c:<w$}", w = widths[i])
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
-            let _ = writeln!(out, "{}", line(headers.to_vec()));
-            for r in &rows {
-                let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
-            }
-            if rows.is_empty() {
-                let _ = writeln!(out, "no revisions recorded in namespace {namespace}");
+            let empty = rows.is_empty();
+            output::print_table(
+                &[
+                    "REVISION", "TAG", "COMMIT", "TIME", "USER", "OUTCOME", "OBJECTS",
+                ],
+                rows,
+            );
+            if empty {
+                output::stdout_line(format!("no revisions recorded in namespace {namespace}"));
             }
         }
     }
