@@ -75,9 +75,11 @@ pub struct KubeArgs {
     /// Server name to use for certificate validation
     #[arg(long, global = true, value_name = "name")]
     pub tls_server_name: Option<String>,
-    /// Time to wait for a single request (e.g. 30s, 1m; 0 means no timeout)
-    #[arg(long, global = true, value_name = "duration", default_value = "0")]
-    pub request_timeout: String,
+    /// Time to wait for a single request: a duration such as 30s or 1m, or plain seconds as
+    /// kubectl takes them; 0 means no timeout
+    #[arg(long, global = true, value_name = "duration", default_value = "0",
+          value_parser = shared::duration::parse_seconds_or_duration)]
+    pub request_timeout: std::time::Duration,
     /// Log verbosity: 0 quiet, 4 requests, 6+ details (logs go to stderr and never show secret values)
     #[arg(
         short = 'v',
@@ -146,9 +148,9 @@ pub struct ApplyArgs {
     /// Wait until what was applied is ready (rolled out, complete, bound, established)
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits (e.g. 90s, 5m, 1h)
-    #[arg(long, value_name = "duration", default_value = "5m")]
-    pub timeout: String,
+    /// How long --wait waits: a duration such as 90s, 5m or 1h30m
+    #[arg(long, value_name = "duration", default_value = "5m", value_parser = shared::duration::parse)]
+    pub timeout: std::time::Duration,
     /// Output format of the plan
     #[arg(short, long, value_enum, default_value_t = Output::Diff)]
     pub output: Output,

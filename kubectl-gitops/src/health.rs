@@ -721,52 +721,6 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// Parses `--timeout`: numbers with units h, m, s or ms, concatenated (`2m30s`).
-pub fn parse_timeout(s: &str) -> Result<Duration> {
-    let bad = |why: &str| {
-        Error::invalid(format!("--timeout {s:?}: {why}"))
-            .hint("give a duration such as 90s, 5m, 2m30s or 1h")
-    };
-    let text = s.trim();
-    if text.is_empty() {
-        return Err(bad("empty duration"));
-    }
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut total: u64 = 0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits_end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (digits, after) = rest.split_at(digits_end);
-        let unit_end = after
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_end);
-        if digits.is_empty() {
-            return Err(bad("expected a whole number before each unit"));
-        }
-        let millis_per = match unit {
-            "h" => 3_600_000,
-            "m" => 60_000,
-            "s" => 1_000,
-            "ms" => 1,
-            "" => return Err(bad("missing unit (h, m, s or ms)")),
-            other => return Err(bad(&format!("unknown unit {other:?} (use h, m, s or ms)"))),
-        };
-        total = digits
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(millis_per))
-            .and_then(|n| n.checked_add(total))
-            .ok_or_else(|| bad("too large"))?;
-        rest = after;
-    }
-    Ok(Duration::from_millis(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1332,39 +1286,6 @@ mod tests {
         let names: Vec<&str> = waited.iter().map(|w| w.key.name.as_str()).collect();
         assert_eq!(names, ["web", "conf"]);
         assert!(waited.iter().all(|w| w.health == Health::Ready));
-    }
-
-    #[test]
-    fn parse_timeout_accepts_go_style_durations() {
-        let secs = |s| parse_timeout(s).unwrap().as_secs();
-        assert_eq!(secs("5m"), 300);
-        assert_eq!(secs("90s"), 90);
-        assert_eq!(secs("1h"), 3600);
-        assert_eq!(secs("2m30s"), 150);
-        assert_eq!(secs("1h30m"), 5400);
-        assert_eq!(secs("0"), 0);
-        assert_eq!(
-            parse_timeout("1500ms").unwrap(),
-            Duration::from_millis(1500)
-        );
-    }
-
-    #[test]
-    fn parse_timeout_rejects_nonsense_naming_the_flag() {
-        for bad in [
-            "",
-            "5",
-            "-5m",
-            "5x",
-            "m",
-            "1.5m",
-            "5 m",
-            "99999999999999999999h",
-        ] {
-            let err = parse_timeout(bad).unwrap_err();
-            assert_eq!(err.kind, shared::error::ErrorKind::Invalid, "{bad:?}");
-            assert!(err.message.starts_with("--timeout"), "{}", err.message);
-        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! The manifest stack (loading, normalising, ApplySets) is kubectl-gitops' own.
 
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod git;
 pub mod output;

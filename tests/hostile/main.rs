@@ -1023,6 +1023,27 @@ fn kubectl_gitops_refuses_bad_connections_flags_and_config() {
             "--history-limit",
         ),
         kcase("unknown-flag", cm(), &["--frobnicate"], 2, "--frobnicate"),
+        // Checked before any request: the server named here does not exist.
+        kcase(
+            "timeout-not-a-duration",
+            cm(),
+            &[
+                "--server",
+                "https://127.0.0.1:1",
+                "--wait",
+                "--timeout",
+                "soon",
+            ],
+            2,
+            "--timeout",
+        ),
+        kcase(
+            "request-timeout-not-a-duration",
+            cm(),
+            &["--request-timeout", "soon"],
+            2,
+            "--request-timeout",
+        ),
         raw(kcase(
             "repo-is-not-a-repository",
             cm(),

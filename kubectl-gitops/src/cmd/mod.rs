@@ -126,7 +126,6 @@ pub async fn apply_flow(
         .as_ref()
         .map(|r| r.1.clone())
         .unwrap_or_else(|| "succeeded".into());
-    let timeout = health::parse_timeout(&args.timeout)?;
     if args.output == Output::Json {
         let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
@@ -191,7 +190,7 @@ pub async fn apply_flow(
             .filter(|i| i.desired.is_some())
             .map(|i| (i.key.clone(), i.resolved.clone()))
             .collect();
-        health::wait(&p.cluster, &targets, timeout).await?;
+        health::wait(&p.cluster, &targets, args.timeout).await?;
     }
     Ok(0)
 }
