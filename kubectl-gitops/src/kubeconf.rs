@@ -141,27 +141,34 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
 
 /// kube's `root_cert` holds DER certificates; CA files are PEM.
 fn pem_to_der(pem: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "not a PEM file".to_string())?;
-    let mut out = Vec::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("-----BEGIN CERTIFICATE") {
-            current = Some(String::new());
-        } else if line.starts_with("-----END CERTIFICATE") {
-            let b64 = current.take().ok_or("unbalanced PEM markers")?;
-            use base64::Engine;
-            out.push(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .map_err(|e| e.to_string())?,
-            );
-        } else if let Some(buf) = current.as_mut() {
-            buf.push_str(line);
-        }
-    }
-    if out.is_empty() {
+    let certs: Vec<Vec<u8>> = pem::parse_many(pem)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|p| p.tag() == "CERTIFICATE")
+        .map(pem::Pem::into_contents)
+        .collect();
+    if certs.is_empty() {
         return Err("no certificate found".into());
     }
-    Ok(out)
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_files_yield_their_certificates_only() {
+        let file = "junk before\n-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n\
+                    -----BEGIN PRIVATE KEY-----\nBAUG\n-----END PRIVATE KEY-----\n\
+                    -----BEGIN CERTIFICATE-----\nBwgJ\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            pem_to_der(file.as_bytes()).unwrap(),
+            vec![vec![1, 2, 3], vec![7, 8, 9]]
+        );
+        assert!(pem_to_der(b"not pem at all").is_err());
+        assert!(
+            pem_to_der(b"-----BEGIN PRIVATE KEY-----\nBAUG\n-----END PRIVATE KEY-----\n").is_err()
+        );
+    }
 }
