@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
 use shared::{Error, Result};
 
@@ -130,28 +132,23 @@ async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Custom resources of a CRD can be applied once the server reports it Established.
 async fn wait_established(cluster: &Cluster, item: &Item) -> Result<()> {
-    let api = cluster.api(&item.resolved, None);
-    for _ in 0..120 {
-        let o = api
-            .get(&item.key.name)
-            .await
-            .map_err(|e| api_error(&item.key, e))?;
-        let v = serde_json::to_value(&o).unwrap_or_default();
-        let established = v["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Established" && c["status"] == "True");
-        if established {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    const LIMIT: Duration = Duration::from_secs(30);
+    let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    let established = await_condition(api, &item.key.name, conditions::is_crd_established());
+    match tokio::time::timeout(LIMIT, established).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::refused(format!(
+            "waiting for {} to become Established: {e}",
+            item.key
+        ))),
+        Err(_) => Err(Error::refused(format!(
+            "{} did not become Established within {}s",
+            item.key,
+            LIMIT.as_secs()
+        ))),
     }
-    Err(Error::refused(format!(
-        "{} did not become Established within 30s",
-        item.key
-    )))
 }
 
 async fn prune_item(cluster: &Cluster, item: &Item) -> Result<()> {
