@@ -164,8 +164,9 @@ pub struct RevertArgs {
     /// Bring back the manifests at this tag instead (read from git, as sync does)
     #[arg(long, value_name = "tag")]
     pub to_tag: Option<String>,
-    /// The config repository, with --to-tag (default: the repository around the working directory)
-    #[arg(long, value_name = "path")]
+    /// The config repository, with --to-tag (default: the repository around the working
+    /// directory); -C as in git and git deploy
+    #[arg(short = 'C', long, value_name = "path")]
     pub repo: Option<std::path::PathBuf>,
     /// Manifests path, with --to-tag (default: the environment's path in gitops.yaml)
     #[arg(long, value_name = "path")]
@@ -243,8 +244,9 @@ pub struct ScopeArgs {
 /// Where the manifests come from and how they may be applied.
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
-    /// The config repository (default: the git repository containing the working directory)
-    #[arg(long, value_name = "path")]
+    /// The config repository (default: the git repository containing the working directory);
+    /// -C as in git and git deploy
+    #[arg(short = 'C', long, value_name = "path")]
     pub repo: Option<PathBuf>,
     /// Deploy the manifests at this tag
     #[arg(
@@ -324,6 +326,22 @@ mod tests {
         assert_eq!(before.kube.context.as_deref(), Some("c"));
         assert_eq!(after.kube.context.as_deref(), Some("c"));
         assert_eq!(after.kube.namespace.as_deref(), Some("ns"));
+    }
+
+    #[test]
+    fn dash_c_names_the_repository_as_in_git() {
+        let cli =
+            Cli::try_parse_from(["kubectl-gitops", "diff", "-C", "/r", "--tag", "t"]).unwrap();
+        let Command::Diff(d) = cli.command else {
+            panic!("diff")
+        };
+        assert_eq!(d.source.repo.as_deref(), Some(std::path::Path::new("/r")));
+        let cli =
+            Cli::try_parse_from(["kubectl-gitops", "revert", "-C", "/r", "--to-tag", "t"]).unwrap();
+        let Command::Revert(r) = cli.command else {
+            panic!("revert")
+        };
+        assert_eq!(r.repo.as_deref(), Some(std::path::Path::new("/r")));
     }
 
     #[test]
