@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -115,11 +115,7 @@ pub enum Command {
     Status(StatusArgs),
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
+pub use shared::output::Format;
 
 /// How a sync or revert writes: shared by both.
 #[derive(Args, Debug, Clone)]
@@ -151,9 +147,9 @@ pub struct ApplyArgs {
     /// How long --wait waits: a duration such as 90s, 5m or 1h30m
     #[arg(long, value_name = "duration", default_value = "5m", value_parser = shared::duration::parse)]
     pub timeout: std::time::Duration,
-    /// Output format of the plan
-    #[arg(short, long, value_enum, default_value_t = Output::Diff)]
-    pub output: Output,
+    /// Output format of the plan: text (the summary; with --dry-run, diffs) or json (the plan)
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 #[derive(Args, Debug)]
@@ -184,15 +180,15 @@ pub struct RevertArgs {
 
 #[derive(Args, Debug)]
 pub struct HistoryArgs {
-    /// Output format
-    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    /// Output format: text (a table) or json
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// Output format
-    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    /// Output format: text (a report) or json
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     /// Exit 1 when the namespace drifted from its revision or a workload is not ready
     #[arg(long)]
@@ -212,14 +208,6 @@ pub struct PlanningArgs {
     /// objects on every write)
     #[arg(long)]
     pub check_all: bool,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// Coloured unified diffs and a summary
-    Diff,
-    /// The plan as JSON: creates, updates (with their diff), prunes
-    Json,
 }
 
 /// What the objects to apply may reach beyond the target namespace: the same flags, with the
@@ -276,9 +264,10 @@ pub struct SourceArgs {
 pub struct DiffArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Diff)]
-    pub output: Output,
+    /// Output format: text (diffs and a summary) or json (the plan: creates, updates with their
+    /// diff, prunes)
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 #[derive(Args, Debug)]
@@ -342,6 +331,27 @@ mod tests {
             panic!("revert")
         };
         assert_eq!(r.repo.as_deref(), Some(std::path::Path::new("/r")));
+    }
+
+    #[test]
+    fn output_takes_the_same_values_everywhere_and_the_old_names() {
+        for (args, expected) in [
+            (vec!["diff", "--tag", "t", "-o", "json"], Format::Json),
+            (vec!["diff", "--tag", "t", "-o", "text"], Format::Text),
+            (vec!["diff", "--tag", "t", "-o", "diff"], Format::Text),
+            (vec!["history", "-o", "table"], Format::Text),
+            (vec!["status", "--output", "text"], Format::Text),
+        ] {
+            let cli = Cli::try_parse_from(["kubectl-gitops"].into_iter().chain(args.clone()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let got = match cli.command {
+                Command::Diff(a) => a.output,
+                Command::History(a) => a.output,
+                Command::Status(a) => a.output,
+                _ => unreachable!(),
+            };
+            assert_eq!(got, expected, "{args:?}");
+        }
     }
 
     #[test]

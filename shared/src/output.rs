@@ -17,6 +17,16 @@ pub const ADDED: Style = AnsiColor::Green.on_default();
 pub const REMOVED: Style = AnsiColor::Red.on_default();
 pub const HUNK: Style = AnsiColor::Cyan.on_default();
 
+/// The values of `-o/--output`, the same for every command of both tools: `text` for people
+/// (a table, a report, or diffs and a summary), `json` for scripts. `table` and `diff`, the
+/// names some commands used before, still work.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[value(alias = "table", alias = "diff")]
+    Text,
+    Json,
+}
+
 /// `error: <message>` and, when there is one, `hint: <what to do>`, on stderr: how both tools
 /// end a failed run.
 pub fn print_error(err: &Error) {

@@ -4,17 +4,17 @@
 use shared::Result;
 
 use super::{prepare, source_json};
-use crate::cli::{DiffArgs, KubeArgs, Output};
+use crate::cli::{DiffArgs, Format, KubeArgs};
 use crate::report;
 
 pub async fn run(kube: &KubeArgs, args: DiffArgs) -> Result<i32> {
     let p = prepare(kube, &args.source, None).await?;
     match args.output {
-        Output::Json => {
+        Format::Json => {
             let v = report::plan_json(&p.plan, args.source.show_secrets, source_json(&p));
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         }
-        Output::Diff => {
+        Format::Text => {
             if let Ok(tool) = std::env::var("KUBECTL_EXTERNAL_DIFF")
                 && !tool.trim().is_empty()
             {

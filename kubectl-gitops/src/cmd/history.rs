@@ -63,7 +63,7 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                     .expect("json")
             );
         }
-        Format::Table => {
+        Format::Text => {
             let rows: Vec<Vec<Cell>> = records
                 .iter()
                 .map(|r| match r {

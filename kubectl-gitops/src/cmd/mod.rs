@@ -11,7 +11,7 @@ pub mod sync;
 use serde_json::json;
 use shared::Result;
 
-use crate::cli::{ApplyArgs, KubeArgs, Output, PlanningArgs, ScopeArgs, SourceArgs};
+use crate::cli::{ApplyArgs, Format, KubeArgs, PlanningArgs, ScopeArgs, SourceArgs};
 use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
 use crate::manifest::Manifest;
@@ -126,7 +126,7 @@ pub async fn apply_flow(
         .as_ref()
         .map(|r| r.1.clone())
         .unwrap_or_else(|| "succeeded".into());
-    if args.output == Output::Json {
+    if args.output == Format::Json {
         let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
     } else if args.dry_run {

@@ -87,7 +87,7 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
             });
             println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         }
-        Format::Table => {
+        Format::Text => {
             let mut out = anstream::stdout().lock();
             let _ = writeln!(
                 out,
