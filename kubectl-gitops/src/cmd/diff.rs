@@ -12,7 +12,7 @@ pub async fn run(kube: &KubeArgs, args: DiffArgs) -> Result<i32> {
     match args.output {
         Format::Json => {
             let v = report::plan_json(&p.plan, args.source.show_secrets, source_json(&p));
-            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            shared::output::print_json(&v);
         }
         Format::Text => {
             if let Ok(tool) = std::env::var("KUBECTL_EXTERNAL_DIFF")

@@ -57,11 +57,7 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                     }),
                 })
                 .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({"namespace": namespace, "revisions": list}))
-                    .expect("json")
-            );
+            output::print_json(&json!({"namespace": namespace, "revisions": list}));
         }
         Format::Text => {
             let rows: Vec<Vec<Cell>> = records

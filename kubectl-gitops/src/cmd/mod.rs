@@ -128,7 +128,7 @@ pub async fn apply_flow(
         .unwrap_or_else(|| "succeeded".into());
     if args.output == Format::Json {
         let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        shared::output::print_json(&v);
     } else if args.dry_run {
         report::print_diff(&p.plan, show_secrets);
     } else {

@@ -85,7 +85,7 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
                 "healthy": unhealthy == 0,
                 "health": health_json,
             });
-            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            shared::output::print_json(&v);
         }
         Format::Text => {
             let mut out = anstream::stdout().lock();
