@@ -77,11 +77,7 @@ pub enum Command {
     Man(ManArgs),
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-}
+pub use shared::output::Format as Output;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Strategy {
@@ -121,7 +117,7 @@ pub struct InitArgs {
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
 
@@ -204,7 +200,7 @@ pub struct LogArgs {
     #[arg(short = 'n', long = "max-count", value_name = "N")]
     pub max_count: Option<usize>,
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
 
@@ -218,7 +214,7 @@ pub struct DiffArgs {
     #[arg(long)]
     pub stat: bool,
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
 
@@ -227,7 +223,7 @@ pub struct ShowArgs {
     /// Deploy tag (with or without refs/tags/)
     pub tag: String,
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
 
