@@ -30,6 +30,17 @@ pub struct Outcome {
     pub revision: u64,
 }
 
+/// What a run got done, filled in as it goes, so that one that fails midway can still say
+/// (its notification): objects applied and pruned, and the revision it recorded with its
+/// outcome text.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Progress {
+    pub applied: usize,
+    pub pruned: usize,
+    pub revision: Option<u64>,
+    pub outcome: Option<String>,
+}
+
 /// Refusals that must happen before any write: foreign owners and field conflicts.
 pub fn check_blockers(plan: &Plan, adopt: bool, force_conflicts: bool) -> Result<()> {
     let owned: Vec<String> = plan
@@ -206,9 +217,34 @@ pub async fn execute(
     plan: &Plan,
     opts: &SyncOptions,
     info: RecordInfo,
+    progress: &mut Progress,
 ) -> Result<Outcome> {
     let mut applied = Vec::new();
     let mut pruned = Vec::new();
+    let result = execute_steps(
+        cluster,
+        plan,
+        opts,
+        info,
+        &mut applied,
+        &mut pruned,
+        progress,
+    )
+    .await;
+    progress.applied = applied.len();
+    progress.pruned = pruned.len();
+    result
+}
+
+async fn execute_steps(
+    cluster: &mut Cluster,
+    plan: &Plan,
+    opts: &SyncOptions,
+    info: RecordInfo,
+    applied: &mut Vec<String>,
+    pruned: &mut Vec<String>,
+    progress: &mut Progress,
+) -> Result<Outcome> {
     // Before any write: a render too large to record is refused, not applied unrecorded.
     let blob = record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()))?;
     if !plan.writes_objects() {
@@ -219,30 +255,16 @@ pub async fn execute(
         // our plan makes our record's create collide, also exit 3.
         crate::lock::check_free(cluster.client.clone(), &plan.namespace).await?;
         return record_and_finish(
-            cluster,
-            plan,
-            opts,
-            info,
-            &blob,
-            &mut applied,
-            &mut pruned,
-            false,
+            cluster, plan, opts, info, &blob, applied, pruned, progress, false,
         )
         .await;
     }
     // The lease lives in the namespace, so the namespace comes first; creating it is
     // idempotent, so two racing writers may both do it.
-    ensure_namespace(cluster, plan, &mut applied).await?;
+    ensure_namespace(cluster, plan, applied).await?;
     let guard = crate::lock::acquire(cluster.client.clone(), &plan.namespace, &info.user).await?;
     let result = record_and_finish(
-        cluster,
-        plan,
-        opts,
-        info,
-        &blob,
-        &mut applied,
-        &mut pruned,
-        true,
+        cluster, plan, opts, info, &blob, applied, pruned, progress, true,
     )
     .await;
     guard.release().await;
@@ -318,6 +340,7 @@ async fn record_and_finish(
     blob: &[u8],
     applied: &mut Vec<String>,
     pruned: &mut Vec<String>,
+    progress: &mut Progress,
     holds_lease: bool,
 ) -> Result<Outcome> {
     let previous = record::list(cluster, &plan.namespace).await?;
@@ -356,7 +379,7 @@ async fn record_and_finish(
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string(),
         user: info.user,
-        outcome,
+        outcome: outcome.clone(),
         objects,
         parts: 0,
         reverted_to: info.reverted_to,
@@ -373,7 +396,11 @@ async fn record_and_finish(
                 e.message
             ))
         }
-        (_, Ok(n)) => revision = n,
+        (_, Ok(n)) => {
+            revision = n;
+            progress.revision = Some(n);
+            progress.outcome = Some(outcome);
+        }
     }
     if result.is_ok() {
         // Bounded (a record has at most record::MAX_PARTS parts), and Ctrl-C still stops it.

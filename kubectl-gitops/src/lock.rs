@@ -39,7 +39,9 @@ fn now() -> MicroTime {
     MicroTime(jiff::Timestamp::now())
 }
 
-fn expired(lease: &Lease) -> bool {
+/// Whether the Lease's holder stopped renewing it in time (or it was never filled in): what
+/// the next writer takes over, and what the exporter reports as not locked.
+pub fn expired(lease: &Lease) -> bool {
     let Some(spec) = &lease.spec else { return true };
     let (Some(renew), Some(secs)) = (&spec.renew_time, spec.lease_duration_seconds) else {
         return true;

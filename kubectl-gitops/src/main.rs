@@ -11,7 +11,10 @@ mod kubeconf;
 mod lock;
 mod log;
 mod manifest;
+mod metrics;
 mod normalize;
+mod notify;
+mod outcome;
 mod plan;
 mod record;
 mod report;
@@ -26,8 +29,13 @@ use cli::{Cli, Command};
 use shared::{Error, ErrorKind, Result};
 
 fn main() {
-    let cli = Cli::parse();
+    notify::started();
+    let mut cli = Cli::parse();
     log::set_level(cli.kube.verbosity);
+    if let Err(err) = cli.kube.settle(matches!(cli.command, Command::Metrics(_))) {
+        shared::output::print_error(&err);
+        std::process::exit(err.exit_code());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -66,5 +74,6 @@ async fn run(cli: Cli) -> Result<i32> {
             kind: ErrorKind::Invalid,
             ..e
         }),
+        Command::Metrics(args) => cmd::metrics::run(&cli.kube, args).await,
     }
 }

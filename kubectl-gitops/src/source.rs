@@ -39,6 +39,8 @@ pub struct Source {
     pub env: Option<String>,
     pub namespace: Option<String>,
     pub context: Option<String>,
+    /// The environment's `notify:` webhooks in gitops.yaml at the tag.
+    pub notify: Vec<shared::config::NotifyTarget>,
     pub manifests: Vec<Manifest>,
 }
 
@@ -127,6 +129,7 @@ pub fn resolve(args: Location<'_>) -> Result<Source> {
         path,
         env: env.as_ref().map(|e| e.name.clone()),
         namespace: env.as_ref().map(|e| e.namespace.clone()),
+        notify: env.as_ref().map(|e| e.notify.clone()).unwrap_or_default(),
         context: env.and_then(|e| e.context),
         manifests,
     })

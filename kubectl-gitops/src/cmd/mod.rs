@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod history;
+pub mod metrics;
 pub mod revert;
 pub mod status;
 pub mod sync;
@@ -16,7 +17,7 @@ use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
 use crate::manifest::Manifest;
 use crate::plan::{self, Plan};
-use crate::{execute, health, log, report, source};
+use crate::{execute, health, log, notify, report, source};
 
 pub struct Prepared {
     pub tag: String,
@@ -24,6 +25,10 @@ pub struct Prepared {
     pub conn: Connection,
     pub cluster: Cluster,
     pub plan: Plan,
+    /// The environment deployed, when known (`--env`, or a deploy tag's name).
+    pub env: Option<String>,
+    /// The environment's `notify:` webhooks in gitops.yaml.
+    pub notify: Vec<shared::config::NotifyTarget>,
 }
 
 /// Connects (context from the flags, else the environment's) and builds the plan for
@@ -92,6 +97,8 @@ pub async fn prepare(
         ),
     );
     let flags = plan_options(&args.scope, &args.planning, apply);
+    let env = source.env.clone();
+    let notify = source.notify.clone();
     let (conn, cluster, plan) = plan_for(
         kube,
         source.manifests,
@@ -106,6 +113,8 @@ pub async fn prepare(
         conn,
         cluster,
         plan,
+        env,
+        notify,
     })
 }
 
@@ -113,7 +122,8 @@ pub fn source_json(p: &Prepared) -> serde_json::Value {
     json!({"tag": p.tag, "commit": p.commit})
 }
 
-/// Shows the plan, refuses what must be refused, confirms, executes, waits: sync and revert.
+/// Shows the plan, refuses what must be refused, confirms, executes, waits, and tells the
+/// webhooks how it went: sync and revert.
 pub async fn apply_flow(
     mut p: Prepared,
     args: &ApplyArgs,
@@ -121,13 +131,39 @@ pub async fn apply_flow(
     concurrency: usize,
     revert: Option<(Option<u64>, String)>,
 ) -> Result<i32> {
-    let reverted_to = revert.as_ref().and_then(|r| r.0);
-    let success = revert
-        .as_ref()
-        .map(|r| r.1.clone())
-        .unwrap_or_else(|| "succeeded".into());
+    let webhooks = notify::targets(&args.notify, &args.notify_env, &p.notify, p.env.as_deref())?;
+    show_plan(&p, args, show_secrets);
+    let blocked = execute::check_blockers(&p.plan, args.adopt, args.force_conflicts);
+    if args.dry_run {
+        blocked?;
+        eprintln!("dry run: nothing was written");
+        return Ok(0);
+    }
+    if blocked.is_ok() {
+        // Declined: nothing was attempted, and the person who declined needs no message.
+        confirm(&p, revert.is_some(), args.yes)?;
+    }
+    let mut progress = execute::Progress::default();
+    let result = match blocked {
+        Err(e) => Err(e),
+        Ok(()) => execute_and_wait(&mut p, args, concurrency, &revert, &mut progress).await,
+    };
+    let run = notify::Run {
+        verb: if revert.is_some() { "revert" } else { "sync" },
+        namespace: &p.plan.namespace,
+        environment: p.env.as_deref(),
+        tag: &p.tag,
+        commit: &p.commit,
+        user: &p.conn.user,
+        started: notify::started(),
+    };
+    notify::send(&webhooks, &notify::event(&run, &progress, &result)).await;
+    result
+}
+
+fn show_plan(p: &Prepared, args: &ApplyArgs, show_secrets: bool) {
     if args.output == Format::Json {
-        let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
+        let v = report::plan_json(&p.plan, show_secrets, source_json(p));
         shared::output::print_json(&v);
     } else if args.dry_run {
         report::print_diff(&p.plan, show_secrets);
@@ -143,19 +179,31 @@ pub async fn apply_flow(
             p.plan.summary()
         );
     }
-    execute::check_blockers(&p.plan, args.adopt, args.force_conflicts)?;
-    if args.dry_run {
-        eprintln!("dry run: nothing was written");
-        return Ok(0);
-    }
-    let verb = if revert.is_some() { "revert" } else { "sync" };
+}
+
+fn confirm(p: &Prepared, revert: bool, yes: bool) -> Result<()> {
+    let verb = if revert { "revert" } else { "sync" };
     let question = format!(
         "{} namespace {} to {}?",
-        if revert.is_some() { "Revert" } else { "Sync" },
+        if revert { "Revert" } else { "Sync" },
         p.plan.namespace,
         p.tag
     );
-    shared::prompt::confirm(&question, args.yes, verb)?;
+    shared::prompt::confirm(&question, yes, verb)
+}
+
+async fn execute_and_wait(
+    p: &mut Prepared,
+    args: &ApplyArgs,
+    concurrency: usize,
+    revert: &Option<(Option<u64>, String)>,
+    progress: &mut execute::Progress,
+) -> Result<i32> {
+    let reverted_to = revert.as_ref().and_then(|r| r.0);
+    let success = revert
+        .as_ref()
+        .map(|r| r.1.clone())
+        .unwrap_or_else(|| "succeeded".into());
     let opts = execute::SyncOptions {
         force_conflicts: args.force_conflicts,
         concurrency,
@@ -168,7 +216,7 @@ pub async fn apply_flow(
         reverted_to,
         success,
     };
-    let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info).await?;
+    let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info, progress).await?;
     eprintln!(
         "{} {} to {}: {} applied, {} pruned, revision {}",
         if revert.is_some() {

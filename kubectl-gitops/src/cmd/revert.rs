@@ -17,11 +17,15 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
         plan_for(kube, target.manifests, Some(&target.namespace), None, flags).await?;
     eprintln!("revert {} to {}", plan.namespace, target.describe);
     let p = Prepared {
+        env: target
+            .env
+            .or_else(|| shared::tag::TagName::parse(&target.tag).map(|t| t.env)),
         tag: target.tag,
         commit: target.commit,
         conn,
         cluster,
         plan,
+        notify: target.notify,
     };
     apply_flow(
         p,
@@ -41,6 +45,9 @@ pub struct Target {
     pub revision: Option<u64>,
     /// `revision 3 (tag deploy/dev/...)` or `tag v1`.
     pub describe: String,
+    /// With --to-tag of an environment's deploy tag: the environment and its `notify:`.
+    pub env: Option<String>,
+    pub notify: Vec<shared::config::NotifyTarget>,
 }
 
 fn succeeded(m: &Meta) -> bool {
@@ -68,6 +75,8 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             tag: source.tag,
             commit: source.commit.to_string(),
             revision: None,
+            env: source.env,
+            notify: source.notify,
         });
     }
     let record::Recorded {
@@ -128,5 +137,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
         tag: meta.tag.clone(),
         commit: meta.commit.clone(),
         revision: Some(meta.revision),
+        env: None,
+        notify: Vec::new(),
     })
 }
