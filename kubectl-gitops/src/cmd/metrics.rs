@@ -39,6 +39,7 @@ pub async fn run(kube: &KubeArgs, args: MetricsArgs) -> Result<i32> {
     };
     let options = metrics::Options {
         drift_interval: (!args.drift_interval.is_zero()).then_some(args.drift_interval),
+        defer_while_locked: args.serve.is_some(),
         planning: args.planning.clone(),
     };
     let exporter = Exporter::start(conn.client, scope, options);

@@ -1,12 +1,15 @@
 //! Drift of each followed namespace from its current revision, computed as `status` computes
 //! it: the record's manifests planned against the live namespace (reads, and a server-side
 //! dry-run for each object the LIST cannot prove unchanged). It is the expensive part, so it
-//! runs on `--drift-interval`, plus once for every new revision, one namespace at a time, and
-//! never while a sync or revert holds the namespace's Lease (it would see the namespace half
-//! way; the Lease's release triggers the check).
+//! runs on `--drift-interval`, plus once for every new revision, a few namespaces at a time,
+//! and (when serving) never while a sync or revert holds the namespace's Lease: it would see
+//! the namespace half way, and the Lease's release triggers the check. `--once` takes the
+//! namespace as it is.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use shared::{Error, Result};
 
@@ -35,6 +38,9 @@ pub struct Checked {
     /// When (Unix seconds).
     pub at: f64,
 }
+
+/// Namespaces checked at once.
+const NAMESPACES_AT_ONCE: usize = 4;
 
 /// Where drift problems of `ns` are filed.
 pub fn source(ns: &str) -> String {
@@ -65,12 +71,23 @@ pub async fn follow(exporter: Arc<Exporter>) {
                 })
                 .collect()
         };
-        for (ns, revision) in due {
-            if exporter.locked(&ns) {
-                continue;
+        // A few namespaces at a time: each check has its own request concurrency.
+        let runs: Vec<(String, u64)> = due
+            .into_iter()
+            .filter(|(ns, _)| !(exporter.options.defer_while_locked && exporter.locked(ns)))
+            .collect();
+        for (ns, revision) in &runs {
+            attempted.insert(ns.clone(), (*revision, Instant::now()));
+        }
+        let mut checks = futures::stream::iter(runs.into_iter().map(|(ns, _)| {
+            let exporter = &exporter;
+            async move {
+                let result = compute(exporter, &ns).await;
+                (ns, result)
             }
-            attempted.insert(ns.clone(), (revision, Instant::now()));
-            let result = compute(&exporter, &ns).await;
+        }))
+        .buffer_unordered(NAMESPACES_AT_ONCE);
+        while let Some((ns, result)) = checks.next().await {
             match result {
                 Ok(checked) => {
                     exporter.clear_problem(&source(&ns));
@@ -83,6 +100,7 @@ pub async fn follow(exporter: Arc<Exporter>) {
             }
             exporter.bump();
         }
+        drop(checks);
         let next = attempted
             .values()
             .map(|(_, at)| (*at + interval).saturating_duration_since(Instant::now()))

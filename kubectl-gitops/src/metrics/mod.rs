@@ -69,6 +69,8 @@ impl Scope {
 pub struct Options {
     /// `None`: drift is not computed.
     pub drift_interval: Option<Duration>,
+    /// Check drift of a namespace only once its Lease is free (serving), or as it is (once).
+    pub defer_while_locked: bool,
     pub planning: PlanningArgs,
 }
 
