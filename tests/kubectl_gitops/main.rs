@@ -4,10 +4,14 @@
 #[path = "../common/cluster.rs"]
 mod cluster;
 mod health;
+mod metrics;
+mod notify;
 #[path = "../common/repo.rs"]
 mod repo;
 mod rollouts;
 mod skip;
+#[path = "../common/tools.rs"]
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
