@@ -86,6 +86,7 @@ fn maybe_valid_env() -> impl Strategy<Value = Environment> {
             path,
             namespace,
             context,
+            helm: None,
         })
 }
 
