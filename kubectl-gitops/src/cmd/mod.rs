@@ -14,7 +14,7 @@ use shared::Result;
 use crate::cli::{ApplyArgs, Format, KubeArgs, PlanningArgs, ScopeArgs, SourceArgs};
 use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
-use crate::manifest::Manifest;
+use crate::manifest::Content;
 use crate::plan::{self, Plan};
 use crate::{execute, health, log, report, source};
 
@@ -27,11 +27,12 @@ pub struct Prepared {
 }
 
 /// Connects (context from the flags, else the environment's) and builds the plan for
-/// `manifests` in the namespace from -n, else the environment's, else the context's
-/// (`opts.namespace` is resolved here; callers leave it empty).
+/// `content` in the namespace from -n, else the environment's, else the context's
+/// (`opts.namespace` is resolved here; callers leave it empty). A Helm chart is rendered here,
+/// for that namespace and with the server's version and APIs as its Capabilities.
 pub async fn plan_for(
     kube: &KubeArgs,
-    manifests: Vec<Manifest>,
+    content: Content,
     env_namespace: Option<&str>,
     env_context: Option<&str>,
     mut opts: plan::Options,
@@ -43,6 +44,23 @@ pub async fn plan_for(
         .or_else(|| env_namespace.map(str::to_string))
         .unwrap_or_else(|| conn.default_namespace.clone());
     let mut cluster = Cluster::discover(conn.client.clone()).await?;
+    let manifests = match content {
+        Content::Objects(manifests) => manifests,
+        Content::Chart(chart) => {
+            let caps = cluster.capabilities().await?;
+            let manifests = chart.render(&caps, &opts.namespace)?;
+            log::info(
+                1,
+                format!(
+                    "chart {}: release {}, {} objects",
+                    chart.path(),
+                    chart.release(),
+                    manifests.len()
+                ),
+            );
+            manifests
+        }
+    };
     let plan = plan::build(&mut cluster, manifests, &opts).await?;
     Ok((conn, cluster, plan))
 }
@@ -79,7 +97,7 @@ pub async fn prepare(
     log::info(
         1,
         format!(
-            "{}{} ({}) path {:?}: {} objects",
+            "{}{} ({}) path {:?}: {}",
             source
                 .env
                 .as_deref()
@@ -88,13 +106,16 @@ pub async fn prepare(
             source.tag,
             &source.commit.to_string()[..12],
             source.path,
-            source.manifests.len()
+            match &source.content {
+                Content::Objects(m) => format!("{} objects", m.len()),
+                Content::Chart(_) => "a Helm chart".to_string(),
+            }
         ),
     );
     let flags = plan_options(&args.scope, &args.planning, apply);
     let (conn, cluster, plan) = plan_for(
         kube,
-        source.manifests,
+        source.content,
         source.namespace.as_deref(),
         source.context.as_deref(),
         flags,
@@ -169,6 +190,18 @@ pub async fn apply_flow(
         success,
     };
     let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info).await?;
+    if args.adopt && !p.plan.helm_releases.is_empty() {
+        shared::output::warn(format!(
+            "adopted objects of Helm release {}: {}",
+            p.plan
+                .helm_releases
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            execute::helm_record_advice(&p.plan)
+        ));
+    }
     eprintln!(
         "{} {} to {}: {} applied, {} pruned, revision {}",
         if revert.is_some() {
