@@ -4,10 +4,15 @@
 #[path = "../common/cluster.rs"]
 mod cluster;
 mod health;
+mod helm;
+#[path = "../install/common.rs"]
+mod install;
 #[path = "../common/repo.rs"]
 mod repo;
 mod rollouts;
 mod skip;
+#[path = "../common/tools.rs"]
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
