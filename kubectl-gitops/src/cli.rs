@@ -47,7 +47,9 @@ that is still rolling out, its ReplicaSets and Pods are listed (if allowed) to f
     about = "Diff, sync and revert a namespace to the manifests recorded at a git tag",
     long_about = "Diff, sync and revert a namespace to the manifests recorded at a git tag.\n\n\
 Manifests are read straight from the git objects of the tag (never a checkout); a kustomization \
-is rendered with `kubectl kustomize`. Objects are applied with server-side apply (field manager \
+is rendered with `kubectl kustomize`, a Helm chart (a directory with Chart.yaml) with `helm \
+template`, with the values of the environment's helm: block in gitops.yaml, offline, and only \
+with dependencies vendored in the chart's charts/. Objects are applied with server-side apply (field manager \
 kubectl-gitops) and tracked as an ApplySet, so only what we applied is ever pruned. Each sync is \
 recorded in the namespace.",
     after_help = EXIT_CODES,
