@@ -81,14 +81,16 @@ fn maybe_valid_env() -> impl Strategy<Value = Environment> {
         prop::option::of("\\PC{0,16}"),
         prop::option::of(maybe_valid_helm()),
     )
-        .prop_map(|(name, branch, path, namespace, context, helm)| Environment {
-            name,
-            branch,
-            path,
-            namespace,
-            context,
-            helm,
-        })
+        .prop_map(
+            |(name, branch, path, namespace, context, helm)| Environment {
+                name,
+                branch,
+                path,
+                namespace,
+                context,
+                helm,
+            },
+        )
 }
 
 /// Chart values as YAML would give them: strings (hostile ones too), integers, booleans,
@@ -113,7 +115,11 @@ fn maybe_valid_helm() -> impl Strategy<Value = Helm> {
     (
         prop::option::of(prop_oneof!["[a-z0-9][a-z0-9.-]{0,20}", "\\PC{0,12}"]),
         prop::collection::vec(prop_oneof!["[a-z0-9._/-]{1,20}", "\\PC{0,12}"], 0..3),
-        prop::option::of(prop::collection::btree_map("\\PC{1,8}", chart_value(), 0..4)),
+        prop::option::of(prop::collection::btree_map(
+            "\\PC{1,8}",
+            chart_value(),
+            0..4,
+        )),
     )
         .prop_map(|(release, values_files, values)| Helm {
             release,

@@ -1038,6 +1038,52 @@ fn crds_of_a_chart_are_applied_first_and_never_pruned() {
     kubectl(&["get", "crd", &format!("widgets.{group}")]);
     let left = kubectl_json(&["get", &format!("widgets.{group}"), "-n", &ns]);
     assert_eq!(left["items"], Value::Array(vec![]));
+    // revert --to-tag renders the chart as sync does.
+    ok(gitops(&[
+        "revert",
+        "--repo",
+        r,
+        "--to-tag",
+        "v1",
+        "--path",
+        "chart",
+        "-n",
+        &ns,
+        "--yes",
+        "--allow-cluster-scoped",
+    ]));
+    assert_eq!(
+        kubectl_json(&["get", &format!("widgets.{group}"), "w", "-n", &ns])["spec"]["size"],
+        3
+    );
+}
+
+#[test]
+fn a_symlink_in_a_chart_leaving_the_tree_is_refused() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("helm-link");
+    let repo = Repo::new();
+    repo.write("chart/Chart.yaml", SMALL_CHART);
+    repo.write(
+        "chart/templates/cm.yaml",
+        config_map_template("web", "  a: b\n"),
+    );
+    std::os::unix::fs::symlink("/etc/passwd", repo.path.join("chart/templates/passwd.yaml"))
+        .unwrap();
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    let before = snapshot(&ns);
+    let o = gitops(&[
+        "sync", "--repo", r, "--tag", "v1", "--path", "chart", "-n", &ns, "--yes",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains("chart/templates/passwd.yaml: symbolic link to \"/etc/passwd\" points outside the repository"),
+        "{}",
+        err(&o)
+    );
+    assert!(!err(&o).contains("root:"), "{}", err(&o));
+    assert_eq!(snapshot(&ns), before);
 }
 
 #[test]
