@@ -113,6 +113,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
         source_commit: Some(src.to_string()),
         previous_tag: previous.as_ref().map(|p| p.name.clone()),
         previous_commit: old.map(|o| o.to_string()),
+        gate_override: None,
         branch: to.branch.clone(),
         tool: format!("git-deploy/{}", shared::VERSION),
     };

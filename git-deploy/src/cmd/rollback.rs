@@ -72,6 +72,7 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
         source_commit: Some(target.commit.to_string()),
         previous_tag: Some(current.name.clone()),
         previous_commit: Some(head.to_string()),
+        gate_override: None,
         branch: env.branch.clone(),
         tool: format!("git-deploy/{}", shared::VERSION),
     };

@@ -77,6 +77,7 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
         body: args.message.clone(),
         previous_tag: previous.as_ref().map(|p| p.name.clone()),
         previous_commit: previous_commit.map(|c| c.to_string()),
+        gate_override: None,
         branch: env.branch.clone(),
         tool: format!("git-deploy/{}", shared::VERSION),
         ..Default::default()
