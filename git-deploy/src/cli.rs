@@ -169,6 +169,14 @@ pub struct PromoteArgs {
     /// Promote even if the target environment is locked
     #[arg(long)]
     pub ignore_lock: bool,
+    /// Promote even if gates of the target (gitops.yaml `gates:`) are unmet; the reason is
+    /// recorded in the new tag as its Deploy-Gate-Override trailer
+    #[arg(long, value_name = "reason")]
+    pub override_gates: Option<String>,
+    /// Output format: table prints the new tag's name on stdout; json prints one document
+    /// with the gates, the ref updates and the tag (also with --dry-run, and when gates refuse)
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
     #[command(flatten)]
     pub write: WriteArgs,
 }

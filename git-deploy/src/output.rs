@@ -69,6 +69,11 @@ pub fn info(line: impl std::fmt::Display) {
     let _ = writeln!(anstream::stderr(), "{line}");
 }
 
+/// `warning: ...` on stderr, as git prints its warnings.
+pub fn warn(line: impl std::fmt::Display) {
+    let _ = writeln!(anstream::stderr(), "{WARN}warning:{WARN:#} {line}");
+}
+
 pub fn stdout_line(line: impl std::fmt::Display) {
     let _ = writeln!(anstream::stdout(), "{line}");
 }

@@ -131,7 +131,7 @@ pub fn run(repo: &mut Repo, args: InitArgs) -> Result<()> {
     for (name, env) in missing {
         plan.add(name, None, Some(head), format!("environment {env}"));
     }
-    super::show_plan(repo, &plan, false);
+    super::show_plan(repo, &plan, false, false);
     plan.execute(repo)?;
     output::info(format!(
         "ready: environments {} (next: `git deploy tag {}`)",

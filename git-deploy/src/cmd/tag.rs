@@ -77,12 +77,11 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
         body: args.message.clone(),
         previous_tag: previous.as_ref().map(|p| p.name.clone()),
         previous_commit: previous_commit.map(|c| c.to_string()),
-        gate_override: None,
         branch: env.branch.clone(),
         tool: format!("git-deploy/{}", shared::VERSION),
         ..Default::default()
     };
-    super::write_deploy(
+    let written = super::write_deploy(
         repo,
         super::Deploy {
             reason: format!("git-deploy: tag {}", env.name),
@@ -97,6 +96,11 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
             sign: write::want_signature(repo, args.sign),
             write: &args.write,
             confirm: None,
+            json: false,
         },
-    )
+    )?;
+    if !written.dry_run {
+        output::stdout_line(&written.tag);
+    }
+    Ok(())
 }
