@@ -77,11 +77,7 @@ pub enum Command {
     Man(ManArgs),
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
-}
+pub use shared::output::Format as Output;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Strategy {
@@ -121,7 +117,7 @@ pub struct InitArgs {
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
 
@@ -173,9 +169,9 @@ pub struct PromoteArgs {
     /// recorded in the new tag as its Deploy-Gate-Override trailer
     #[arg(long, value_name = "reason")]
     pub override_gates: Option<String>,
-    /// Output format: table prints the new tag's name on stdout; json prints one document
+    /// Output format: text prints the new tag's name on stdout; json prints one document
     /// with the gates, the ref updates and the tag (also with --dry-run, and when gates refuse)
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
     #[command(flatten)]
     pub write: WriteArgs,
@@ -212,7 +208,7 @@ pub struct LogArgs {
     #[arg(short = 'n', long = "max-count", value_name = "N")]
     pub max_count: Option<usize>,
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
 
@@ -226,7 +222,7 @@ pub struct DiffArgs {
     #[arg(long)]
     pub stat: bool,
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
 
@@ -235,7 +231,7 @@ pub struct ShowArgs {
     /// Deploy tag (with or without refs/tags/)
     pub tag: String,
     /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
 

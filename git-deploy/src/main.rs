@@ -5,7 +5,6 @@ mod cli;
 mod cmd;
 mod output;
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser};
@@ -33,22 +32,7 @@ fn main() {
 }
 
 fn report(err: &shared::Error) -> i32 {
-    let mut stderr = anstream::stderr();
-    let _ = writeln!(
-        stderr,
-        "{}error:{} {}",
-        output::BAD.render(),
-        output::BAD.render_reset(),
-        err.message
-    );
-    if let Some(hint) = &err.hint {
-        let _ = writeln!(
-            stderr,
-            "{}hint:{} {hint}",
-            output::DIM.render(),
-            output::DIM.render_reset()
-        );
-    }
+    output::print_error(err);
     err.exit_code()
 }
 

@@ -1,82 +1,7 @@
-//! Terminal output: aligned tables for people, JSON for scripts, colour only where anstream
-//! decides the stream is a terminal (NO_COLOR, CLICOLOR and CLICOLOR_FORCE are honoured).
+//! Terminal output: the presentation both tools share (`shared::output`: errors, tables,
+//! JSON, styles), and the file stat only git deploy shows.
 
-use std::io::Write;
-
-use anstyle::{AnsiColor, Style};
-
-pub const HEADER: Style = Style::new().bold();
-pub const GOOD: Style = AnsiColor::Green.on_default();
-pub const WARN: Style = AnsiColor::Yellow.on_default();
-pub const BAD: Style = AnsiColor::Red.on_default();
-pub const DIM: Style = Style::new().dimmed();
-pub const ADDED: Style = AnsiColor::Green.on_default();
-pub const REMOVED: Style = AnsiColor::Red.on_default();
-pub const HUNK: Style = AnsiColor::Cyan.on_default();
-
-/// A table cell: text and its style (width is measured on the text alone).
-pub struct Cell(pub String, pub Style);
-
-impl Cell {
-    pub fn plain(s: impl Into<String>) -> Self {
-        Cell(s.into(), Style::new())
-    }
-    pub fn styled(s: impl Into<String>, style: Style) -> Self {
-        Cell(s.into(), style)
-    }
-}
-
-pub fn print_table(headers: &[&str], rows: Vec<Vec<Cell>>) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.0.chars().count());
-        }
-    }
-    let mut out = anstream::stdout().lock();
-    let last = headers.len() - 1;
-    for (i, h) in headers.iter().enumerate() {
-        let pad = if i == last {
-            0
-        } else {
-            widths[i] - h.chars().count() + 2
-        };
-        let _ = write!(out, "{HEADER}{h}{HEADER:#}{}", " ".repeat(pad));
-    }
-    let _ = writeln!(out);
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            let pad = if i == last {
-                0
-            } else {
-                widths[i] - cell.0.chars().count() + 2
-            };
-            let style = cell.1;
-            let _ = write!(out, "{style}{}{style:#}{}", cell.0, " ".repeat(pad));
-        }
-        let _ = writeln!(out);
-    }
-}
-
-pub fn print_json(value: &serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, value);
-    let _ = writeln!(out);
-}
-
-/// Informational lines go to stderr so stdout stays clean for scripts.
-pub fn info(line: impl std::fmt::Display) {
-    let _ = writeln!(anstream::stderr(), "{line}");
-}
-
-/// `warning: ...` on stderr, as git prints its warnings.
-pub fn warn(line: impl std::fmt::Display) {
-    let _ = writeln!(anstream::stderr(), "{WARN}warning:{WARN:#} {line}");
-}
-
-pub fn stdout_line(line: impl std::fmt::Display) {
-    let _ = writeln!(anstream::stdout(), "{line}");
-}
+pub use shared::output::*;
 
 /// A git-style file stat: `path | 12 +++--` with a totals line.
 pub fn render_stat(changes: &[shared::git::FileChange]) -> String {
@@ -122,34 +47,4 @@ pub fn render_stat(changes: &[shared::git::FileChange]) -> String {
         if dels == 1 { "" } else { "s" },
     ));
     s
-}
-
-/// A coloured unified diff of one file.
-pub fn render_patch(path: &str, old: &str, new: &str) -> String {
-    let diff = similar::TextDiff::from_lines(old, new);
-    let mut out = format!("{HEADER}--- a/{path}\n+++ b/{path}{HEADER:#}\n");
-    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
-        out.push_str(&format!("{HUNK}{}{HUNK:#}\n", hunk.header()));
-        for change in hunk.iter_changes() {
-            let (sign, style) = match change.tag() {
-                similar::ChangeTag::Delete => ("-", REMOVED),
-                similar::ChangeTag::Insert => ("+", ADDED),
-                similar::ChangeTag::Equal => (" ", Style::new()),
-            };
-            let text = change.value();
-            let nl = if text.ends_with('\n') {
-                ""
-            } else {
-                "\n\\ No newline at end of file\n"
-            };
-            out.push_str(&format!(
-                "{style}{sign}{}{style:#}{nl}",
-                text.trim_end_matches('\n')
-            ));
-            if nl.is_empty() {
-                out.push('\n');
-            }
-        }
-    }
-    out
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -100,9 +100,11 @@ pub struct KubeArgs {
     /// Server name to use for certificate validation
     #[arg(long, global = true, value_name = "name")]
     pub tls_server_name: Option<String>,
-    /// Time to wait for a single request (e.g. 30s, 1m; 0 means no timeout)
-    #[arg(long, global = true, value_name = "duration", default_value = "0")]
-    pub request_timeout: String,
+    /// Time to wait for a single request: a duration such as 30s or 1m, or plain seconds as
+    /// kubectl takes them; 0 means no timeout
+    #[arg(long, global = true, value_name = "duration", default_value = "0",
+          value_parser = shared::duration::parse_seconds_or_duration)]
+    pub request_timeout: std::time::Duration,
     /// Log verbosity: 0 quiet, 4 requests, 6+ details (logs go to stderr and never show secret values)
     #[arg(
         short = 'v',
@@ -123,6 +125,11 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Sync(SyncArgs),
     /// Bring the namespace back to a recorded revision (no git needed) or to a tag
+    ///
+    /// The record or tag is checked exactly as sync checks a tag, with the same flags and
+    /// defaults: a record is a Secret that anyone who may write Secrets in the namespace can
+    /// edit, so objects outside the namespace, cluster-scoped objects and an empty record are
+    /// refused unless the flag a sync would need is given.
     #[command(after_help = EXIT_CODES)]
     Revert(RevertArgs),
     /// The recorded revisions of the namespace, newest first
@@ -139,11 +146,7 @@ pub enum Command {
     Status(StatusArgs),
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Table,
-    Json,
-}
+pub use shared::output::Format;
 
 /// How a sync or revert writes: shared by both.
 #[derive(Args, Debug, Clone)]
@@ -179,12 +182,12 @@ pub struct ApplyArgs {
         )
     )]
     pub wait: bool,
-    /// How long --wait waits (e.g. 90s, 5m, 1h)
-    #[arg(long, value_name = "duration", default_value = "5m")]
-    pub timeout: String,
-    /// Output format of the plan
-    #[arg(short, long, value_enum, default_value_t = Output::Diff)]
-    pub output: Output,
+    /// How long --wait waits: a duration such as 90s, 5m or 1h30m
+    #[arg(long, value_name = "duration", default_value = "5m", value_parser = shared::duration::parse)]
+    pub timeout: std::time::Duration,
+    /// Output format of the plan: text (the summary; with --dry-run, diffs) or json (the plan)
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 #[derive(Args, Debug)]
@@ -195,12 +198,15 @@ pub struct RevertArgs {
     /// Bring back the manifests at this tag instead (read from git, as sync does)
     #[arg(long, value_name = "tag")]
     pub to_tag: Option<String>,
-    /// The config repository, with --to-tag (default: the repository around the working directory)
-    #[arg(long, value_name = "path")]
+    /// The config repository, with --to-tag (default: the repository around the working
+    /// directory); -C as in git and git deploy
+    #[arg(short = 'C', long, value_name = "path")]
     pub repo: Option<std::path::PathBuf>,
     /// Manifests path, with --to-tag (default: the environment's path in gitops.yaml)
     #[arg(long, value_name = "path")]
     pub path: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     #[command(flatten)]
     pub planning: PlanningArgs,
     /// Show Secret values instead of masking them
@@ -212,15 +218,15 @@ pub struct RevertArgs {
 
 #[derive(Args, Debug)]
 pub struct HistoryArgs {
-    /// Output format
-    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    /// Output format: text (a table) or json
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
 }
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
-    /// Output format
-    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    /// Output format: text (a report) or json
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
     /// Exit 1 when the namespace drifted from its revision or a workload is not ready
     #[arg(long)]
@@ -242,19 +248,31 @@ pub struct PlanningArgs {
     pub check_all: bool,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// Coloured unified diffs and a summary
-    Diff,
-    /// The plan as JSON: creates, updates (with their diff), prunes
-    Json,
+/// What the objects to apply may reach beyond the target namespace: the same flags, with the
+/// same defaults, for everything that applies (sync, and revert, whose record or tag is checked
+/// exactly as a sync's tag is).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScopeArgs {
+    /// Allow objects whose namespace differs from the target namespace
+    #[arg(long)]
+    pub allow_other_namespaces: bool,
+    /// Allow cluster-scoped objects (a Namespace named like the target is always allowed)
+    #[arg(long)]
+    pub allow_cluster_scoped: bool,
+    /// Create the target namespace if it does not exist
+    #[arg(long)]
+    pub create_namespace: bool,
+    /// Allow a render with no objects (applying it prunes everything we applied)
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// Where the manifests come from and how they may be applied.
 #[derive(Args, Debug, Clone)]
 pub struct SourceArgs {
-    /// The config repository (default: the git repository containing the working directory)
-    #[arg(long, value_name = "path")]
+    /// The config repository (default: the git repository containing the working directory);
+    /// -C as in git and git deploy
+    #[arg(short = 'C', long, value_name = "path")]
     pub repo: Option<PathBuf>,
     /// Deploy the manifests at this tag. A tag under deploy/ must be a trusted deploy (see
     /// --env), else it is refused with the reason
@@ -274,18 +292,8 @@ pub struct SourceArgs {
     /// Manifests path inside the repository (default: the environment's path)
     #[arg(long, value_name = "path")]
     pub path: Option<String>,
-    /// Allow objects whose namespace differs from the target namespace
-    #[arg(long)]
-    pub allow_other_namespaces: bool,
-    /// Allow cluster-scoped objects (a Namespace named like the target is always allowed)
-    #[arg(long)]
-    pub allow_cluster_scoped: bool,
-    /// Create the target namespace if it does not exist
-    #[arg(long)]
-    pub create_namespace: bool,
-    /// Allow a render with no objects (a sync then prunes everything we applied)
-    #[arg(long)]
-    pub allow_empty: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     #[command(flatten)]
     pub planning: PlanningArgs,
     /// Show Secret values instead of masking them
@@ -297,9 +305,10 @@ pub struct SourceArgs {
 pub struct DiffArgs {
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Output format
-    #[arg(short, long, value_enum, default_value_t = Output::Diff)]
-    pub output: Output,
+    /// Output format: text (diffs and a summary) or json (the plan: creates, updates with their
+    /// diff, prunes)
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
 }
 
 #[derive(Args, Debug)]
@@ -347,6 +356,43 @@ mod tests {
         assert_eq!(before.kube.context.as_deref(), Some("c"));
         assert_eq!(after.kube.context.as_deref(), Some("c"));
         assert_eq!(after.kube.namespace.as_deref(), Some("ns"));
+    }
+
+    #[test]
+    fn dash_c_names_the_repository_as_in_git() {
+        let cli =
+            Cli::try_parse_from(["kubectl-gitops", "diff", "-C", "/r", "--tag", "t"]).unwrap();
+        let Command::Diff(d) = cli.command else {
+            panic!("diff")
+        };
+        assert_eq!(d.source.repo.as_deref(), Some(std::path::Path::new("/r")));
+        let cli =
+            Cli::try_parse_from(["kubectl-gitops", "revert", "-C", "/r", "--to-tag", "t"]).unwrap();
+        let Command::Revert(r) = cli.command else {
+            panic!("revert")
+        };
+        assert_eq!(r.repo.as_deref(), Some(std::path::Path::new("/r")));
+    }
+
+    #[test]
+    fn output_takes_the_same_values_everywhere_and_the_old_names() {
+        for (args, expected) in [
+            (vec!["diff", "--tag", "t", "-o", "json"], Format::Json),
+            (vec!["diff", "--tag", "t", "-o", "text"], Format::Text),
+            (vec!["diff", "--tag", "t", "-o", "diff"], Format::Text),
+            (vec!["history", "-o", "table"], Format::Text),
+            (vec!["status", "--output", "text"], Format::Text),
+        ] {
+            let cli = Cli::try_parse_from(["kubectl-gitops"].into_iter().chain(args.clone()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let got = match cli.command {
+                Command::Diff(a) => a.output,
+                Command::History(a) => a.output,
+                Command::Status(a) => a.output,
+                _ => unreachable!(),
+            };
+            assert_eq!(got, expected, "{args:?}");
+        }
     }
 
     #[test]

@@ -1,8 +1,6 @@
 //! Building the API client from kubeconfig and the kubectl-style flags, with errors that name
 //! the file, context or flag at fault.
 
-use std::time::Duration;
-
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use shared::{Error, Result};
 
@@ -14,29 +12,6 @@ pub struct Connection {
     pub default_namespace: String,
     /// Who we act as, for revision records: the impersonated user or the kubeconfig user.
     pub user: String,
-}
-
-/// `30s`, `1m`, `1h`, a bare number of seconds, or `0` for none.
-pub fn parse_duration(s: &str) -> Result<Option<Duration>> {
-    let bad = || {
-        Error::invalid(format!(
-            "--request-timeout {s:?}: expected a duration such as 30s, 1m or 0"
-        ))
-    };
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "ms" => return Ok((n > 0).then(|| Duration::from_millis(n))),
-        _ => return Err(bad()),
-    };
-    Ok((secs > 0).then(|| Duration::from_secs(secs)))
 }
 
 fn load_kubeconfig(args: &KubeArgs) -> Result<Option<Kubeconfig>> {
@@ -139,7 +114,8 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
     if let Some(name) = &args.tls_server_name {
         config.tls_server_name = Some(name.clone());
     }
-    if let Some(t) = parse_duration(&args.request_timeout)? {
+    if !args.request_timeout.is_zero() {
+        let t = args.request_timeout;
         config.read_timeout = Some(t);
         config.write_timeout = Some(t);
         config.connect_timeout = Some(t);
@@ -165,29 +141,16 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
 
 /// kube's `root_cert` holds DER certificates; CA files are PEM.
 fn pem_to_der(pem: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "not a PEM file".to_string())?;
-    let mut out = Vec::new();
-    let mut current: Option<String> = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with("-----BEGIN CERTIFICATE") {
-            current = Some(String::new());
-        } else if line.starts_with("-----END CERTIFICATE") {
-            let b64 = current.take().ok_or("unbalanced PEM markers")?;
-            use base64::Engine;
-            out.push(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .map_err(|e| e.to_string())?,
-            );
-        } else if let Some(buf) = current.as_mut() {
-            buf.push_str(line);
-        }
-    }
-    if out.is_empty() {
+    let certs: Vec<Vec<u8>> = pem::parse_many(pem)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|p| p.tag() == "CERTIFICATE")
+        .map(pem::Pem::into_contents)
+        .collect();
+    if certs.is_empty() {
         return Err("no certificate found".into());
     }
-    Ok(out)
+    Ok(certs)
 }
 
 #[cfg(test)]
@@ -195,17 +158,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("0").unwrap(), None);
+    fn ca_files_yield_their_certificates_only() {
+        let file = "junk before\n-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n\
+                    -----BEGIN PRIVATE KEY-----\nBAUG\n-----END PRIVATE KEY-----\n\
+                    -----BEGIN CERTIFICATE-----\nBwgJ\n-----END CERTIFICATE-----\n";
         assert_eq!(
-            parse_duration("30s").unwrap(),
-            Some(Duration::from_secs(30))
+            pem_to_der(file.as_bytes()).unwrap(),
+            vec![vec![1, 2, 3], vec![7, 8, 9]]
         );
-        assert_eq!(
-            parse_duration("2m").unwrap(),
-            Some(Duration::from_secs(120))
+        assert!(pem_to_der(b"not pem at all").is_err());
+        assert!(
+            pem_to_der(b"-----BEGIN PRIVATE KEY-----\nBAUG\n-----END PRIVATE KEY-----\n").is_err()
         );
-        assert_eq!(parse_duration("15").unwrap(), Some(Duration::from_secs(15)));
-        assert!(parse_duration("soon").is_err());
     }
 }

@@ -22,9 +22,11 @@ pub struct Guard {
 }
 
 pub fn holder_identity(user: &str) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into());
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
     let user = if user.is_empty() {
         "unknown-user"
     } else {
@@ -187,5 +189,25 @@ impl Guard {
             };
             let _ = self.api.delete(LEASE_NAME, &dp).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holder_names_user_host_and_pid() {
+        let id = holder_identity("ann");
+        let host = id
+            .strip_prefix("ann@")
+            .and_then(|rest| rest.split(" (pid ").next())
+            .unwrap();
+        assert!(!host.is_empty() && host != "unknown-host", "{id}");
+        assert!(
+            id.ends_with(&format!("(pid {})", std::process::id())),
+            "{id}"
+        );
+        assert!(holder_identity("").starts_with("unknown-user@"));
     }
 }

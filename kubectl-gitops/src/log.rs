@@ -17,5 +17,5 @@ pub fn info(level: u8, msg: impl std::fmt::Display) {
 }
 
 pub fn warn(msg: impl std::fmt::Display) {
-    let _ = writeln!(anstream::stderr(), "warning: {msg}");
+    shared::output::warn(msg);
 }

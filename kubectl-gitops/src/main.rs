@@ -1,28 +1,29 @@
-//! `kubectl-gitops`, run by kubectl as `kubectl gitops ...`. Parses arguments, connects, and
-//! maps outcomes to the documented exit codes; the work is in the other modules.
+//! `kubectl-gitops`, run by kubectl as `kubectl gitops ...`. Parses arguments and maps
+//! outcomes to the documented exit codes; each verb is in `cmd/`, the machinery beside it.
 
+mod applyset;
 mod cli;
 mod cluster;
+mod cmd;
+mod execute;
 mod health;
-mod history;
 mod kubeconf;
 mod lock;
 mod log;
+mod manifest;
+mod normalize;
 mod plan;
 mod record;
 mod report;
-mod revert;
 mod source;
-mod status;
-mod sync;
 mod unchanged;
 
-use std::io::Write;
+#[cfg(test)]
+mod properties;
 
 use clap::Parser;
-use cli::{Cli, Command, Output, SourceArgs};
-use serde_json::json;
-use shared::{Error, Result};
+use cli::{Cli, Command};
+use shared::{Error, ErrorKind, Result};
 
 fn main() {
     let cli = Cli::parse();
@@ -35,273 +36,34 @@ fn main() {
     let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            let mut stderr = anstream::stderr();
-            let red = anstyle::AnsiColor::Red.on_default();
-            let _ = writeln!(stderr, "{red}error:{red:#} {}", err.message);
-            if let Some(hint) = &err.hint {
-                let _ = writeln!(stderr, "hint: {hint}");
-            }
+            shared::output::print_error(&err);
             err.exit_code()
         }
     };
     std::process::exit(code);
 }
 
-struct Prepared {
-    tag: String,
-    commit: String,
-    conn: kubeconf::Connection,
-    cluster: cluster::Cluster,
-    plan: plan::Plan,
-}
-
-/// Connects (context from the flags, else the environment's) and builds the plan for
-/// `manifests` in the namespace from -n, else the environment's, else the context's
-/// (`opts.namespace` is resolved here; callers leave it empty).
-async fn plan_for(
-    kube: &cli::KubeArgs,
-    manifests: Vec<shared::manifest::Manifest>,
-    env_namespace: Option<&str>,
-    env_context: Option<&str>,
-    mut opts: plan::Options,
-) -> Result<(kubeconf::Connection, cluster::Cluster, plan::Plan)> {
-    let conn = kubeconf::connect(kube, env_context).await?;
-    opts.namespace = kube
-        .namespace
-        .clone()
-        .or_else(|| env_namespace.map(str::to_string))
-        .unwrap_or_else(|| conn.default_namespace.clone());
-    let mut cluster = cluster::Cluster::discover(conn.client.clone()).await?;
-    let plan = plan::build(&mut cluster, manifests, &opts).await?;
-    Ok((conn, cluster, plan))
-}
-
-async fn prepare(
-    kube: &cli::KubeArgs,
-    args: &SourceArgs,
-    prune_protected: bool,
-    prune: bool,
-    for_write: bool,
-) -> Result<Prepared> {
-    let source = source::resolve(args)?;
-    log::info(
-        1,
-        format!(
-            "{}{} ({}) path {:?}: {} objects",
-            source
-                .env
-                .as_deref()
-                .map(|e| format!("{e}: "))
-                .unwrap_or_default(),
-            source.tag,
-            &source.commit.to_string()[..12],
-            source.path,
-            source.manifests.len()
-        ),
-    );
-    let flags = plan::Options {
-        namespace: String::new(),
-        allow_other_namespaces: args.allow_other_namespaces,
-        allow_cluster_scoped: args.allow_cluster_scoped,
-        create_namespace: args.create_namespace,
-        allow_empty: args.allow_empty,
-        concurrency: args.planning.concurrency as usize,
-        prune_protected,
-        prune,
-        check_all: args.planning.check_all,
-        for_write,
-        keep_unchanged_live: false,
-    };
-    let (conn, cluster, plan) = plan_for(
-        kube,
-        source.manifests,
-        source.namespace.as_deref(),
-        source.context.as_deref(),
-        flags,
-    )
-    .await?;
-    Ok(Prepared {
-        tag: source.tag,
-        commit: source.commit.to_string(),
-        conn,
-        cluster,
-        plan,
-    })
-}
-
-fn source_json(p: &Prepared) -> serde_json::Value {
-    json!({"tag": p.tag, "commit": p.commit})
-}
-
-/// Shows the plan, refuses what must be refused, confirms, executes, waits: sync and revert.
-async fn apply_flow(
-    mut p: Prepared,
-    args: &cli::ApplyArgs,
-    show_secrets: bool,
-    concurrency: usize,
-    revert: Option<(Option<u64>, String)>,
-) -> Result<i32> {
-    let reverted_to = revert.as_ref().and_then(|r| r.0);
-    let success = revert
-        .as_ref()
-        .map(|r| r.1.clone())
-        .unwrap_or_else(|| "succeeded".into());
-    let timeout = health::parse_timeout(&args.timeout)?;
-    if args.output == Output::Json {
-        let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-    } else if args.dry_run {
-        report::print_diff(&p.plan, show_secrets);
-    } else {
-        eprintln!(
-            "{} -> namespace {}: {}",
-            p.tag,
-            p.plan.namespace,
-            p.plan.summary()
-        );
-    }
-    sync::check_blockers(&p.plan, args.adopt, args.force_conflicts)?;
-    if args.dry_run {
-        eprintln!("dry run: nothing was written");
-        return Ok(0);
-    }
-    let verb = if revert.is_some() { "revert" } else { "sync" };
-    let question = format!(
-        "{} namespace {} to {}?",
-        if revert.is_some() { "Revert" } else { "Sync" },
-        p.plan.namespace,
-        p.tag
-    );
-    shared::prompt::confirm(&question, args.yes, verb)?;
-    let opts = sync::SyncOptions {
-        force_conflicts: args.force_conflicts,
-        concurrency,
-        history_limit: args.history_limit,
-    };
-    let info = sync::RecordInfo {
-        tag: p.tag.clone(),
-        commit: p.commit.clone(),
-        user: p.conn.user.clone(),
-        reverted_to,
-        success,
-    };
-    let outcome = sync::execute(&mut p.cluster, &p.plan, &opts, info).await?;
-    eprintln!(
-        "{} {} to {}: {} applied, {} pruned, revision {}",
-        if revert.is_some() {
-            "reverted"
-        } else {
-            "synced"
-        },
-        p.plan.namespace,
-        p.tag,
-        outcome.applied.len(),
-        outcome.pruned.len(),
-        outcome.revision
-    );
-    if args.wait {
-        let targets: Vec<_> = p
-            .plan
-            .items
-            .iter()
-            .filter(|i| i.desired.is_some())
-            .map(|i| (i.key.clone(), i.resolved.clone()))
-            .collect();
-        health::wait(&p.cluster, &targets, timeout).await?;
-    }
-    Ok(0)
-}
-
+/// Every verb's outcome as an exit code: `Ok` carries the verb's own (diff: 1 = differences),
+/// errors map through their kind, except where a verb documents otherwise.
 async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Diff(args) => {
-            // Exit 1 means "differences" to scripts, so every diff error must be 2 or more.
-            let p = prepare(&cli.kube, &args.source, false, true, false)
-                .await
-                .map_err(|e| match e.kind {
-                    shared::ErrorKind::Refused => Error {
-                        kind: shared::ErrorKind::Invalid,
-                        ..e
-                    },
-                    _ => e,
-                })?;
-            match args.output {
-                Output::Json => {
-                    let v = report::plan_json(&p.plan, args.source.show_secrets, source_json(&p));
-                    println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-                }
-                Output::Diff => {
-                    if let Ok(tool) = std::env::var("KUBECTL_EXTERNAL_DIFF")
-                        && !tool.trim().is_empty()
-                    {
-                        return report::external_diff(&p.plan, &tool, args.source.show_secrets);
-                    }
-                    report::print_diff(&p.plan, args.source.show_secrets);
-                }
-            }
-            Ok(if p.plan.has_changes() { 1 } else { 0 })
-        }
-        Command::Sync(args) => {
-            let p = prepare(
-                &cli.kube,
-                &args.source,
-                args.apply.prune_protected,
-                !args.apply.no_prune,
-                !args.apply.dry_run,
-            )
-            .await?;
-            apply_flow(
-                p,
-                &args.apply,
-                args.source.show_secrets,
-                args.source.planning.concurrency as usize,
-                None,
-            )
+        // Exit 1 means "differences" to scripts, so every diff error must be 2 or more: also
+        // one after planning (an external diff tool that cannot be started).
+        Command::Diff(args) => cmd::diff::run(&cli.kube, args)
             .await
-        }
-        Command::Revert(args) => {
-            let target = revert::target(&cli.kube, &args).await?;
-            let flags = plan::Options {
-                namespace: String::new(),
-                allow_other_namespaces: true,
-                allow_cluster_scoped: true,
-                create_namespace: false,
-                allow_empty: true,
-                concurrency: args.planning.concurrency as usize,
-                prune_protected: args.apply.prune_protected,
-                prune: !args.apply.no_prune,
-                check_all: args.planning.check_all,
-                for_write: !args.apply.dry_run,
-                keep_unchanged_live: false,
-            };
-            let (conn, cluster, plan) = plan_for(
-                &cli.kube,
-                target.manifests,
-                Some(&target.namespace),
-                None,
-                flags,
-            )
-            .await?;
-            eprintln!("revert {} to {}", plan.namespace, target.describe);
-            let p = Prepared {
-                tag: target.tag,
-                commit: target.commit,
-                conn,
-                cluster,
-                plan,
-            };
-            apply_flow(
-                p,
-                &args.apply,
-                args.show_secrets,
-                args.planning.concurrency as usize,
-                Some((target.revision, format!("reverted to {}", target.describe))),
-            )
-            .await
-        }
-        Command::History(args) => history::run(&cli.kube, args).await,
-        Command::Status(args) => status::run(&cli.kube, args).await.map_err(|e| Error {
-            kind: shared::ErrorKind::Invalid,
+            .map_err(|e| match e.kind {
+                ErrorKind::Refused => Error {
+                    kind: ErrorKind::Invalid,
+                    ..e
+                },
+                _ => e,
+            }),
+        Command::Sync(args) => cmd::sync::run(&cli.kube, args).await,
+        Command::Revert(args) => cmd::revert::run(&cli.kube, args).await,
+        Command::History(args) => cmd::history::run(&cli.kube, args).await,
+        // status: 1 is "drifted or unhealthy" with --exit-code; errors are 2.
+        Command::Status(args) => cmd::status::run(&cli.kube, args).await.map_err(|e| Error {
+            kind: ErrorKind::Invalid,
             ..e
         }),
     }

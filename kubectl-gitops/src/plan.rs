@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::applyset;
+use crate::manifest::{Manifest, ObjectKey};
 use futures::StreamExt;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use shared::applyset;
-use shared::manifest::{Manifest, ObjectKey};
 use shared::{Error, Result};
 
 use crate::cluster::{Cluster, Resolved, api_error, idempotent, status_code};
@@ -164,7 +164,7 @@ fn protected(key: &ObjectKey) -> bool {
     )
 }
 
-fn where_(source: &shared::manifest::Source) -> String {
+fn where_(source: &crate::manifest::Source) -> String {
     format!(
         "{}: document {} (line {})",
         source.file, source.document, source.line
@@ -175,36 +175,70 @@ pub fn parent_id(namespace: &str) -> String {
     applyset::applyset_id(PARENT_NAME, namespace, "Secret", "")
 }
 
-/// Takes the manifests by value: each object moves into the plan rather than being copied,
-/// which matters at thousands of objects.
+/// Reads and dry-runs everything a sync of `manifests` would touch, writing nothing. Takes the
+/// manifests by value: each object moves into the plan rather than being copied, which matters
+/// at thousands of objects.
 pub async fn build(
     cluster: &mut Cluster,
     manifests: Vec<Manifest>,
     opts: &Options,
 ) -> Result<Plan> {
+    let id = parent_id(&opts.namespace);
+    cluster.learn_crds(manifests.iter().map(|m| &m.object));
+    let wanted = validate(manifests, opts, &id, |v, k| cluster.resolve(v, k))?;
+    let found = discover(cluster, opts, &id, wanted.namespace_in_set).await?;
+    let mut live = list_live(cluster, opts, &id, &wanted.objects, &found).await?;
+    let runs = dry_run(cluster, wanted.objects, &live.proven, &found, opts).await?;
+    let mut items: Vec<Item> = runs
+        .into_iter()
+        .map(|run| decide(run, &mut live, &id, opts))
+        .collect();
+    items.extend(prunes(&mut live, &items, opts));
+    Ok(assemble(opts, id, found, items, live.unowned))
+}
+
+/// An object of the manifests, ready to apply: its key, its API resource, and the object with
+/// the target namespace and our ApplySet label set.
+pub struct Desired {
+    pub key: ObjectKey,
+    pub resolved: Resolved,
+    pub object: Value,
+}
+
+pub struct Validated {
+    pub objects: Vec<Desired>,
+    /// The manifests hold a Namespace named like the target (so it may be created).
+    pub namespace_in_set: bool,
+}
+
+/// Step 1, before any request: every object must resolve to a kind the server serves (or a CRD
+/// in the set defines), stay in the target namespace and be namespaced unless the flags allow
+/// otherwise, and appear once. All problems are reported together.
+pub fn validate(
+    manifests: Vec<Manifest>,
+    opts: &Options,
+    id: &str,
+    resolve: impl Fn(&str, &str) -> Option<Resolved>,
+) -> Result<Validated> {
     let ns = opts.namespace.as_str();
     if let Some(problem) = shared::refname::dns_label_problem(ns) {
         return Err(Error::invalid(format!("namespace {ns:?} {problem}")));
     }
     if manifests.is_empty() && !opts.allow_empty {
         return Err(Error::invalid(
-            "the manifests render to no objects; refusing to sync (it would prune everything)",
+            "the manifests render to no objects; refusing to apply them (it would prune everything)",
         )
         .hint("check --path, or pass --allow-empty if emptying the namespace is intended"));
     }
-    shared::manifest::check_duplicates(&manifests)?;
-    let id = parent_id(ns);
-    cluster.learn_crds(manifests.iter().map(|m| &m.object));
-
-    // Validate and prepare every object before any request that could write.
+    crate::manifest::check_duplicates(&manifests)?;
     let mut problems = Vec::new();
-    let mut desired: Vec<(ObjectKey, Resolved, Value)> = Vec::new();
+    let mut objects = Vec::new();
     let mut namespace_in_set = false;
     for m in manifests {
         let mut obj = m.object;
         let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
-        let Some(resolved) = cluster.resolve(&api_version, &kind) else {
+        let Some(resolved) = resolve(&api_version, &kind) else {
             problems.push(format!("{}: unknown kind {kind} (apiVersion {api_version}): the server does not serve it and no CRD in the set defines it", where_(&m.source)));
             continue;
         };
@@ -241,7 +275,11 @@ pub async fn build(
         if !is_target_namespace(&key, ns) {
             obj["metadata"]["labels"][applyset::LABEL_PART_OF] = json!(id);
         }
-        desired.push((key, resolved, obj));
+        objects.push(Desired {
+            key,
+            resolved,
+            object: obj,
+        });
     }
     if !problems.is_empty() {
         let n = problems.len();
@@ -258,7 +296,30 @@ pub async fn build(
         }
         return Err(Error::invalid(msg));
     }
+    Ok(Validated {
+        objects,
+        namespace_in_set,
+    })
+}
 
+/// What the namespace holds besides the objects: whether it exists, its newest revision record
+/// (for a plan that will be executed), and our ApplySet parent with the kinds it lists.
+pub struct Discovered {
+    pub namespace_exists: bool,
+    pub latest_revision: Option<u64>,
+    pub parent_exists: bool,
+    pub parent_kinds: BTreeSet<(String, String)>,
+}
+
+/// Step 2: the namespace (which must exist, be created by the set, or be allowed to be created),
+/// the newest revision record, and the ApplySet parent (which must be ours).
+pub async fn discover(
+    cluster: &Cluster,
+    opts: &Options,
+    id: &str,
+    namespace_in_set: bool,
+) -> Result<Discovered> {
+    let ns = opts.namespace.as_str();
     let ns_resolved = cluster
         .resolve("v1", "Namespace")
         .ok_or_else(|| Error::refused("the server does not serve v1 Namespace"))?;
@@ -275,16 +336,17 @@ pub async fn build(
         );
     }
 
+    // Noted before anything else is read, so execution can tell whether another run recorded
+    // (and so changed things) since.
     let latest_revision = if opts.for_write && namespace_exists {
         let records = crate::record::list(cluster, ns).await?;
-        Some(records.last().map(|m| m.revision).unwrap_or(0))
+        Some(records.newest_number())
     } else if opts.for_write {
         Some(0)
     } else {
         None
     };
 
-    // The ApplySet parent tells us which kinds may hold members to prune.
     let secret = cluster
         .resolve("v1", "Secret")
         .ok_or_else(|| Error::refused("the server does not serve v1 Secret"))?;
@@ -318,7 +380,7 @@ pub async fn build(
                 }
             )));
         }
-        if labels.get(applyset::LABEL_ID) != Some(&id) {
+        if labels.get(applyset::LABEL_ID).map(String::as_str) != Some(id) {
             return Err(Error::refused(format!(
                 "Secret/{ns}/{PARENT_NAME} carries ApplySet id {:?}, expected {id}",
                 labels.get(applyset::LABEL_ID)
@@ -328,46 +390,75 @@ pub async fn build(
             parent_kinds.extend(applyset::parse_group_kinds(gks));
         }
     }
+    Ok(Discovered {
+        namespace_exists,
+        latest_revision,
+        parent_exists,
+        parent_kinds,
+    })
+}
 
-    // Live state: one LIST per kind in the namespace, plus GETs for cluster-scoped objects.
+/// The live side: objects of every kind the manifests or the parent name.
+pub struct Live {
+    /// Live objects without `managedFields`; those proven unchanged only with
+    /// `keep_unchanged_live`.
+    pub objects: BTreeMap<ObjectKey, Value>,
+    /// Objects carrying our ApplySet label.
+    pub members: BTreeMap<ObjectKey, Resolved>,
+    /// Objects of the listed kinds that no ApplySet claims.
+    pub unowned: Vec<ObjectKey>,
+    /// Wanted objects an apply would provably not change, with their foreign owner mark (sync
+    /// refuses those even unchanged).
+    pub proven: BTreeMap<ObjectKey, Option<String>>,
+}
+
+/// Step 3: one LIST per kind in the namespace (cluster-scoped kinds: our members only), plus
+/// GETs for wanted cluster-scoped objects. Each object is checked as it arrives: one whose
+/// live fields provably match the manifest needs no dry-run, and its field set (often half of
+/// it) is dropped at once instead of holding every listed object whole.
+pub async fn list_live(
+    cluster: &Cluster,
+    opts: &Options,
+    id: &str,
+    wanted: &[Desired],
+    found: &Discovered,
+) -> Result<Live> {
+    let ns = opts.namespace.as_str();
     let mut kinds: BTreeMap<(String, String), Resolved> = BTreeMap::new();
-    for (key, r, _) in &desired {
+    for d in wanted {
         kinds
-            .entry((key.kind.clone(), key.group.clone()))
-            .or_insert_with(|| r.clone());
+            .entry((d.key.kind.clone(), d.key.group.clone()))
+            .or_insert_with(|| d.resolved.clone());
     }
-    for (kind, group) in &parent_kinds {
+    for (kind, group) in &found.parent_kinds {
         if let Some(r) = cluster.resolve_group_kind(group, kind) {
             kinds.entry((kind.clone(), group.clone())).or_insert(r);
         }
     }
-    let mut live: BTreeMap<ObjectKey, Value> = BTreeMap::new();
-    let mut members: BTreeMap<ObjectKey, Resolved> = BTreeMap::new();
-    let mut unowned = Vec::new();
+    let mut live = Live {
+        objects: BTreeMap::new(),
+        members: BTreeMap::new(),
+        unowned: Vec::new(),
+        proven: BTreeMap::new(),
+    };
     let selector = format!("{}={id}", applyset::LABEL_PART_OF);
-    // Objects whose live fields provably match need no dry-run; the rest ask the server.
-    // Checked as each object arrives, so that its field set (often half of it) can be
-    // dropped at once instead of holding every listed object whole.
     let wanted_index: BTreeMap<&ObjectKey, &Value> =
-        desired.iter().map(|(k, _, obj)| (k, obj)).collect();
-    // Proven unchanged: the foreign owner mark, if any (sync refuses those even unchanged).
-    let mut proven: BTreeMap<ObjectKey, Option<String>> = BTreeMap::new();
-    let admit = |key: ObjectKey,
-                 mut v: Value,
-                 live: &mut BTreeMap<ObjectKey, Value>,
-                 proven: &mut BTreeMap<ObjectKey, Option<String>>| {
+        wanted.iter().map(|d| (&d.key, &d.object)).collect();
+    let admit = |key: ObjectKey, mut v: Value, live: &mut Live| {
         if !opts.check_all
             && let Some(obj) = wanted_index.get(&key)
             && crate::unchanged::apply_is_noop(MANAGER, obj, &v)
         {
-            proven.insert(key.clone(), applyset::foreign_owner(&v, &id));
+            live.proven
+                .insert(key.clone(), applyset::foreign_owner(&v, id));
             if !opts.keep_unchanged_live {
                 return;
             }
         }
         strip_managed_fields(&mut v);
-        live.insert(key, v);
+        live.objects.insert(key, v);
     };
+    let namespace_exists = found.namespace_exists;
     let mut lists = futures::stream::iter(kinds.values().cloned().map(|r| {
         let api = cluster.api(&r, if r.namespaced { Some(ns) } else { None });
         let selector = selector.clone();
@@ -396,61 +487,93 @@ pub async fn build(
             drop(o);
             let key = ObjectKey::of(&v);
             let part_of = v["metadata"]["labels"][applyset::LABEL_PART_OF].as_str();
-            if part_of == Some(id.as_str()) {
-                members.insert(key.clone(), r.clone());
+            if part_of == Some(id) {
+                live.members.insert(key.clone(), r.clone());
             } else if part_of.is_none() && !infrastructure(&v) {
-                unowned.push(key.clone());
+                live.unowned.push(key.clone());
             }
-            admit(key, v, &mut live, &mut proven);
+            admit(key, v, &mut live);
         }
     }
     drop(lists);
-    for (key, r, _) in desired
+    for d in wanted
         .iter()
-        .filter(|(_, r, _)| !r.namespaced && !r.pending)
+        .filter(|d| !d.resolved.namespaced && !d.resolved.pending)
     {
-        if live.contains_key(key) || proven.contains_key(key) {
+        if live.objects.contains_key(&d.key) || live.proven.contains_key(&d.key) {
             continue;
         }
-        let api = cluster.api(r, None);
-        if let Some(o) = idempotent(|| api.get_opt(&key.name))
+        let api = cluster.api(&d.resolved, None);
+        if let Some(o) = idempotent(|| api.get_opt(&d.key.name))
             .await
-            .map_err(|e| api_error(key, e))?
+            .map_err(|e| api_error(&d.key, e))?
         {
-            admit(key.clone(), to_value(&o, r), &mut live, &mut proven);
+            admit(d.key.clone(), to_value(&o, &d.resolved), &mut live);
         }
     }
-    drop(wanted_index);
     crate::log::info(
         2,
         format!(
             "{} of {} objects unchanged without a dry-run",
-            proven.len(),
-            desired.len()
+            live.proven.len(),
+            wanted.len()
         ),
     );
+    Ok(live)
+}
 
-    // Server-side dry-runs, bounded concurrency.
+/// A wanted object and what the server says applying it would make of it.
+pub struct DryRun {
+    pub desired: Desired,
+    /// The server's dry-run result; the object itself when it cannot be dry-run yet (its CRD
+    /// or namespace does not exist); `None` when proven unchanged.
+    pub merged: Option<Value>,
+    /// A field-manager conflict the dry-run reported.
+    pub conflict: Option<String>,
+}
+
+/// Step 4: a server-side dry-run of every wanted object not proven unchanged, bounded
+/// concurrency. A conflict is noted (and the dry-run repeated with force, to show the
+/// result); a manifest the server's schema rejects is invalid input.
+pub async fn dry_run(
+    cluster: &Cluster,
+    wanted: Vec<Desired>,
+    proven: &BTreeMap<ObjectKey, Option<String>>,
+    found: &Discovered,
+    opts: &Options,
+) -> Result<Vec<DryRun>> {
+    let namespace_exists = found.namespace_exists;
     let skip_dry_run = |r: &Resolved| r.pending || (r.namespaced && !namespace_exists);
-    let runs = futures::stream::iter(desired.into_iter().map(|(key, r, obj)| {
-        let api = cluster.api(&r, obj["metadata"]["namespace"].as_str());
-        let skip = skip_dry_run(&r);
-        let known_unchanged = proven.contains_key(&key);
+    futures::stream::iter(wanted.into_iter().map(|desired| {
+        let api = cluster.api(
+            &desired.resolved,
+            desired.object["metadata"]["namespace"].as_str(),
+        );
+        let skip = skip_dry_run(&desired.resolved);
+        let known_unchanged = proven.contains_key(&desired.key);
         async move {
             if known_unchanged {
-                return Ok((key, r, obj, None, None));
+                return Ok(DryRun {
+                    desired,
+                    merged: None,
+                    conflict: None,
+                });
             }
             if skip {
-                return Ok((key, r, obj.clone(), Some(obj), None));
+                let merged = Some(desired.object.clone());
+                return Ok(DryRun {
+                    desired,
+                    merged,
+                    conflict: None,
+                });
             }
+            let key = &desired.key;
+            let r = &desired.resolved;
             let pp = PatchParams::apply(MANAGER).dry_run();
-            let patch = Patch::Apply(&obj);
-            match idempotent(|| api.patch(&key.name, &pp, &patch)).await {
-                Ok(merged) => {
-                    let mut m = to_value(&merged, &r);
-                    strip_managed_fields(&mut m);
-                    Ok((key, r, obj, Some(m), None))
-                }
+            let patch = Patch::Apply(&desired.object);
+            let (merged, conflict) = match idempotent(|| api.patch(&key.name, &pp, &patch)).await
+            {
+                Ok(merged) => (merged, None),
                 Err(e) if status_code(&e) == Some(409) => {
                     let conflict = match &e {
                         kube::Error::Api(s) => s.message.clone(),
@@ -460,9 +583,7 @@ pub async fn build(
                     let merged = idempotent(|| api.patch(&key.name, &forced, &patch))
                         .await
                         .map_err(|e| api_error(format!("dry-run of {key}"), e))?;
-                    let mut m = to_value(&merged, &r);
-                    strip_managed_fields(&mut m);
-                    Ok((key, r, obj, Some(m), Some(conflict)))
+                    (merged, Some(conflict))
                 }
                 Err(e) => {
                     let code = status_code(&e);
@@ -474,69 +595,92 @@ pub async fn build(
                     let err = api_error(format!("dry-run of {key}"), e);
                     // 413: the object is larger than the server accepts in one request, so no
                     // retry or permission can make it apply; the manifest has to change.
-                    Err(if schema || matches!(code, Some(400) | Some(413) | Some(422)) { Error { kind: shared::ErrorKind::Invalid, ..err } } else { err })
+                    return Err(if schema || matches!(code, Some(400) | Some(413) | Some(422)) { Error { kind: shared::ErrorKind::Invalid, ..err } } else { err });
                 }
-            }
+            };
+            let mut m = to_value(&merged, r);
+            strip_managed_fields(&mut m);
+            drop(patch);
+            Ok(DryRun {
+                desired,
+                merged: Some(m),
+                conflict,
+            })
         }
     }))
     .buffer_unordered(opts.concurrency)
-    .collect::<Vec<_>>()
-    .await;
+    .collect::<Vec<Result<DryRun>>>()
+    .await
+    .into_iter()
+    .collect()
+}
 
-    let mut items = Vec::new();
-    let mut wanted = BTreeSet::new();
-    for run in runs {
-        let (key, r, obj, mut merged, conflict) = run?;
-        wanted.insert(key.clone());
-        let mut live_obj = live.remove(&key);
-        let (action, owner) = match proven.remove(&key) {
-            Some(owner) => (Action::Unchanged, owner),
-            None => {
-                let action = match (&live_obj, &merged) {
-                    (None, _) => Action::Create,
-                    (Some(_), None) => Action::Unchanged,
-                    (Some(l), Some(m)) => {
-                        let mut a = l.clone();
-                        let mut b = m.clone();
-                        shared::normalize::normalize(&mut a);
-                        shared::normalize::normalize(&mut b);
-                        if a == b {
-                            Action::Unchanged
-                        } else {
-                            Action::Update
-                        }
+/// Step 5, for each wanted object: create, update or unchanged, from the live copy and the
+/// dry-run (or the proof), and another tool's ownership mark. Takes the live copy out of
+/// `live`; keeps it only where something shows or applies it.
+pub fn decide(run: DryRun, live: &mut Live, id: &str, opts: &Options) -> Item {
+    let DryRun {
+        desired,
+        mut merged,
+        conflict,
+    } = run;
+    let key = desired.key;
+    let mut live_obj = live.objects.remove(&key);
+    let (action, owner) = match live.proven.remove(&key) {
+        Some(owner) => (Action::Unchanged, owner),
+        None => {
+            let action = match (&live_obj, &merged) {
+                (None, _) => Action::Create,
+                (Some(_), None) => Action::Unchanged,
+                (Some(l), Some(m)) => {
+                    let mut a = l.clone();
+                    let mut b = m.clone();
+                    crate::normalize::normalize(&mut a);
+                    crate::normalize::normalize(&mut b);
+                    if a == b {
+                        Action::Unchanged
+                    } else {
+                        Action::Update
                     }
-                };
-                let owner = live_obj
-                    .as_ref()
-                    .and_then(|l| applyset::foreign_owner(l, &id));
-                (action, owner)
-            }
-        };
-        if action == Action::Unchanged {
-            // Nothing shows or applies it; holding the server's copies would only cost memory.
-            merged = None;
-            if !opts.keep_unchanged_live {
-                live_obj = None;
-            }
+                }
+            };
+            let owner = live_obj
+                .as_ref()
+                .and_then(|l| applyset::foreign_owner(l, id));
+            (action, owner)
         }
-        items.push(Item {
-            rank: rank(&key.group, &key.kind),
-            key,
-            action,
-            resolved: r,
-            desired: Some(obj),
-            live: live_obj,
-            merged,
-            conflict,
-            owner,
-        });
+    };
+    if action == Action::Unchanged {
+        // Nothing shows or applies it; holding the server's copies would only cost memory.
+        merged = None;
+        if !opts.keep_unchanged_live {
+            live_obj = None;
+        }
     }
+    Item {
+        rank: rank(&key.group, &key.kind),
+        key,
+        action,
+        resolved: desired.resolved,
+        desired: Some(desired.object),
+        live: live_obj,
+        merged,
+        conflict,
+        owner,
+    }
+}
+
+/// Step 6: members of our ApplySet that left the manifests: pruned, or kept when protected or
+/// with --no-prune. The target Namespace is never pruned by its own sync.
+pub fn prunes(live: &mut Live, decided: &[Item], opts: &Options) -> Vec<Item> {
+    let wanted: BTreeSet<&ObjectKey> = decided.iter().map(|i| &i.key).collect();
+    let members = std::mem::take(&mut live.members);
+    let mut out = Vec::new();
     for (key, r) in members {
-        if wanted.contains(&key) || is_target_namespace(&key, ns) {
+        if wanted.contains(&key) || is_target_namespace(&key, &opts.namespace) {
             continue;
         }
-        let Some(obj) = live.remove(&key) else {
+        let Some(obj) = live.objects.remove(&key) else {
             continue;
         };
         let action = if protected(&key) && !opts.prune_protected {
@@ -546,7 +690,7 @@ pub async fn build(
         } else {
             Action::Prune
         };
-        items.push(Item {
+        out.push(Item {
             rank: rank(&key.group, &key.kind),
             key,
             action,
@@ -558,18 +702,29 @@ pub async fn build(
             owner: None,
         });
     }
+    out
+}
+
+/// Step 7: the plan, items in apply order.
+pub fn assemble(
+    opts: &Options,
+    id: String,
+    found: Discovered,
+    mut items: Vec<Item>,
+    mut unowned: Vec<ObjectKey>,
+) -> Plan {
     items.sort_by(|a, b| (a.rank, &a.key).cmp(&(b.rank, &b.key)));
     unowned.sort();
-    Ok(Plan {
-        namespace: ns.to_string(),
-        namespace_exists,
+    Plan {
+        namespace: opts.namespace.clone(),
+        namespace_exists: found.namespace_exists,
         applyset_id: id,
-        parent_exists,
-        parent_kinds,
+        parent_exists: found.parent_exists,
+        parent_kinds: found.parent_kinds,
         items,
         unowned,
-        latest_revision,
-    })
+        latest_revision: found.latest_revision,
+    }
 }
 
 /// Objects Kubernetes or this tool put in every namespace: never reported as unowned drift.
@@ -595,4 +750,243 @@ pub fn to_value(o: &DynamicObject, r: &Resolved) -> Value {
     v["apiVersion"] = json!(r.resource.api_version);
     v["kind"] = json!(r.resource.kind);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::discovery::ApiResource;
+
+    use super::*;
+    use crate::manifest::Source;
+
+    fn opts(ns: &str) -> Options {
+        Options {
+            namespace: ns.into(),
+            allow_other_namespaces: false,
+            allow_cluster_scoped: false,
+            create_namespace: false,
+            allow_empty: false,
+            concurrency: 1,
+            prune_protected: false,
+            prune: true,
+            check_all: false,
+            for_write: false,
+            keep_unchanged_live: false,
+        }
+    }
+
+    fn resolved(group: &str, kind: &str, namespaced: bool) -> Resolved {
+        Resolved {
+            resource: ApiResource {
+                group: group.into(),
+                version: "v1".into(),
+                api_version: if group.is_empty() {
+                    "v1".into()
+                } else {
+                    format!("{group}/v1")
+                },
+                kind: kind.into(),
+                plural: format!("{}s", kind.to_lowercase()),
+            },
+            namespaced,
+            pending: false,
+        }
+    }
+
+    /// The kinds these tests use, as discovery would resolve them.
+    fn resolve(api_version: &str, kind: &str) -> Option<Resolved> {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        match kind {
+            "ConfigMap" => Some(resolved(group, kind, true)),
+            "Namespace" | "ClusterRole" => Some(resolved(group, kind, false)),
+            _ => None,
+        }
+    }
+
+    fn manifest(obj: Value) -> Manifest {
+        Manifest {
+            object: obj,
+            source: Source {
+                file: "app/x.yaml".into(),
+                document: 1,
+                line: 1,
+            },
+        }
+    }
+
+    fn fixtures() -> Vec<Manifest> {
+        vec![
+            manifest(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})),
+            manifest(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "namespace": "other"}}),
+            ),
+            manifest(
+                json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "wide"}}),
+            ),
+            manifest(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}})),
+        ]
+    }
+
+    #[test]
+    fn validate_refuses_what_leaves_the_namespace_naming_each_object() {
+        let e = validate(fixtures(), &opts("dev"), "id", resolve)
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind, shared::ErrorKind::Invalid);
+        assert!(e.message.starts_with("2 invalid objects"), "{}", e.message);
+        assert!(e.message.contains("ConfigMap/b is in namespace \"other\""));
+        assert!(e.message.contains("ClusterRole/wide is cluster-scoped"));
+        let unknown = vec![manifest(
+            json!({"apiVersion": "x.io/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+        )];
+        let e = validate(unknown, &opts("dev"), "id", resolve)
+            .err()
+            .expect("refused");
+        assert!(e.message.contains("unknown kind Widget"), "{}", e.message);
+        let e = validate(vec![], &opts("dev"), "id", resolve)
+            .err()
+            .expect("refused");
+        assert!(e.message.contains("no objects"), "{}", e.message);
+    }
+
+    #[test]
+    fn validate_places_objects_in_the_namespace_and_the_set() {
+        let mut o = opts("dev");
+        o.allow_other_namespaces = true;
+        o.allow_cluster_scoped = true;
+        let v = validate(fixtures(), &o, "id-1", resolve).unwrap();
+        assert!(v.namespace_in_set);
+        let by_name = |n: &str| v.objects.iter().find(|d| d.key.name == n).unwrap();
+        assert_eq!(by_name("a").object["metadata"]["namespace"], "dev");
+        assert_eq!(by_name("b").object["metadata"]["namespace"], "other");
+        assert_eq!(
+            by_name("a").object["metadata"]["labels"][applyset::LABEL_PART_OF],
+            "id-1"
+        );
+        assert!(
+            by_name("wide").object["metadata"]
+                .get("namespace")
+                .is_none()
+        );
+        // The target namespace carries no membership label: pruning it is never in question.
+        assert!(by_name("dev").object["metadata"].get("labels").is_none());
+    }
+
+    fn live() -> Live {
+        Live {
+            objects: BTreeMap::new(),
+            members: BTreeMap::new(),
+            unowned: Vec::new(),
+            proven: BTreeMap::new(),
+        }
+    }
+
+    fn run(name: &str, merged: Option<Value>) -> DryRun {
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "dev"}, "data": {"k": "new"}});
+        DryRun {
+            desired: Desired {
+                key: ObjectKey::of(&object),
+                resolved: resolved("", "ConfigMap", true),
+                object,
+            },
+            merged,
+            conflict: None,
+        }
+    }
+
+    #[test]
+    fn decide_compares_live_with_the_dry_run() {
+        let o = opts("dev");
+        let cm = |v: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": "dev", "resourceVersion": "7"}, "data": {"k": v}})
+        };
+        let mut l = live();
+        assert_eq!(
+            decide(run("c", Some(cm("new"))), &mut l, "id", &o).action,
+            Action::Create
+        );
+
+        let mut l = live();
+        l.objects.insert(ObjectKey::of(&cm("old")), cm("old"));
+        let item = decide(run("c", Some(cm("new"))), &mut l, "id", &o);
+        assert_eq!(item.action, Action::Update);
+        assert!(item.live.is_some() && item.merged.is_some());
+        assert!(l.objects.is_empty(), "the live copy moves into the item");
+
+        let mut l = live();
+        l.objects.insert(ObjectKey::of(&cm("new")), cm("new"));
+        let item = decide(run("c", Some(cm("new"))), &mut l, "id", &o);
+        assert_eq!(item.action, Action::Unchanged);
+        assert!(item.live.is_none() && item.merged.is_none(), "nothing kept");
+
+        let mut l = live();
+        l.proven
+            .insert(ObjectKey::of(&cm("new")), Some("Helm".into()));
+        let item = decide(run("c", None), &mut l, "id", &o);
+        assert_eq!(item.action, Action::Unchanged);
+        assert_eq!(item.owner.as_deref(), Some("Helm"));
+    }
+
+    #[test]
+    fn prunes_only_members_that_left_and_keeps_protected_kinds() {
+        let member = |kind: &str, name: &str, ns: Option<&str>| {
+            let mut v = json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name}});
+            if let Some(ns) = ns {
+                v["metadata"]["namespace"] = json!(ns);
+            }
+            v
+        };
+        let objects = [
+            member("ConfigMap", "gone", Some("dev")),
+            member("ConfigMap", "kept", Some("dev")),
+            member("PersistentVolumeClaim", "data", Some("dev")),
+            member("Namespace", "dev", None),
+        ];
+        let mut l = live();
+        for o in &objects {
+            let key = ObjectKey::of(o);
+            l.members.insert(
+                key.clone(),
+                resolved("", &key.kind, key.namespace.is_some()),
+            );
+            l.objects.insert(key, o.clone());
+        }
+        let decided = vec![decide(
+            run("kept", Some(objects[1].clone())),
+            &mut live(),
+            "id",
+            &opts("dev"),
+        )];
+        let actions = |o: &Options| {
+            let mut l = Live {
+                objects: l.objects.clone(),
+                members: l.members.clone(),
+                unowned: vec![],
+                proven: BTreeMap::new(),
+            };
+            prunes(&mut l, &decided, o)
+                .into_iter()
+                .map(|i| (i.key.name, i.action))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            actions(&opts("dev")),
+            [
+                ("gone".to_string(), Action::Prune),
+                ("data".to_string(), Action::Protected)
+            ]
+        );
+        let mut keep = opts("dev");
+        keep.prune = false;
+        keep.prune_protected = true;
+        assert_eq!(
+            actions(&keep),
+            [
+                ("gone".to_string(), Action::Kept),
+                ("data".to_string(), Action::Kept)
+            ]
+        );
+    }
 }

@@ -9,6 +9,15 @@
 //!   data `meta.json` (revision, tag, commit, time, user, outcome, objects, parts) and
 //!   `manifests.0`; further parts in `kubectl-gitops.rev.<N>.<k>` with data `manifests.<k>`.
 //! - The manifests are a JSON array of the applied objects, gzip-compressed, split in parts.
+//!
+//! A record is untrusted input: anyone who may write Secrets in the namespace may edit one.
+//! Everything read from it is bounded ([`MAX_REVISION`], [`MAX_PARTS`], parts that exist,
+//! [`MAX_RECORD_BYTES`] inflated), and a record that breaks a bound is [`Corrupt`]: named by
+//! `history`, never used by revert or status, never pruned, and never the cause of a panic
+//! or an endless loop in a later run. Its objects go through the same checks as a tag's.
+
+use std::collections::BTreeSet;
+use std::io::Read;
 
 use base64::Engine;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
@@ -18,13 +27,22 @@ use shared::{Error, Result};
 
 use crate::cli::KubeArgs;
 use crate::cluster::{Cluster, api_error, idempotent, status_code};
-use shared::manifest::{Manifest, Source};
+use crate::manifest::Manifest;
 
 pub const REVISION_LABEL: &str = "gitops.kubectl.io/revision";
+pub const PART_LABEL: &str = "gitops.kubectl.io/part-of-revision";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const SECRET_TYPE: &str = "kubectl-gitops/revision";
 /// Raw bytes per part: base64 makes them 4/3 larger, well under the 1 MiB object limit.
 const PART_BYTES: usize = 512 * 1024;
+/// Highest revision number: a billion syncs, and far from overflowing any arithmetic on it.
+pub const MAX_REVISION: u64 = 1_000_000_000;
+/// Most a record's manifests may inflate to (the JSON array of the applied objects). A sync
+/// whose render is larger refuses before writing anything; a record claiming more is corrupt.
+pub const MAX_RECORD_BYTES: u64 = 64 << 20;
+/// Most parts a record may have: gzip never grows data by more than a few bytes per block,
+/// so [`MAX_RECORD_BYTES`] compressed never needs more parts than this.
+pub const MAX_PARTS: u32 = (MAX_RECORD_BYTES / PART_BYTES as u64) as u32 + 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Meta {
@@ -40,12 +58,122 @@ pub struct Meta {
     pub reverted_to: Option<u64>,
 }
 
+/// A record that cannot be trusted: why, and the Secret that holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Corrupt {
+    pub name: String,
+    /// The revision its name carries, when that is a number in range.
+    pub revision: Option<u64>,
+    pub reason: String,
+}
+
+impl Corrupt {
+    pub fn error(&self, ns: &str) -> Error {
+        Error::invalid(format!(
+            "revision record Secret/{ns}/{} is corrupt: {}; it is not used",
+            self.name, self.reason
+        ))
+        .hint(format!(
+            "someone edited or forged it (only kubectl gitops should write these Secrets); \
+             kubectl gitops history -n {ns} lists the readable revisions"
+        ))
+    }
+}
+
+/// The records of a namespace.
+#[derive(Debug, Default)]
+pub struct Records {
+    /// Readable and within bounds, oldest first.
+    pub trusted: Vec<Meta>,
+    pub corrupt: Vec<Corrupt>,
+}
+
+impl Records {
+    pub fn newest(&self) -> Option<&Meta> {
+        self.trusted.last()
+    }
+
+    /// The highest revision number taken, by a readable record or by the name of a corrupt
+    /// one (its Secret exists, so creating that name again would collide); 0 for none.
+    pub fn newest_number(&self) -> u64 {
+        let trusted = self.trusted.last().map(|m| m.revision);
+        let corrupt = self.corrupt.iter().filter_map(|c| c.revision).max();
+        trusted.max(corrupt).unwrap_or(0)
+    }
+
+    /// The number the next record takes.
+    pub fn next_number(&self, ns: &str) -> Result<u64> {
+        let n = self.newest_number() + 1;
+        if n > MAX_REVISION {
+            return Err(Error::invalid(format!(
+                "namespace {ns} has used every revision number up to {MAX_REVISION}"
+            ))
+            .hint("a forged record probably claims a huge revision: kubectl gitops history lists them"));
+        }
+        Ok(n)
+    }
+}
+
 fn name(revision: u64, part: u32) -> String {
     if part == 0 {
         format!("kubectl-gitops.rev.{revision}")
     } else {
         format!("kubectl-gitops.rev.{revision}.{part}")
     }
+}
+
+/// The revision a part-0 record's name carries, if it is the canonical spelling of a number
+/// in range.
+fn number_in_name(secret: &str) -> Option<u64> {
+    let n: u64 = secret.strip_prefix("kubectl-gitops.rev.")?.parse().ok()?;
+    ((1..=MAX_REVISION).contains(&n) && name(n, 0) == secret).then_some(n)
+}
+
+/// Reads and bounds-checks one record's meta. `parts` holds the names of the part Secrets
+/// that exist in the namespace.
+fn check(secret: &str, meta_b64: Option<&str>, parts: &BTreeSet<String>) -> Result<Meta, Corrupt> {
+    let number = number_in_name(secret);
+    let corrupt = |reason: String| Corrupt {
+        name: secret.to_string(),
+        revision: number,
+        reason,
+    };
+    let Some(n) = number else {
+        return Err(corrupt(format!(
+            "its name carries no revision number from 1 to {MAX_REVISION}"
+        )));
+    };
+    let b64 = meta_b64.ok_or_else(|| corrupt("it has no meta.json".into()))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| corrupt(format!("meta.json is not base64: {e}")))?;
+    let meta: Meta = serde_json::from_slice(&bytes)
+        .map_err(|e| corrupt(format!("meta.json cannot be read ({})", json_problem(&e))))?;
+    if meta.revision != n {
+        return Err(corrupt(format!(
+            "meta.json claims revision {} but the record is revision {n}",
+            meta.revision
+        )));
+    }
+    if meta.parts == 0 || meta.parts > MAX_PARTS {
+        return Err(corrupt(format!(
+            "meta.json claims {} parts (a record has 1 to {MAX_PARTS})",
+            meta.parts
+        )));
+    }
+    if let Some(k) = (1..meta.parts).find(|&k| !parts.contains(&name(n, k))) {
+        return Err(corrupt(format!(
+            "meta.json claims {} parts but part {k} (Secret {}) does not exist",
+            meta.parts,
+            name(n, k)
+        )));
+    }
+    if let Some(r) = meta.reverted_to.filter(|r| !(1..=MAX_REVISION).contains(r)) {
+        return Err(corrupt(format!(
+            "meta.json says it reverted to revision {r}, out of range"
+        )));
+    }
+    Ok(meta)
 }
 
 fn secrets(cluster: &Cluster, ns: &str) -> Api<DynamicObject> {
@@ -55,47 +183,120 @@ fn secrets(cluster: &Cluster, ns: &str) -> Api<DynamicObject> {
     cluster.api(&r, Some(ns))
 }
 
-/// Records in the namespace, by revision (part 0 only), oldest first.
-pub async fn list(cluster: &Cluster, ns: &str) -> Result<Vec<Meta>> {
-    let lp = ListParams::default().labels(&format!("{MANAGED_BY}=kubectl-gitops,{REVISION_LABEL}"));
+/// Records in the namespace (part 0 of each), trusted ones oldest first.
+pub async fn list(cluster: &Cluster, ns: &str) -> Result<Records> {
     let api = secrets(cluster, ns);
-    let list = idempotent(|| api.list(&lp))
+    let lp = ListParams::default().labels(&format!("{MANAGED_BY}=kubectl-gitops,{REVISION_LABEL}"));
+    let heads = idempotent(|| api.list(&lp))
         .await
         .map_err(|e| api_error(format!("listing revision records in {ns}"), e))?;
-    let mut out = Vec::new();
-    for s in list.items {
-        let v = serde_json::to_value(&s).unwrap_or_default();
-        let Some(meta) = v["data"]["meta.json"].as_str() else {
-            continue;
-        };
-        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(meta) else {
-            continue;
-        };
-        if let Ok(m) = serde_json::from_slice::<Meta>(&bytes) {
-            out.push(m);
+    // Parts are created before their part 0 and deleted after it, so every part of a part 0
+    // listed above still exists now, unless the record is being pruned at this moment.
+    let lp = ListParams::default().labels(&format!("{MANAGED_BY}=kubectl-gitops,{PART_LABEL}"));
+    let parts: BTreeSet<String> = idempotent(|| api.list_metadata(&lp))
+        .await
+        .map_err(|e| api_error(format!("listing revision record parts in {ns}"), e))?
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    let mut out = Records::default();
+    for s in heads.items {
+        let secret = s.metadata.name.clone().unwrap_or_default();
+        let meta = s.data["data"]["meta.json"].as_str();
+        match check(&secret, meta, &parts) {
+            Ok(m) => out.trusted.push(m),
+            Err(c) => {
+                warn_once(ns, &c);
+                out.corrupt.push(c)
+            }
         }
     }
-    out.sort_by_key(|m| m.revision);
+    out.trusted.sort_by_key(|m| m.revision);
+    out.corrupt
+        .sort_by(|a, b| (a.revision, &a.name).cmp(&(b.revision, &b.name)));
     Ok(out)
 }
 
-/// The record's manifests blob: a JSON array, gzip'd as it is serialised (no uncompressed
-/// copy of a large render in memory).
-pub fn compress<'a>(manifests: impl IntoIterator<Item = &'a Value>) -> Vec<u8> {
-    let refs: Vec<&Value> = manifests.into_iter().collect();
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    serde_json::to_writer(&mut enc, &refs).expect("values serialise to memory");
-    enc.finish().expect("writing to memory")
+/// A run lists the records several times; each corrupt one is worth one warning.
+fn warn_once(ns: &str, c: &Corrupt) {
+    static WARNED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.insert(format!("{ns}/{}", c.name)) {
+        crate::log::warn(format!(
+            "revision record Secret/{ns}/{} is corrupt and ignored: {}",
+            c.name, c.reason
+        ));
+    }
 }
 
-pub fn decompress(bytes: &[u8]) -> Result<Vec<Value>> {
-    use std::io::Read;
+/// Serialises into a gzip stream, counting the bytes that go in.
+struct Counting<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The record's manifests blob: a JSON array, gzip'd as it is serialised (no uncompressed
+/// copy of a large render in memory). Refuses a render over [`MAX_RECORD_BYTES`], which no
+/// later run could read back.
+pub fn compress<'a>(manifests: impl IntoIterator<Item = &'a Value>) -> Result<Vec<u8>> {
+    let refs: Vec<&Value> = manifests.into_iter().collect();
+    let mut out = Counting {
+        inner: flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()),
+        bytes: 0,
+    };
+    serde_json::to_writer(&mut out, &refs).expect("values serialise to memory");
+    if out.bytes > MAX_RECORD_BYTES {
+        return Err(Error::invalid(format!(
+            "the render is {} MiB as JSON, more than the {} MiB a revision record holds; \
+             nothing was written",
+            out.bytes >> 20,
+            MAX_RECORD_BYTES >> 20
+        ))
+        .hint("split the manifests across namespaces"));
+    }
+    Ok(out.inner.finish().expect("writing to memory"))
+}
+
+/// The objects of a record's blob; the reason it is corrupt otherwise. Inflates at most
+/// [`MAX_RECORD_BYTES`] (a small blob may claim to inflate to gigabytes).
+pub fn decompress(bytes: &[u8]) -> std::result::Result<Vec<Value>, String> {
     let mut json = Vec::new();
     flate2::read::GzDecoder::new(bytes)
+        .take(MAX_RECORD_BYTES + 1)
         .read_to_end(&mut json)
-        .map_err(|e| Error::refused(format!("revision record is corrupt: {e}")))?;
+        .map_err(|e| format!("its manifests cannot be inflated: {e}"))?;
+    if json.len() as u64 > MAX_RECORD_BYTES {
+        return Err(format!(
+            "its manifests inflate to more than {} MiB",
+            MAX_RECORD_BYTES >> 20
+        ));
+    }
     serde_json::from_slice(&json)
-        .map_err(|e| Error::refused(format!("revision record is corrupt: {e}")))
+        .map_err(|e| format!("its manifests are not a JSON list ({})", json_problem(&e)))
+}
+
+/// Where and what kind of problem, without serde's quote of the offending value: a record's
+/// text is anyone's, and error output is no place for it.
+fn json_problem(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "not JSON",
+        serde_json::error::Category::Data => "unexpected fields or types",
+        serde_json::error::Category::Eof => "truncated",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
 }
 
 /// Writes a new record. Creation (not apply) makes two concurrent writers of the same
@@ -122,7 +323,7 @@ pub async fn write(cluster: &Cluster, ns: &str, mut meta: Meta, blob: &[u8]) -> 
             );
             labels[REVISION_LABEL] = json!(meta.revision.to_string());
         } else {
-            labels["gitops.kubectl.io/part-of-revision"] = json!(meta.revision.to_string());
+            labels[PART_LABEL] = json!(meta.revision.to_string());
         }
         let obj: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "v1",
@@ -150,37 +351,43 @@ pub async fn write(cluster: &Cluster, ns: &str, mut meta: Meta, blob: &[u8]) -> 
     Ok(())
 }
 
-/// The manifests of a recorded revision.
+/// The manifests of a recorded revision (one [`list`] trusted).
 pub async fn manifests(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<Value>> {
     let api = secrets(cluster, ns);
+    let corrupt = |reason: String| {
+        Corrupt {
+            name: name(meta.revision, 0),
+            revision: Some(meta.revision),
+            reason,
+        }
+        .error(ns)
+    };
     let mut blob = Vec::new();
-    for k in 0..meta.parts {
+    for k in 0..meta.parts.min(MAX_PARTS) {
         let part = name(meta.revision, k);
         let s = idempotent(|| api.get(&part))
             .await
             .map_err(|e| api_error(format!("reading revision {} part {k}", meta.revision), e))?;
-        let v = serde_json::to_value(&s).unwrap_or_default();
-        let b = v["data"][format!("manifests.{k}")]
+        let b = s.data["data"][format!("manifests.{k}")]
             .as_str()
             .unwrap_or_default();
-        blob.extend(
-            base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|e| {
-                    Error::refused(format!("revision record {} is corrupt: {e}", meta.revision))
-                })?,
-        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .map_err(|e| corrupt(format!("part {k} is not base64: {e}")))?;
+        blob.extend(bytes);
     }
-    decompress(&blob)
+    decompress(&blob).map_err(corrupt)
 }
 
-/// Keeps the newest `keep` records.
+/// Keeps the newest `keep` readable records. Corrupt ones are left for a person to look at
+/// (`history` names them). Part 0 goes first, so a record interrupted while being deleted is
+/// gone rather than left without its parts.
 pub async fn prune_history(cluster: &Cluster, ns: &str, keep: u32) -> Result<()> {
     let all = list(cluster, ns).await?;
     let api = secrets(cluster, ns);
-    let excess = all.len().saturating_sub(keep as usize);
-    for meta in all.iter().take(excess) {
-        for k in (0..meta.parts).rev() {
+    let excess = all.trusted.len().saturating_sub(keep as usize);
+    for meta in all.trusted.iter().take(excess) {
+        for k in 0..meta.parts {
             let part = name(meta.revision, k);
             let dp = DeleteParams::default();
             match idempotent(|| api.delete(&part, &dp)).await {
@@ -203,8 +410,7 @@ pub async fn prune_history(cluster: &Cluster, ns: &str, keep: u32) -> Result<()>
 pub struct Recorded {
     pub cluster: Cluster,
     pub namespace: String,
-    /// Oldest first.
-    pub records: Vec<Meta>,
+    pub records: Records,
 }
 
 pub async fn open(kube: &KubeArgs) -> Result<Recorded> {
@@ -222,21 +428,14 @@ pub async fn open(kube: &KubeArgs) -> Result<Recorded> {
     })
 }
 
-/// A recorded revision's objects as manifests, so they go through the same plan as a tag's.
+/// A recorded revision's objects as manifests, checked as a tag's files are, so they go
+/// through the same validation and plan as a tag's.
 pub async fn load(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<Manifest>> {
-    Ok(manifests(cluster, ns, meta)
-        .await?
-        .into_iter()
-        .enumerate()
-        .map(|(i, object)| Manifest {
-            object,
-            source: Source {
-                file: format!("revision {}", meta.revision),
-                document: i + 1,
-                line: 1,
-            },
-        })
-        .collect())
+    let objects = manifests(cluster, ns, meta).await?;
+    crate::manifest::from_values(
+        &format!("revision record {}", name(meta.revision, 0)),
+        objects,
+    )
 }
 
 #[cfg(test)]
@@ -249,7 +448,88 @@ mod tests {
             json!({"kind": "ConfigMap", "data": {"a": "x".repeat(10_000)}}),
             json!({"kind": "Secret"}),
         ];
-        assert_eq!(decompress(&compress(&objs)).unwrap(), objs);
+        assert_eq!(decompress(&compress(&objs).unwrap()).unwrap(), objs);
+    }
+
+    #[test]
+    fn a_small_blob_that_inflates_past_the_limit_is_corrupt() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..(MAX_RECORD_BYTES >> 20) + 1 {
+            enc.write_all(&zeros).unwrap();
+        }
+        let bomb = enc.finish().unwrap();
+        assert!(bomb.len() < 200 * 1024, "{}", bomb.len());
+        let err = decompress(&bomb).unwrap_err();
+        assert!(err.contains("more than 64 MiB"), "{err}");
+    }
+
+    fn meta_b64(revision: u64, parts: u32) -> String {
+        let m = json!({"revision": revision, "tag": "t", "commit": "c", "time": "x", "user": "u",
+            "outcome": "succeeded", "objects": [], "parts": parts});
+        base64::engine::general_purpose::STANDARD.encode(m.to_string())
+    }
+
+    #[test]
+    fn records_out_of_bounds_are_corrupt() {
+        let none = BTreeSet::new();
+        let ok = check("kubectl-gitops.rev.3", Some(&meta_b64(3, 1)), &none).unwrap();
+        assert_eq!(ok.revision, 3);
+        let parts: BTreeSet<String> = ["kubectl-gitops.rev.3.1".to_string()].into();
+        assert!(check("kubectl-gitops.rev.3", Some(&meta_b64(3, 2)), &parts).is_ok());
+        for (secret, meta, needle) in [
+            (
+                "kubectl-gitops.rev.3",
+                meta_b64(3, 4294967295),
+                "4294967295 parts",
+            ),
+            ("kubectl-gitops.rev.3", meta_b64(3, 0), "0 parts"),
+            ("kubectl-gitops.rev.3", meta_b64(3, 3), "part 1"),
+            (
+                "kubectl-gitops.rev.3",
+                meta_b64(u64::MAX, 1),
+                "18446744073709551615",
+            ),
+            (
+                "kubectl-gitops.rev.18446744073709551615",
+                meta_b64(u64::MAX, 1),
+                "name",
+            ),
+            ("kubectl-gitops.rev.03", meta_b64(3, 1), "name"),
+            ("kubectl-gitops.rev.3", "not base64!".into(), "base64"),
+            (
+                "kubectl-gitops.rev.3",
+                base64::engine::general_purpose::STANDARD.encode("{"),
+                "cannot be read",
+            ),
+        ] {
+            let c = check(secret, Some(&meta), &none).unwrap_err();
+            assert!(c.reason.contains(needle), "{secret}: {}", c.reason);
+            assert_eq!(c.name, secret);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_record_still_takes_its_number() {
+        let r = Records {
+            trusted: vec![],
+            corrupt: vec![Corrupt {
+                name: "kubectl-gitops.rev.7".into(),
+                revision: Some(7),
+                reason: "x".into(),
+            }],
+        };
+        assert_eq!(r.next_number("ns").unwrap(), 8);
+        let full = Records {
+            trusted: vec![],
+            corrupt: vec![Corrupt {
+                name: "n".into(),
+                revision: Some(MAX_REVISION),
+                reason: "x".into(),
+            }],
+        };
+        assert!(full.next_number("ns").is_err());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
+use crate::normalize;
 use serde_json::{Value, json};
-use shared::normalize;
 
 use crate::plan::{Action, Item, Plan};
 
@@ -31,7 +31,14 @@ fn yaml(v: &Option<Value>) -> String {
 
 pub fn item_diff(item: &Item, show_secrets: bool, color: bool) -> String {
     let (before, after) = views(item, show_secrets);
-    shared::render::unified_diff(&item.key.to_string(), &yaml(&before), &yaml(&after), color)
+    let key = item.key.to_string();
+    shared::render::unified_diff(
+        &format!("{key} (live)"),
+        &format!("{key} (git)"),
+        &yaml(&before),
+        &yaml(&after),
+        color,
+    )
 }
 
 pub fn print_diff(plan: &Plan, show_secrets: bool) {
@@ -61,6 +68,23 @@ pub fn print_diff(plan: &Plan, show_secrets: bool) {
         }
     }
     let _ = writeln!(out, "{}", plan.summary());
+}
+
+/// One line per object the plan changes (or declines to prune), on stderr: what a
+/// confirmation is asked about.
+pub fn print_changes(plan: &Plan) {
+    let mut err = anstream::stderr().lock();
+    for item in &plan.items {
+        let what = match item.action {
+            Action::Unchanged => continue,
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Prune => "prune",
+            Action::Protected => "not pruned (protected)",
+            Action::Kept => "not pruned (--no-prune)",
+        };
+        let _ = writeln!(err, "  {what} {}", item.key);
+    }
 }
 
 pub fn plan_json(plan: &Plan, show_secrets: bool, extra: Value) -> Value {

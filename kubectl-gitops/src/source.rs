@@ -2,15 +2,35 @@
 //! repository, read from git objects, with namespace, path and context defaulting to the
 //! environment's entry in gitops.yaml at that tag.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::manifest::Manifest;
 use gix::ObjectId;
 use shared::git::Repo;
-use shared::manifest::Manifest;
 use shared::tag::TagName;
 use shared::{Error, Result};
 
 use crate::cli::SourceArgs;
+
+/// Where to read: the repository (default: around the working directory), a tag or an
+/// environment's latest deploy tag, and the manifests path (default: the environment's).
+pub struct Location<'a> {
+    pub repo: Option<&'a Path>,
+    pub tag: Option<&'a str>,
+    pub env: Option<&'a str>,
+    pub path: Option<&'a str>,
+}
+
+impl<'a> From<&'a SourceArgs> for Location<'a> {
+    fn from(args: &'a SourceArgs) -> Self {
+        Location {
+            repo: args.repo.as_deref(),
+            tag: args.tag.as_deref(),
+            env: args.env.as_deref(),
+            path: args.path.as_deref(),
+        }
+    }
+}
 
 pub struct Source {
     pub tag: String,
@@ -29,16 +49,16 @@ pub fn kubectl_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("kubectl"))
 }
 
-pub fn resolve(args: &SourceArgs) -> Result<Source> {
-    let dir = match &args.repo {
-        Some(p) => p.clone(),
+pub fn resolve(args: Location<'_>) -> Result<Source> {
+    let dir = match args.repo {
+        Some(p) => p.to_path_buf(),
         None => std::env::current_dir()?,
     };
     let repo = Repo::discover(&dir).map_err(|e| {
         Error::invalid(format!("--repo: {}", e.message))
             .hint("pass --repo <path to the config repository>, or run inside it")
     })?;
-    let (tag, env_name) = match (&args.tag, &args.env) {
+    let (tag, env_name) = match (args.tag, args.env) {
         (Some(t), _) => {
             repo.require_if_deploy_tag(t)?;
             (
@@ -56,7 +76,7 @@ pub fn resolve(args: &SourceArgs) -> Result<Source> {
                     "tag it with `git deploy tag {env}`, or name a tag with --tag"
                 ))
             })?;
-            (latest.name, Some(env.clone()))
+            (latest.name, Some(env.to_string()))
         }
         (None, None) => return Err(Error::invalid("give --tag <tag> or --env <environment>")),
     };
@@ -85,7 +105,7 @@ pub fn resolve(args: &SourceArgs) -> Result<Source> {
         },
         None => None,
     };
-    let path = match (&args.path, &env) {
+    let path = match (args.path, &env) {
         (Some(p), _) => {
             if let Some(problem) = shared::refname::repo_path_problem(p) {
                 return Err(Error::invalid(format!("--path {p:?} {problem}")));
@@ -100,7 +120,7 @@ pub fn resolve(args: &SourceArgs) -> Result<Source> {
             .hint("name the manifests directory with --path, or use --env"));
         }
     };
-    let manifests = shared::manifest::load_at(&repo, commit, &path, &kubectl_binary())?;
+    let manifests = crate::manifest::load_at(&repo, commit, &path, &kubectl_binary())?;
     Ok(Source {
         tag,
         commit,

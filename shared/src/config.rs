@@ -267,7 +267,7 @@ impl Config {
                     out.push_str("      verified: true\n");
                 }
                 if let Some(soak) = env.gates.soak {
-                    out.push_str(&format!("      soak: {}\n", quote(&format_soak(soak))));
+                    out.push_str(&format!("      soak: {}\n", quote(&crate::duration::format_duration(soak))));
                 }
             }
         }
@@ -275,28 +275,9 @@ impl Config {
     }
 }
 
-/// A soak time: a duration with units (`30m`, `1h30m`, `2h`); `0` means none.
+/// A soak time, spelled as every duration of both tools (`crate::duration`); `0` means none.
 fn parse_soak(text: &str) -> Result<Option<Duration>, String> {
-    const EXAMPLES: &str = "a duration such as 30m, 1h or 1h30m (0 for none)";
-    let t = text.trim();
-    if t == "0" {
-        return Ok(None);
-    }
-    if t.is_empty() || t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{t:?} has no unit; expected {EXAMPLES}"));
-    }
-    let signed: jiff::SignedDuration = t
-        .parse()
-        .map_err(|_| format!("{t:?} is not a duration; expected {EXAMPLES}"))?;
-    let d = Duration::try_from(signed)
-        .map_err(|_| format!("{t:?} is negative; expected {EXAMPLES}"))?;
-    Ok((!d.is_zero()).then_some(d))
-}
-
-fn format_soak(d: Duration) -> String {
-    jiff::SignedDuration::try_from(d)
-        .map(|s| format!("{s:#}"))
-        .unwrap_or_else(|_| format!("{}s", d.as_secs()))
+    crate::duration::parse(text).map(|d| (!d.is_zero()).then_some(d))
 }
 
 fn quote(s: &str) -> String {
@@ -383,7 +364,7 @@ environments:
         let base = "environments:\n  - name: a\n    branch: a\n    path: a\n    namespace: a\n    gates:\n";
         let e = err(&format!("{base}      soak: soon\n"));
         assert!(e.starts_with("gitops.yaml:7:13: gates.soak: \"soon\" is not a duration"), "{e}");
-        assert!(e.contains("30m, 1h or 1h30m"), "{e}");
+        assert!(e.contains("a duration such as 30s, 5m, 1h30m or 0"), "{e}");
         let e = err(&format!("{base}      soak: 30\n"));
         assert!(e.starts_with("gitops.yaml:7:13: gates.soak: \"30\" has no unit"), "{e}");
         let e = err(&format!("{base}      soak: -5m\n"));

@@ -1,14 +1,14 @@
 //! What `git-deploy` and `kubectl-gitops` share: the `gitops.yaml` model, deploy tag names and
-//! messages, read access to the config repository, and the error type both binaries map to
-//! their documented exit codes.
+//! messages, ref names, read access to the config repository, the confirmation prompt, the
+//! error type both binaries map to their documented exit codes, and the presentation both use.
+//! The manifest stack (loading, normalising, ApplySets) is kubectl-gitops' own.
 
-pub mod applyset;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod gates;
 pub mod git;
-pub mod manifest;
-pub mod normalize;
+pub mod output;
 pub mod prompt;
 pub mod refname;
 pub mod render;

@@ -335,7 +335,7 @@ fn malformed_gates_are_refused_with_line_and_column() {
     let err = stderr(&out);
     assert!(err.contains("gitops.yaml at HEAD ("), "{err}");
     assert!(
-        err.contains(":18:13: gates.soak: \"soon\" is not a duration; expected a duration such as 30m, 1h or 1h30m"),
+        err.contains(":18:13: gates.soak: \"soon\" is not a duration; expected a duration such as 30s, 5m, 1h30m or 0"),
         "{err}"
     );
 }

@@ -1168,6 +1168,27 @@ fn kubectl_gitops_refuses_bad_connections_flags_and_config() {
             "--history-limit",
         ),
         kcase("unknown-flag", cm(), &["--frobnicate"], 2, "--frobnicate"),
+        // Checked before any request: the server named here does not exist.
+        kcase(
+            "timeout-not-a-duration",
+            cm(),
+            &[
+                "--server",
+                "https://127.0.0.1:1",
+                "--wait",
+                "--timeout",
+                "soon",
+            ],
+            2,
+            "--timeout",
+        ),
+        kcase(
+            "request-timeout-not-a-duration",
+            cm(),
+            &["--request-timeout", "soon"],
+            2,
+            "--request-timeout",
+        ),
         raw(kcase(
             "repo-is-not-a-repository",
             cm(),
@@ -1306,4 +1327,453 @@ fn an_ssa_conflict_stops_the_sync_and_writes_nothing() {
         "hotfixer",
     )];
     report(run_kube_cases(&ns, cases));
+}
+
+// ---------------------------------------------------------------------------------------------
+// kubectl gitops revert: a revision record is anyone's who may write Secrets in the namespace,
+// and a tag is the same input sync refuses or accepts. Revert must check both as sync does.
+
+/// `kubectl gitops <args> --kubeconfig <test cluster>` from `dir`, killed after `secs` (a
+/// hang is a failure, not a stuck test run). Returns the output and whether it finished.
+fn kubectl_gitops_within(args: &[String], dir: &Path, secs: u64) -> (Output, bool) {
+    use std::io::Read;
+    let mut cmd = Command::new(KUBECTL_GITOPS);
+    cmd.args(args)
+        .arg("--kubeconfig")
+        .arg(cluster::cluster().kubeconfig())
+        .current_dir(dir);
+    repo::isolate(&mut cmd, dir);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let pipe = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = pipe(Box::new(child.stdout.take().unwrap()));
+    let err = pipe(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut finished = true;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            finished = false;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let o = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (o, finished)
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// A namespace synced at tag `A` (revision 1) and then at `B` (revision 2), both from `app/`.
+fn two_revisions(prefix: &str) -> (String, Repo) {
+    let ns = cluster::cluster().fresh_namespace(prefix);
+    let repo = Repo::new();
+    repo.write("app/cm.yaml", CM);
+    repo.tag("A");
+    repo.write("app/cm.yaml", CM.replace("a: b", "a: changed"));
+    repo.tag("B");
+    let r = repo.path.to_str().unwrap().to_string();
+    for tag in ["A", "B"] {
+        let (o, done) = kubectl_gitops_within(
+            &strings(&[
+                "sync", "--repo", &r, "--tag", tag, "--path", "app", "-n", &ns, "--yes",
+            ]),
+            repo.tmp.path(),
+            120,
+        );
+        assert!(
+            done && o.status.success(),
+            "sync {tag}: {}",
+            text(&o.stderr)
+        );
+    }
+    (ns, repo)
+}
+
+/// The record Secret `name` in `ns`, as JSON.
+fn record_secret(ns: &str, name: &str) -> Value {
+    let o = cluster::cluster()
+        .kubectl()
+        .args(["get", "secret", name, "-n", ns, "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Writes `secret` back over the record, as someone allowed to edit Secrets would.
+fn replace_secret(secret: &Value) {
+    let mut child = cluster::cluster()
+        .kubectl()
+        .args(["replace", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(secret.to_string().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "kubectl replace: {}", text(&o.stderr));
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unb64(v: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap())
+        .unwrap()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// Rewrites the objects recorded in revision `rev` (a one-part record).
+fn edit_record_objects(ns: &str, rev: u64, edit: impl Fn(&mut Vec<Value>)) {
+    use std::io::Read;
+    let mut s = record_secret(ns, &format!("kubectl-gitops.rev.{rev}"));
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&unb64(&s["data"]["manifests.0"])[..])
+        .read_to_end(&mut json)
+        .unwrap();
+    let mut objects: Vec<Value> = serde_json::from_slice(&json).unwrap();
+    edit(&mut objects);
+    s["data"]["manifests.0"] = Value::String(b64(&gzip(
+        serde_json::to_string(&objects).unwrap().as_bytes(),
+    )));
+    replace_secret(&s);
+}
+
+/// Rewrites the meta.json of revision `rev`.
+fn edit_record_meta(ns: &str, rev: u64, edit: impl Fn(&mut Value)) {
+    let mut s = record_secret(ns, &format!("kubectl-gitops.rev.{rev}"));
+    let mut meta: Value = serde_json::from_slice(&unb64(&s["data"]["meta.json"])).unwrap();
+    edit(&mut meta);
+    s["data"]["meta.json"] = Value::String(b64(meta.to_string().as_bytes()));
+    replace_secret(&s);
+}
+
+fn exists(args: &[&str]) -> bool {
+    cluster::cluster()
+        .kubectl()
+        .args(["get"])
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn no_lease(case: &str, ns: &str) -> Option<String> {
+    exists(&["lease", "kubectl-gitops-lock", "-n", ns])
+        .then(|| format!("[{case}] the namespace Lease was left behind"))
+}
+
+type RecordEdit = Box<dyn Fn(&str, &Repo)>;
+
+struct RevertCase {
+    name: &'static str,
+    /// Edits the records or the repository after revisions 1 (tag A) and 2 (tag B).
+    edit: RecordEdit,
+    /// After `revert -n <ns> --yes -v 9`; `{repo}` and `{ns}` are replaced.
+    args: Vec<&'static str>,
+    needle: &'static str,
+    /// `kubectl get` arguments of objects that must not exist afterwards.
+    absent: Vec<&'static str>,
+}
+
+#[test]
+fn revert_refuses_what_sync_refuses_and_writes_nothing() {
+    let cases = vec![
+        RevertCase {
+            name: "record-adds-clusterrolebinding-to-cluster-admin",
+            edit: Box::new(|ns, _| {
+                edit_record_objects(ns, 1, |objs| {
+                    objs.push(serde_json::json!({
+                        "apiVersion": "rbac.authorization.k8s.io/v1",
+                        "kind": "ClusterRoleBinding",
+                        "metadata": {"name": format!("{ns}-takeover")},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns}],
+                    }))
+                })
+            }),
+            args: vec![],
+            needle: "ClusterRoleBinding/{ns}-takeover is cluster-scoped",
+            absent: vec!["clusterrolebinding", "{ns}-takeover"],
+        },
+        RevertCase {
+            name: "record-adds-object-in-kube-system",
+            edit: Box::new(|ns, _| {
+                edit_record_objects(ns, 1, |objs| {
+                    objs.push(serde_json::json!({
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "metadata": {"name": format!("{ns}-planted"), "namespace": "kube-system"},
+                        "data": {"x": "y"},
+                    }))
+                })
+            }),
+            args: vec![],
+            needle: "ConfigMap/{ns}-planted is in namespace \"kube-system\"",
+            absent: vec!["configmap", "{ns}-planted", "-n", "kube-system"],
+        },
+        RevertCase {
+            name: "record-emptied-would-prune-everything",
+            edit: Box::new(|ns, _| edit_record_objects(ns, 1, |objs| objs.clear())),
+            args: vec![],
+            needle: "no objects",
+            absent: vec![],
+        },
+        RevertCase {
+            name: "to-tag-with-a-cluster-scoped-object",
+            edit: Box::new(|ns, repo| {
+                repo.write(
+                    "app/cr.yaml",
+                    format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {ns}-wide\nrules: []\n"),
+                );
+                repo.tag("C");
+            }),
+            args: vec!["--repo", "{repo}", "--to-tag", "C", "--path", "app"],
+            needle: "ClusterRole/{ns}-wide is cluster-scoped",
+            absent: vec!["clusterrole", "{ns}-wide"],
+        },
+        RevertCase {
+            name: "to-tag-with-an-object-in-another-namespace",
+            edit: Box::new(|ns, repo| {
+                repo.write(
+                    "app/other.yaml",
+                    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {ns}-elsewhere\n  namespace: kube-system\n"),
+                );
+                repo.tag("C");
+            }),
+            args: vec!["--repo", "{repo}", "--to-tag", "C", "--path", "app"],
+            needle: "not the target",
+            absent: vec!["configmap", "{ns}-elsewhere", "-n", "kube-system"],
+        },
+    ];
+    let mut failures = Vec::new();
+    for case in cases {
+        let (ns, repo) = two_revisions("hostile-revert");
+        let r = repo.path.to_str().unwrap().to_string();
+        (case.edit)(&ns, &repo);
+        let fill = |s: &str| s.replace("{ns}", &ns).replace("{repo}", &r);
+        let mut args = strings(&["revert", "-n", &ns, "--yes", "-v", "9"]);
+        args.extend(case.args.iter().map(|a| fill(a)));
+        let before = snapshot(&ns);
+        let (o, done) = kubectl_gitops_within(&args, repo.tmp.path(), 120);
+        if !done {
+            failures.push(format!("[{}] did not finish within 120 s", case.name));
+        }
+        failures.extend(check_error(case.name, &o, 2, &fill(case.needle)));
+        let after = snapshot(&ns);
+        if after != before {
+            failures.push(format!(
+                "[{}] the namespace changed:\nbefore {before:?}\nafter  {after:?}",
+                case.name
+            ));
+        }
+        let absent: Vec<String> = case.absent.iter().map(|a| fill(a)).collect();
+        if !absent.is_empty() && exists(&absent.iter().map(String::as_str).collect::<Vec<_>>()) {
+            failures.push(format!("[{}] {absent:?} was created", case.name));
+        }
+    }
+    report(failures);
+}
+
+/// The flag sync would need lets revert through as it lets sync through.
+#[test]
+fn revert_to_a_tag_takes_the_flags_sync_takes() {
+    let (ns, repo) = two_revisions("hostile-revert-flag");
+    repo.write(
+        "app/cr.yaml",
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {ns}-reader\nrules: []\n"
+        ),
+    );
+    repo.tag("C");
+    let r = repo.path.to_str().unwrap();
+    let (o, _) = kubectl_gitops_within(
+        &strings(&[
+            "revert",
+            "-n",
+            &ns,
+            "--yes",
+            "--repo",
+            r,
+            "--to-tag",
+            "C",
+            "--path",
+            "app",
+            "--allow-cluster-scoped",
+        ]),
+        repo.tmp.path(),
+        120,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(exists(&["clusterrole", &format!("{ns}-reader")]));
+}
+
+/// A gzip stream of `[`, `mib` MiB of spaces and `]`: valid JSON, a few hundred KB packed.
+fn gzip_bomb(mib: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(b"[").unwrap();
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..mib {
+        e.write_all(&spaces).unwrap();
+    }
+    e.write_all(b"]").unwrap();
+    e.finish().unwrap()
+}
+
+/// Records that break the bounds: named as corrupt by history and revert, never used, and no
+/// later sync panics, loops or leaves its Lease behind.
+#[test]
+fn corrupt_records_are_named_and_never_trusted() {
+    let bomb = gzip_bomb(300);
+    assert!(bomb.len() < 512 * 1024, "bomb is {} bytes", bomb.len());
+    struct Case {
+        name: &'static str,
+        edit: Box<dyn Fn(&str)>,
+        /// What history and revert say about revision 1.
+        needle: &'static str,
+        /// History can tell from the meta alone (the bomb shows only when read).
+        history_sees_it: bool,
+    }
+    let cases = vec![
+        Case {
+            name: "parts-4294967295",
+            edit: Box::new(|ns| edit_record_meta(ns, 1, |m| m["parts"] = 4294967295u64.into())),
+            needle: "4294967295 parts",
+            history_sees_it: true,
+        },
+        Case {
+            name: "revision-18446744073709551615",
+            edit: Box::new(|ns| edit_record_meta(ns, 1, |m| m["revision"] = u64::MAX.into())),
+            needle: "18446744073709551615",
+            history_sees_it: true,
+        },
+        Case {
+            name: "gzip-bomb",
+            edit: Box::new(move |ns| {
+                let mut s = record_secret(ns, "kubectl-gitops.rev.1");
+                s["data"]["manifests.0"] = Value::String(b64(&bomb));
+                replace_secret(&s);
+            }),
+            needle: "inflate to more than 64 MiB",
+            history_sees_it: false,
+        },
+    ];
+    let mut failures = Vec::new();
+    for case in cases {
+        let name = case.name;
+        let (ns, repo) = two_revisions("hostile-record");
+        (case.edit)(&ns);
+        let dir = repo.tmp.path();
+        let run = |failures: &mut Vec<String>, what: &str, args: Vec<String>| -> Output {
+            let (o, done) = kubectl_gitops_within(&args, dir, 60);
+            let stderr = text(&o.stderr);
+            if !done {
+                failures.push(format!("[{name}] {what} did not finish within 60 s"));
+            } else if o.status.code() == Some(101) || stderr.contains("panicked") {
+                failures.push(format!("[{name}] {what} panicked:\n{stderr}"));
+            }
+            o
+        };
+        // history names it, and exits 0.
+        let h = run(
+            &mut failures,
+            "history",
+            strings(&["history", "-n", &ns, "-o", "json"]),
+        );
+        let hv: Value = serde_json::from_slice(&h.stdout).unwrap_or_default();
+        let named = hv["revisions"].as_array().into_iter().flatten().any(|r| {
+            r["secret"] == "kubectl-gitops.rev.1"
+                && r["corrupt"]
+                    .as_str()
+                    .is_some_and(|c| c.contains(case.needle))
+        });
+        if h.status.code() != Some(0) || named != case.history_sees_it {
+            failures.push(format!(
+                "[{name}] history (exit {:?}) should {}name revision 1 as corrupt: {hv:#}\n{}",
+                h.status.code(),
+                if case.history_sees_it { "" } else { "not " },
+                text(&h.stderr)
+            ));
+        }
+        // revert to it: refused, named, nothing written.
+        let before = snapshot(&ns);
+        let o = run(
+            &mut failures,
+            "revert",
+            strings(&["revert", "-n", &ns, "--to-revision", "1", "--yes"]),
+        );
+        failures.extend(check_error(name, &o, 2, "kubectl-gitops.rev.1 is corrupt"));
+        if !case.history_sees_it && !text(&o.stderr).contains(case.needle) {
+            failures.push(format!(
+                "[{name}] revert does not say why: {}",
+                text(&o.stderr)
+            ));
+        }
+        if snapshot(&ns) != before {
+            failures.push(format!("[{name}] revert wrote to the namespace"));
+        }
+        // A later sync that prunes history down to one record finishes, exit 0.
+        let r = repo.path.to_str().unwrap();
+        let o = run(
+            &mut failures,
+            "sync",
+            strings(&[
+                "sync",
+                "--repo",
+                r,
+                "--tag",
+                "A",
+                "--path",
+                "app",
+                "-n",
+                &ns,
+                "--yes",
+                "--history-limit",
+                "1",
+            ]),
+        );
+        if o.status.code() != Some(0) {
+            failures.push(format!(
+                "[{name}] sync after it: exit {:?}\n{}",
+                o.status.code(),
+                text(&o.stderr)
+            ));
+        }
+        failures.extend(no_lease(name, &ns));
+    }
+    report(failures);
 }

@@ -1470,4 +1470,67 @@ fn diff_errors_never_exit_1() {
         "{}",
         err(&o)
     );
+    // An external diff tool that cannot be started is an error too, not "differences".
+    let o = run_env(
+        &[
+            "diff", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns,
+        ],
+        &[("KUBECTL_EXTERNAL_DIFF", "/nonexistent/difftool -u")],
+    );
+    assert!(
+        o.status.code().unwrap_or(0) >= 2,
+        "exit {:?}: {}",
+        o.status.code(),
+        err(&o)
+    );
+    assert!(err(&o).contains("/nonexistent/difftool"), "{}", err(&o));
+}
+
+/// `... -o json | head -1` on a big output: the reader goes away and the tool ends quietly with
+/// its usual exit code, as other CLIs do, instead of panicking on the broken pipe.
+#[test]
+fn json_to_a_reader_that_went_away_ends_quietly() {
+    use std::io::Read;
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("closedpipe");
+    let repo = Repo::new();
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: safe\n",
+    );
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+    ok(sync_app(r, "v1", &ns, &[]));
+    for args in [
+        vec![
+            "diff", "--repo", r, "--tag", "v1", "--path", "app", "-n", &ns, "-o", "json",
+        ],
+        vec!["history", "-n", &ns, "-o", "json"],
+        vec!["status", "-n", &ns, "-o", "json"],
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .arg("--kubeconfig")
+            .arg(c.kubeconfig())
+            .env_remove("KUBECONFIG")
+            .env("HOME", home.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the tool has connected, let alone written.
+        drop(child.stdout.take());
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }

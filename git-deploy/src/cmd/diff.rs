@@ -77,7 +77,13 @@ pub fn run(repo: &Repo, args: DiffArgs) -> Result<()> {
             };
             anstream::print!(
                 "{}",
-                output::render_patch(&format!("{}{label}", c.path), &old, &new)
+                shared::render::unified_diff(
+                    &format!("a/{}{label}", c.path),
+                    &format!("b/{}{label}", c.path),
+                    &old,
+                    &new,
+                    true
+                )
             );
         }
     }

@@ -44,7 +44,7 @@ pub fn run(repo: &Repo, args: LogArgs) -> Result<()> {
             let list: Vec<_> = infos.iter().map(|i| tag_json(repo, i)).collect();
             output::print_json(&json!({ "tags": list }));
         }
-        Output::Table => {
+        Output::Text => {
             let rows = infos
                 .iter()
                 .map(|i| {

@@ -77,8 +77,8 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
             doc["written"] = json!(!written.dry_run);
             output::print_json(&doc);
         }
-        Output::Table if !written.dry_run => output::stdout_line(&written.tag),
-        Output::Table => {}
+        Output::Text if !written.dry_run => output::stdout_line(&written.tag),
+        Output::Text => {}
     }
     Ok(())
 }

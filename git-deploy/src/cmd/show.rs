@@ -21,7 +21,7 @@ pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
     }
     match args.output {
         Output::Json => output::print_json(&value),
-        Output::Table => {
+        Output::Text => {
             let field = |k: &str| value.get(k).and_then(|v| v.as_str()).map(str::to_string);
             let mut lines = vec![format!(
                 "{}tag {}{}",

@@ -159,7 +159,7 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
     }
     match args.output {
         Output::Json => output::print_json(&json!({ "environments": json_envs })),
-        Output::Table => output::print_table(
+        Output::Text => output::print_table(
             &[
                 "ENV",
                 "BRANCH",

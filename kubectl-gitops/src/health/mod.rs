@@ -35,13 +35,11 @@
 //! tests in tests/kubectl_gitops/health.rs and rollouts.rs sync workloads and let the cluster
 //! produce each situation. They never write a status by hand to fake a rollout.
 
-mod duration;
 mod live;
 mod rules;
 mod verdict;
 mod wait;
 
-pub use duration::parse_timeout;
 pub use live::judge_live;
 pub use verdict::Verdict;
 pub use wait::wait;

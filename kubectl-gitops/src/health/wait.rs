@@ -5,16 +5,16 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
 
+use crate::manifest::ObjectKey;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shared::manifest::ObjectKey;
 use shared::{Error, Result};
 use tokio::time::Instant;
 
-use super::duration::format_duration;
 use super::live::judge_live;
 use super::verdict::{Status, Verdict};
 use crate::cluster::{Cluster, Resolved, api_error, status_code};
+use shared::duration::format_duration;
 
 /// Kinds without a controller behind them: ready once applied, so they are never fetched
 /// (which also keeps Secret payloads from being read just to be ignored).

@@ -13,8 +13,6 @@ pub const LABEL_PART_OF: &str = "applyset.kubernetes.io/part-of";
 pub const ANNOTATION_TOOLING: &str = "applyset.kubernetes.io/tooling";
 /// Parent annotation listing the member kinds, which is what makes pruning a bounded search.
 pub const ANNOTATION_CONTAINS_GROUP_KINDS: &str = "applyset.kubernetes.io/contains-group-kinds";
-/// Parent annotation naming namespaces other than the parent's that hold members.
-pub const ANNOTATION_ADDITIONAL_NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
 
 /// The id of the set whose parent is `kind.group` `namespace/name` (core group: `""`).
 pub fn applyset_id(name: &str, namespace: &str, kind: &str, group: &str) -> String {

@@ -19,7 +19,7 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
         records,
         ..
     } = crate::record::open(kube).await?;
-    let Some(current) = records.last().cloned() else {
+    let Some(current) = records.newest().cloned() else {
         return Err(
             Error::invalid(format!("namespace {namespace} has no recorded revision"))
                 .hint("kubectl gitops sync records one; status compares the namespace with it"),
@@ -88,9 +88,9 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
                 "healthy": unhealthy == 0,
                 "health": health_json,
             });
-            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            shared::output::print_json(&v);
         }
-        Format::Table => {
+        Format::Text => {
             let mut out = anstream::stdout().lock();
             let _ = writeln!(
                 out,

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::manifest::{self, Manifest, ObjectKey};
 use shared::git::Repo;
-use shared::manifest::{self, Manifest, ObjectKey};
 use shared::{Error, ErrorKind};
 
 fn corpus() -> PathBuf {

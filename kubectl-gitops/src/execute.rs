@@ -6,9 +6,13 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
-use shared::{Error, Result, applyset};
+use shared::{Error, Result};
+
+use crate::applyset;
 
 use crate::cluster::{Cluster, api_error, idempotent, status_code};
 use crate::plan::{Action, Item, MANAGER, PARENT_NAME, Plan, is_target_namespace};
@@ -128,28 +132,23 @@ async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Custom resources of a CRD can be applied once the server reports it Established.
 async fn wait_established(cluster: &Cluster, item: &Item) -> Result<()> {
-    let api = cluster.api(&item.resolved, None);
-    for _ in 0..120 {
-        let o = api
-            .get(&item.key.name)
-            .await
-            .map_err(|e| api_error(&item.key, e))?;
-        let v = serde_json::to_value(&o).unwrap_or_default();
-        let established = v["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|c| c["type"] == "Established" && c["status"] == "True");
-        if established {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    const LIMIT: Duration = Duration::from_secs(30);
+    let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    let established = await_condition(api, &item.key.name, conditions::is_crd_established());
+    match tokio::time::timeout(LIMIT, established).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(Error::refused(format!(
+            "waiting for {} to become Established: {e}",
+            item.key
+        ))),
+        Err(_) => Err(Error::refused(format!(
+            "{} did not become Established within {}s",
+            item.key,
+            LIMIT.as_secs()
+        ))),
     }
-    Err(Error::refused(format!(
-        "{} did not become Established within 30s",
-        item.key
-    )))
 }
 
 async fn prune_item(cluster: &Cluster, item: &Item) -> Result<()> {
@@ -210,6 +209,8 @@ pub async fn execute(
 ) -> Result<Outcome> {
     let mut applied = Vec::new();
     let mut pruned = Vec::new();
+    // Before any write: a render too large to record is refused, not applied unrecorded.
+    let blob = record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()))?;
     if !plan.writes_objects() {
         // Nothing to change: the record is the only write, so no lease is taken (taking and
         // releasing it would be two more). A run holding the lease means the namespace is
@@ -217,15 +218,33 @@ pub async fn execute(
         // after this check records after us (see `record_with_retry`); one that recorded since
         // our plan makes our record's create collide, also exit 3.
         crate::lock::check_free(cluster.client.clone(), &plan.namespace).await?;
-        return record_and_finish(cluster, plan, opts, info, &mut applied, &mut pruned, false)
-            .await;
+        return record_and_finish(
+            cluster,
+            plan,
+            opts,
+            info,
+            &blob,
+            &mut applied,
+            &mut pruned,
+            false,
+        )
+        .await;
     }
     // The lease lives in the namespace, so the namespace comes first; creating it is
     // idempotent, so two racing writers may both do it.
     ensure_namespace(cluster, plan, &mut applied).await?;
     let guard = crate::lock::acquire(cluster.client.clone(), &plan.namespace, &info.user).await?;
-    let result =
-        record_and_finish(cluster, plan, opts, info, &mut applied, &mut pruned, true).await;
+    let result = record_and_finish(
+        cluster,
+        plan,
+        opts,
+        info,
+        &blob,
+        &mut applied,
+        &mut pruned,
+        true,
+    )
+    .await;
     guard.release().await;
     result
 }
@@ -270,16 +289,15 @@ async fn record_with_retry(
             Err(e) if holds_lease && e.kind == shared::ErrorKind::Race && attempts < 3 => {
                 attempts += 1;
                 let latest = record::list(cluster, ns).await?;
-                meta.revision = latest
-                    .last()
-                    .map(|m| m.revision + 1)
-                    .unwrap_or(1)
-                    .max(meta.revision + 1);
+                meta.revision = latest.next_number(ns)?.max(meta.revision + 1);
+                if meta.revision > record::MAX_REVISION {
+                    return Err(e);
+                }
             }
             Err(e) if e.kind == shared::ErrorKind::Race => {
                 // Name the run that got there first, as a held lease names its holder.
                 let latest = record::list(cluster, ns).await.unwrap_or_default();
-                let winner = latest.iter().find(|m| m.revision == meta.revision);
+                let winner = latest.trusted.iter().find(|m| m.revision == meta.revision);
                 return Err(if winner.is_some() {
                     changed_meanwhile(ns, winner)
                 } else {
@@ -291,24 +309,26 @@ async fn record_with_retry(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn record_and_finish(
     cluster: &mut Cluster,
     plan: &Plan,
     opts: &SyncOptions,
     info: RecordInfo,
+    blob: &[u8],
     applied: &mut Vec<String>,
     pruned: &mut Vec<String>,
     holds_lease: bool,
 ) -> Result<Outcome> {
     let previous = record::list(cluster, &plan.namespace).await?;
-    let latest = previous.last().map(|m| m.revision).unwrap_or(0);
+    let latest = previous.newest_number();
     if let Some(seen) = plan.latest_revision
         && latest != seen
     {
         // Someone synced or reverted since this plan read the namespace: it may be stale.
-        return Err(changed_meanwhile(&plan.namespace, previous.last()));
+        return Err(changed_meanwhile(&plan.namespace, previous.newest()));
     }
-    let revision = latest + 1;
+    let revision = previous.next_number(&plan.namespace)?;
     let mut interrupted = false;
     let result = tokio::select! {
         r = run(cluster, plan, opts, applied, pruned) => r,
@@ -317,7 +337,6 @@ async fn record_and_finish(
             Err(Error::refused("interrupted (Ctrl-C)"))
         }
     };
-    let blob = record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()));
     let objects: Vec<String> = plan
         .items
         .iter()
@@ -342,7 +361,7 @@ async fn record_and_finish(
         parts: 0,
         reverted_to: info.reverted_to,
     };
-    let recorded = record_with_retry(cluster, &plan.namespace, meta, &blob, holds_lease).await;
+    let recorded = record_with_retry(cluster, &plan.namespace, meta, blob, holds_lease).await;
     let mut record_written = true;
     let mut revision = revision;
     match (&result, recorded) {
@@ -357,7 +376,18 @@ async fn record_and_finish(
         (_, Ok(n)) => revision = n,
     }
     if result.is_ok() {
-        record::prune_history(cluster, &plan.namespace, opts.history_limit).await?;
+        // Bounded (a record has at most record::MAX_PARTS parts), and Ctrl-C still stops it.
+        tokio::select! {
+            r = record::prune_history(cluster, &plan.namespace, opts.history_limit) => r?,
+            _ = tokio::signal::ctrl_c() => {
+                return Err(Error::refused(format!(
+                    "interrupted (Ctrl-C) while deleting revision records beyond \
+                     --history-limit {}; the run itself completed and is recorded as revision \
+                     {revision}",
+                    opts.history_limit
+                )));
+            }
+        }
     }
     match result {
         Ok(()) => Ok(Outcome {

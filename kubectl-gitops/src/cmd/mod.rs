@@ -1,0 +1,196 @@
+//! One module per verb. diff, sync and revert share how a plan is made (`prepare`,
+//! `plan_for`, one `plan_options` for all three) and sync and revert how it is shown,
+//! confirmed and executed (`apply_flow`).
+
+pub mod diff;
+pub mod history;
+pub mod revert;
+pub mod status;
+pub mod sync;
+
+use serde_json::json;
+use shared::Result;
+
+use crate::cli::{ApplyArgs, Format, KubeArgs, PlanningArgs, ScopeArgs, SourceArgs};
+use crate::cluster::Cluster;
+use crate::kubeconf::{self, Connection};
+use crate::manifest::Manifest;
+use crate::plan::{self, Plan};
+use crate::{execute, health, log, report, source};
+
+pub struct Prepared {
+    pub tag: String,
+    pub commit: String,
+    pub conn: Connection,
+    pub cluster: Cluster,
+    pub plan: Plan,
+}
+
+/// Connects (context from the flags, else the environment's) and builds the plan for
+/// `manifests` in the namespace from -n, else the environment's, else the context's
+/// (`opts.namespace` is resolved here; callers leave it empty).
+pub async fn plan_for(
+    kube: &KubeArgs,
+    manifests: Vec<Manifest>,
+    env_namespace: Option<&str>,
+    env_context: Option<&str>,
+    mut opts: plan::Options,
+) -> Result<(Connection, Cluster, Plan)> {
+    let conn = kubeconf::connect(kube, env_context).await?;
+    opts.namespace = kube
+        .namespace
+        .clone()
+        .or_else(|| env_namespace.map(str::to_string))
+        .unwrap_or_else(|| conn.default_namespace.clone());
+    let mut cluster = Cluster::discover(conn.client.clone()).await?;
+    let plan = plan::build(&mut cluster, manifests, &opts).await?;
+    Ok((conn, cluster, plan))
+}
+
+/// How every command that applies (or shows what applying would do) plans: one function, so
+/// sync, diff and revert validate with the same flags and the same defaults. `apply` is `None`
+/// for diff.
+pub fn plan_options(
+    scope: &ScopeArgs,
+    planning: &PlanningArgs,
+    apply: Option<&ApplyArgs>,
+) -> plan::Options {
+    plan::Options {
+        namespace: String::new(),
+        allow_other_namespaces: scope.allow_other_namespaces,
+        allow_cluster_scoped: scope.allow_cluster_scoped,
+        create_namespace: scope.create_namespace,
+        allow_empty: scope.allow_empty,
+        concurrency: planning.concurrency as usize,
+        prune_protected: apply.is_some_and(|a| a.prune_protected),
+        prune: apply.is_none_or(|a| !a.no_prune),
+        check_all: planning.check_all,
+        for_write: apply.is_some_and(|a| !a.dry_run),
+        keep_unchanged_live: false,
+    }
+}
+
+pub async fn prepare(
+    kube: &KubeArgs,
+    args: &SourceArgs,
+    apply: Option<&ApplyArgs>,
+) -> Result<Prepared> {
+    let source = source::resolve(args.into())?;
+    log::info(
+        1,
+        format!(
+            "{}{} ({}) path {:?}: {} objects",
+            source
+                .env
+                .as_deref()
+                .map(|e| format!("{e}: "))
+                .unwrap_or_default(),
+            source.tag,
+            &source.commit.to_string()[..12],
+            source.path,
+            source.manifests.len()
+        ),
+    );
+    let flags = plan_options(&args.scope, &args.planning, apply);
+    let (conn, cluster, plan) = plan_for(
+        kube,
+        source.manifests,
+        source.namespace.as_deref(),
+        source.context.as_deref(),
+        flags,
+    )
+    .await?;
+    Ok(Prepared {
+        tag: source.tag,
+        commit: source.commit.to_string(),
+        conn,
+        cluster,
+        plan,
+    })
+}
+
+pub fn source_json(p: &Prepared) -> serde_json::Value {
+    json!({"tag": p.tag, "commit": p.commit})
+}
+
+/// Shows the plan, refuses what must be refused, confirms, executes, waits: sync and revert.
+pub async fn apply_flow(
+    mut p: Prepared,
+    args: &ApplyArgs,
+    show_secrets: bool,
+    concurrency: usize,
+    revert: Option<(Option<u64>, String)>,
+) -> Result<i32> {
+    let reverted_to = revert.as_ref().and_then(|r| r.0);
+    let success = revert
+        .as_ref()
+        .map(|r| r.1.clone())
+        .unwrap_or_else(|| "succeeded".into());
+    if args.output == Format::Json {
+        let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
+        shared::output::print_json(&v);
+    } else if args.dry_run {
+        report::print_diff(&p.plan, show_secrets);
+    } else {
+        if !args.yes {
+            // What the question is about, object by object, not just counted.
+            report::print_changes(&p.plan);
+        }
+        eprintln!(
+            "{} -> namespace {}: {}",
+            p.tag,
+            p.plan.namespace,
+            p.plan.summary()
+        );
+    }
+    execute::check_blockers(&p.plan, args.adopt, args.force_conflicts)?;
+    if args.dry_run {
+        eprintln!("dry run: nothing was written");
+        return Ok(0);
+    }
+    let verb = if revert.is_some() { "revert" } else { "sync" };
+    let question = format!(
+        "{} namespace {} to {}?",
+        if revert.is_some() { "Revert" } else { "Sync" },
+        p.plan.namespace,
+        p.tag
+    );
+    shared::prompt::confirm(&question, args.yes, verb)?;
+    let opts = execute::SyncOptions {
+        force_conflicts: args.force_conflicts,
+        concurrency,
+        history_limit: args.history_limit,
+    };
+    let info = execute::RecordInfo {
+        tag: p.tag.clone(),
+        commit: p.commit.clone(),
+        user: p.conn.user.clone(),
+        reverted_to,
+        success,
+    };
+    let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info).await?;
+    eprintln!(
+        "{} {} to {}: {} applied, {} pruned, revision {}",
+        if revert.is_some() {
+            "reverted"
+        } else {
+            "synced"
+        },
+        p.plan.namespace,
+        p.tag,
+        outcome.applied.len(),
+        outcome.pruned.len(),
+        outcome.revision
+    );
+    if args.wait {
+        let targets: Vec<_> = p
+            .plan
+            .items
+            .iter()
+            .filter(|i| i.desired.is_some())
+            .map(|i| (i.key.clone(), i.resolved.clone()))
+            .collect();
+        health::wait(&p.cluster, &targets, args.timeout).await?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,132 @@
+//! `kubectl gitops revert`: back to a recorded revision (manifests from the record in the
+//! cluster, so it works with the git server down or the repository gone), or to a tag read
+//! from git. Either way the objects are only a candidate: they go through the same validation
+//! and plan as a sync's (a record is anyone's who may write Secrets in the namespace).
+
+use crate::manifest::Manifest;
+use shared::{Error, Result};
+
+use super::{Prepared, apply_flow, plan_for, plan_options};
+use crate::cli::{KubeArgs, RevertArgs};
+use crate::record::{self, Meta};
+
+pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
+    let target = target(kube, &args).await?;
+    let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
+    let (conn, cluster, plan) =
+        plan_for(kube, target.manifests, Some(&target.namespace), None, flags).await?;
+    eprintln!("revert {} to {}", plan.namespace, target.describe);
+    let p = Prepared {
+        tag: target.tag,
+        commit: target.commit,
+        conn,
+        cluster,
+        plan,
+    };
+    apply_flow(
+        p,
+        &args.apply,
+        args.show_secrets,
+        args.planning.concurrency as usize,
+        Some((target.revision, format!("reverted to {}", target.describe))),
+    )
+    .await
+}
+
+pub struct Target {
+    pub manifests: Vec<Manifest>,
+    pub namespace: String,
+    pub tag: String,
+    pub commit: String,
+    pub revision: Option<u64>,
+    /// `revision 3 (tag deploy/dev/...)` or `tag v1`.
+    pub describe: String,
+}
+
+fn succeeded(m: &Meta) -> bool {
+    m.outcome == "succeeded" || m.outcome.starts_with("reverted to")
+}
+
+async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
+    if let Some(tag) = &args.to_tag {
+        let source = crate::source::resolve(crate::source::Location {
+            repo: args.repo.as_deref(),
+            tag: Some(tag),
+            env: None,
+            path: args.path.as_deref(),
+        })?;
+        let conn = crate::kubeconf::connect(kube, source.context.as_deref()).await?;
+        let namespace = kube
+            .namespace
+            .clone()
+            .or(source.namespace.clone())
+            .unwrap_or(conn.default_namespace);
+        return Ok(Target {
+            manifests: source.manifests,
+            namespace,
+            describe: format!("tag {}", source.tag),
+            tag: source.tag,
+            commit: source.commit.to_string(),
+            revision: None,
+        });
+    }
+    let record::Recorded {
+        cluster,
+        namespace,
+        records,
+    } = record::open(kube).await?;
+    let Some(current) = records.newest() else {
+        return Err(Error::invalid(format!(
+            "namespace {namespace} has no recorded revisions to revert to"
+        ))
+        .hint("kubectl gitops sync records one per sync; use --to-tag to go to a tag"));
+    };
+    let meta = match args.to_revision {
+        Some(n) => match records.trusted.iter().find(|m| m.revision == n) {
+            Some(m) => m.clone(),
+            None => {
+                if let Some(c) = records.corrupt.iter().find(|c| c.revision == Some(n)) {
+                    return Err(c.error(&namespace));
+                }
+                let kept: Vec<String> = records
+                    .trusted
+                    .iter()
+                    .map(|m| m.revision.to_string())
+                    .collect();
+                return Err(
+                    Error::invalid(format!("namespace {namespace} has no revision {n}")).hint(
+                        format!(
+                            "recorded revisions: {} (kubectl gitops history -n {namespace})",
+                            kept.join(", ")
+                        ),
+                    ),
+                );
+            }
+        },
+        None => records
+            .trusted
+            .iter()
+            .rev()
+            .filter(|m| m.revision < current.revision)
+            .find(|m| succeeded(m))
+            .cloned()
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "namespace {namespace} has no successful revision before the current one ({})",
+                    current.revision
+                ))
+                .hint(format!(
+                    "kubectl gitops history -n {namespace} lists them; name one with --to-revision"
+                ))
+            })?,
+    };
+    let manifests = record::load(&cluster, &namespace, &meta).await?;
+    Ok(Target {
+        manifests,
+        namespace,
+        describe: format!("revision {} (tag {})", meta.revision, meta.tag),
+        tag: meta.tag.clone(),
+        commit: meta.commit.clone(),
+        revision: Some(meta.revision),
+    })
+}
