@@ -268,7 +268,7 @@ fn podinfo_overlay_synced_with_wait_becomes_ready_on_its_own() {
         "gitops.yaml",
         format!("environments:\n  - name: dev\n    branch: env/dev\n    path: deploy/test\n    namespace: {ns}\n"),
     );
-    repo.tag("deploy/dev/20260101T000000Z");
+    repo.deploy_tag("dev", "deploy/dev/20260101T000000Z");
     let r = repo.path.to_str().unwrap();
     let o = ok(run(&[
         "sync",
