@@ -267,7 +267,10 @@ impl Config {
                     out.push_str("      verified: true\n");
                 }
                 if let Some(soak) = env.gates.soak {
-                    out.push_str(&format!("      soak: {}\n", quote(&crate::duration::format_duration(soak))));
+                    out.push_str(&format!(
+                        "      soak: {}\n",
+                        quote(&crate::duration::format_duration(soak))
+                    ));
                 }
             }
         }
@@ -363,10 +366,16 @@ environments:
     fn bad_gates_name_line_column_and_what_to_write() {
         let base = "environments:\n  - name: a\n    branch: a\n    path: a\n    namespace: a\n    gates:\n";
         let e = err(&format!("{base}      soak: soon\n"));
-        assert!(e.starts_with("gitops.yaml:7:13: gates.soak: \"soon\" is not a duration"), "{e}");
+        assert!(
+            e.starts_with("gitops.yaml:7:13: gates.soak: \"soon\" is not a duration"),
+            "{e}"
+        );
         assert!(e.contains("a duration such as 30s, 5m, 1h30m or 0"), "{e}");
         let e = err(&format!("{base}      soak: 30\n"));
-        assert!(e.starts_with("gitops.yaml:7:13: gates.soak: \"30\" has no unit"), "{e}");
+        assert!(
+            e.starts_with("gitops.yaml:7:13: gates.soak: \"30\" has no unit"),
+            "{e}"
+        );
         let e = err(&format!("{base}      soak: -5m\n"));
         assert!(e.contains("negative"), "{e}");
         let e = err(&format!("{base}      verified: maybe\n"));
@@ -393,7 +402,10 @@ environments:
                 soak: Some(Duration::from_secs(600))
             }
         );
-        assert_eq!(Gates::default().strictest(&Gates::default()), Gates::default());
+        assert_eq!(
+            Gates::default().strictest(&Gates::default()),
+            Gates::default()
+        );
     }
 
     #[test]

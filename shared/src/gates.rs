@@ -486,7 +486,10 @@ mod tests {
         );
         assert_eq!(e.state().label(), "soaking 12m/30m");
         let lines = e.lines(now);
-        assert!(lines[0].starts_with("verified: yes — 2026-11-28T13:10:00Z by ci"), "{lines:?}");
+        assert!(
+            lines[0].starts_with("verified: yes — 2026-11-28T13:10:00Z by ci"),
+            "{lines:?}"
+        );
         assert_eq!(lines[1], "soak: 12m of 30m, ready at 13:40 UTC");
         let later = t("2026-11-28T13:40:00Z");
         let e = evaluate(&gates(true, Some(30)), &f, later);
@@ -516,7 +519,11 @@ mod tests {
         let e = evaluate(&gates(false, Some(60)), &facts(vec![]), now);
         assert!(!e.met());
         assert_eq!(e.lines(now), ["soak: 45m of 1h, ready at 13:00 UTC"]);
-        let e = evaluate(&gates(false, Some(60)), &facts(vec![]), t("2026-11-28T13:00:00Z"));
+        let e = evaluate(
+            &gates(false, Some(60)),
+            &facts(vec![]),
+            t("2026-11-28T13:00:00Z"),
+        );
         assert!(e.met());
     }
 
@@ -541,7 +548,10 @@ mod tests {
         let f = facts(vec![verification("staging", "2026-11-28T23:50:10Z")]);
         let now = t("2026-11-28T23:55:00Z");
         let e = evaluate(&gates(true, Some(30)), &f, now);
-        assert_eq!(e.lines(now)[1], "soak: 4m of 30m, ready at 2026-11-29 00:21 UTC");
+        assert_eq!(
+            e.lines(now)[1],
+            "soak: 4m of 30m, ready at 2026-11-29 00:21 UTC"
+        );
     }
 
     #[test]

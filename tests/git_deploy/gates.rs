@@ -23,7 +23,10 @@ fn gated(gates: &str) -> (Fixture, String) {
 /// Appends `gates` to the last environment (prod) of gitops.yaml on `branch`.
 fn add_gates(f: &Fixture, branch: &str, gates: &str) {
     let yaml = f.read(branch, "gitops.yaml");
-    assert!(yaml.trim_end().ends_with("namespace: \"production\""), "{yaml}");
+    assert!(
+        yaml.trim_end().ends_with("namespace: \"production\""),
+        "{yaml}"
+    );
     f.commit_on(
         branch,
         "gitops.yaml",
@@ -165,7 +168,10 @@ fn an_unsoaked_deploy_is_refused_with_the_time_left_until_overridden() {
         "--format=%(contents:body)",
         &format!("refs/tags/{prod}"),
     ]);
-    assert!(body.contains("Gates of prod not met at promotion"), "{body}");
+    assert!(
+        body.contains("Gates of prod not met at promotion"),
+        "{body}"
+    );
     let show = f.output(&["show", &prod, "-o", "json"]);
     let doc: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(doc["gate_override"], reason);
@@ -267,7 +273,11 @@ fn status_shows_where_each_pending_promotion_stands_with_its_gates() {
 fn show_lists_a_tags_verifications() {
     let (f, staging) = gated(GATES);
     let out = f.output(&["show", &staging]);
-    assert!(stdout(&out).contains("Verified         none"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Verified         none"),
+        "{}",
+        stdout(&out)
+    );
     note_verification(&f, &staging, "staging", "2026-11-28T09:00:00Z");
     note_verification(&f, &staging, "staging", "2026-11-28T10:00:00Z");
     let out = f.output(&["show", &staging]);
@@ -278,7 +288,10 @@ fn show_lists_a_tags_verifications() {
         ),
         "{text}"
     );
-    assert!(text.contains("                 2026-11-28T10:00:00Z"), "{text}");
+    assert!(
+        text.contains("                 2026-11-28T10:00:00Z"),
+        "{text}"
+    );
     let doc: serde_json::Value =
         serde_json::from_slice(&f.output(&["show", &staging, "-o", "json"]).stdout).unwrap();
     assert_eq!(doc["verifications"].as_array().unwrap().len(), 2);
@@ -297,14 +310,22 @@ fn newer_notes_on_a_remote_are_named_with_the_fetch_that_brings_them() {
     let other = f.tmp.path().join("other");
     f.git_in(
         f.tmp.path(),
-        &["clone", "-q", remote.to_str().unwrap(), other.to_str().unwrap()],
+        &[
+            "clone",
+            "-q",
+            remote.to_str().unwrap(),
+            other.to_str().unwrap(),
+        ],
     );
     let text = format!(
         "Verified-Env: staging\nVerified-Namespace: staging\nVerified-Cluster: https://10.0.0.1:6443\n\
          Verified-Revision: 2\nVerified-At: {}\nVerified-By: ci\n",
         now_minus(40)
     );
-    f.git_in(&other, &["notes", "--ref=deploy", "add", "-m", &text, &staging]);
+    f.git_in(
+        &other,
+        &["notes", "--ref=deploy", "add", "-m", &text, &staging],
+    );
     f.git_in(&other, &["push", "-q", "origin", "refs/notes/deploy"]);
 
     let out = f.output(&["promote", "staging", "--yes"]);
@@ -320,7 +341,12 @@ fn newer_notes_on_a_remote_are_named_with_the_fetch_that_brings_them() {
         .success()
         .stderr(predicate::str::contains(fetch));
     // What the warning says to run, then the gate opens and the warning is gone.
-    f.git(&["fetch", "-q", "origin", "refs/notes/deploy:refs/notes/deploy"]);
+    f.git(&[
+        "fetch",
+        "-q",
+        "origin",
+        "refs/notes/deploy:refs/notes/deploy",
+    ]);
     let out = f.output(&["promote", "staging", "--yes"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("warning:"), "{}", stderr(&out));
@@ -329,7 +355,11 @@ fn newer_notes_on_a_remote_are_named_with_the_fetch_that_brings_them() {
 #[test]
 fn malformed_gates_are_refused_with_line_and_column() {
     let f = Fixture::podinfo();
-    add_gates(&f, "main", "    gates:\n      verified: true\n      soak: soon\n");
+    add_gates(
+        &f,
+        "main",
+        "    gates:\n      verified: true\n      soak: soon\n",
+    );
     let out = f.output(&["status"]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);

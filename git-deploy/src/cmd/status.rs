@@ -130,7 +130,10 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
             match &gate {
                 Pending::Nothing => Cell::styled("-", output::DIM),
                 Pending::NoDeploy => Cell::styled(
-                    format!("no deploy of {}", previous.map(|p| p.name.as_str()).unwrap_or("")),
+                    format!(
+                        "no deploy of {}",
+                        previous.map(|p| p.name.as_str()).unwrap_or("")
+                    ),
                     output::WARN,
                 ),
                 Pending::Gated(e) => {

@@ -109,7 +109,11 @@ pub fn prepare(
         let notes: Vec<&str> = updates
             .iter()
             .filter(|u| u.name.starts_with("refs/notes/"))
-            .filter(|u| refusals.iter().any(|r| r.starts_with(&format!("{}:", u.name))))
+            .filter(|u| {
+                refusals
+                    .iter()
+                    .any(|r| r.starts_with(&format!("{}:", u.name)))
+            })
             .map(|u| u.name.as_str())
             .collect();
         let hint = if !notes.is_empty() && notes.len() == refusals.len() {
