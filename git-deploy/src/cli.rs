@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success (also: nothing to do)
-  1  refused or failed (diverged branches, locked environment, no terminal to confirm, push refused)
+  1  refused or failed (unmet gates of the target, diverged branches, locked environment, no
+     terminal to confirm, push refused)
   2  invalid input or usage (unknown environment or tag, untrusted deploy tag, malformed gitops.yaml,
      not a repository, shallow clone)
   3  lost a race: a ref changed between reading and writing, or the remote has changes this clone

@@ -10,7 +10,8 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   diff:          0 no differences, 1 differences, 2 or more on error (as kubectl diff)
   sync, revert:  0 done (or nothing to do), 1 failed, refused or not ready in time (--wait),
-                 2 invalid input, 3 another sync or revert holds the namespace
+                 2 invalid input, 3 another sync or revert holds the namespace; sync --verify
+                 then exits as verify does
   status:        0 (with --exit-code: in sync and healthy), 1 drifted or unhealthy, 2 error
   verify:        0 verified and recorded, 1 not verified (the reasons are listed; nothing written)
                  or a push refused, 2 invalid input, 3 lost a race for refs/notes/deploy (another

@@ -102,20 +102,51 @@ impl Verification {
 }
 
 impl Repo {
-    /// The verifications recorded on `tag_object` (a deploy's annotated tag), oldest first.
+    /// The verifications recorded on `tag_object` (a deploy's annotated tag), oldest first,
+    /// each once: `git notes merge -s union` of two clones' notes repeats what both had.
     pub fn verifications(&self, tag_object: ObjectId) -> Result<Vec<Verification>> {
         let Some(note) = self.note(DEPLOY_NOTES_REF, tag_object)? else {
             return Ok(Vec::new());
         };
-        let mut found = Verification::parse_note(&note);
-        found.sort_by_key(|v| v.at);
-        Ok(found)
+        Ok(distinct_in_order(Verification::parse_note(&note)))
     }
+}
+
+fn distinct_in_order(mut found: Vec<Verification>) -> Vec<Verification> {
+    found.sort_by(|a, b| {
+        (a.at, &a.env, &a.namespace, &a.cluster, a.revision, &a.by).cmp(&(
+            b.at,
+            &b.env,
+            &b.namespace,
+            &b.cluster,
+            b.revision,
+            &b.by,
+        ))
+    });
+    found.dedup();
+    found
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_union_merge_of_two_clones_notes_counts_each_verification_once() {
+        let a = sample("2026-11-28T09:00:00Z");
+        let b = sample("2026-11-28T10:00:00Z");
+        let c = sample("2026-11-28T11:00:00Z");
+        // What `git notes merge -s union` makes of "a, b" here and "a, c" there.
+        let note = [&a, &b, &a, &c]
+            .iter()
+            .map(|v| v.render())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            distinct_in_order(Verification::parse_note(&note)),
+            vec![a, b, c]
+        );
+    }
 
     fn sample(at: &str) -> Verification {
         Verification {
