@@ -352,7 +352,8 @@ pub struct SyncArgs {
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
     /// The environment whose latest deploy to verify; its namespace and context come from its
-    /// entry in gitops.yaml (-n and --context override them)
+    /// entry in gitops.yaml (--context overrides the context; -n may only repeat the namespace,
+    /// as a verification elsewhere would not count for the environment's gates)
     #[arg(long, value_name = "env")]
     pub env: String,
     /// The config repository (default: the git repository containing the working directory);
