@@ -302,6 +302,17 @@ fn verify_refuses_drift_and_a_namespace_behind_the_latest_deploy() {
     let p = Pipeline::new("drift", "    gates:\n      verified: true\n", None);
     assert!(p.sync_staging(&[]).status.success());
     let before = p.refs();
+    // A verification of another namespace would not count for staging's gates.
+    let o = p.gitops(&["verify", "--env", "staging", "-n", "default"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!(
+            "-n default: environment staging runs in namespace {}",
+            p.staging_ns
+        )),
+        "{}",
+        err(&o)
+    );
     kubectl(&["delete", "service", "backend", "-n", &p.staging_ns]);
     let o = p.gitops(&["verify", "--env", "staging"]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
@@ -490,7 +501,8 @@ fn concurrent_verifications_keep_both_notes_and_the_loser_exits_3() {
     let o = first.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", err(&o));
     assert!(
-        err(&o).contains("refs/notes/deploy changed while this command ran"),
+        err(&o).contains("refs/notes/deploy changed while this command ran")
+            && err(&o).contains("another note (a verification) was written first: retry"),
         "{}",
         err(&o)
     );
