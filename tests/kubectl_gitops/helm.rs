@@ -1096,7 +1096,7 @@ fn podinfo_chart_promoted_with_git_deploy_and_synced_per_environment() {
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "-q", "-m", "podinfo's chart, two environments"]);
     let git_deploy = |args: &[&str]| {
-        let mut cmd = Command::new(install::git_deploy());
+        let mut cmd = Command::new(install_common::git_deploy());
         cmd.current_dir(&repo.path).args(args);
         repo::isolate(&mut cmd, repo.tmp.path());
         let o = cmd.output().unwrap();

@@ -3,10 +3,11 @@
 
 #[path = "../common/cluster.rs"]
 mod cluster;
+mod gates;
 mod health;
 mod helm;
 #[path = "../install/common.rs"]
-mod install;
+mod install_common;
 #[path = "../common/repo.rs"]
 mod repo;
 mod rollouts;

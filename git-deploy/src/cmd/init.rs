@@ -48,6 +48,7 @@ fn parse_env(spec: &str) -> Result<Environment> {
         namespace,
         context: None,
         helm: None,
+        gates: Default::default(),
     })
 }
 
@@ -61,6 +62,7 @@ fn default_envs() -> Vec<Environment> {
             namespace: n.to_string(),
             context: None,
             helm: None,
+            gates: Default::default(),
         })
         .collect()
 }
@@ -131,7 +133,7 @@ pub fn run(repo: &mut Repo, args: InitArgs) -> Result<()> {
     for (name, env) in missing {
         plan.add(name, None, Some(head), format!("environment {env}"));
     }
-    super::show_plan(repo, &plan, false);
+    super::show_plan(repo, &plan, false, false);
     plan.execute(repo)?;
     output::info(format!(
         "ready: environments {} (next: `git deploy tag {}`)",

@@ -1,12 +1,13 @@
 //! One module per verb. diff, sync and revert share how a plan is made (`prepare`,
 //! `plan_for`, one `plan_options` for all three) and sync and revert how it is shown,
-//! confirmed and executed (`apply_flow`).
+//! confirmed and executed (`apply_flow`); `sync --verify` ends with `verify`.
 
 pub mod diff;
 pub mod history;
 pub mod revert;
 pub mod status;
 pub mod sync;
+pub mod verify;
 
 use serde_json::json;
 use shared::Result;
@@ -14,7 +15,7 @@ use shared::Result;
 use crate::cli::{ApplyArgs, Format, KubeArgs, PlanningArgs, ScopeArgs, SourceArgs};
 use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
-use crate::manifest::Content;
+use crate::manifest::{Content, Manifest};
 use crate::plan::{self, Plan};
 use crate::{execute, health, log, report, source};
 
@@ -44,11 +45,23 @@ pub async fn plan_for(
         .or_else(|| env_namespace.map(str::to_string))
         .unwrap_or_else(|| conn.default_namespace.clone());
     let mut cluster = Cluster::discover(conn.client.clone()).await?;
-    let manifests = match content {
-        Content::Objects(manifests) => manifests,
+    let manifests = objects(content, &cluster, &opts.namespace).await?;
+    let plan = plan::build(&mut cluster, manifests, &opts).await?;
+    Ok((conn, cluster, plan))
+}
+
+/// The objects of `content`: a Helm chart is rendered for `namespace`, with the server's
+/// version and APIs as its Capabilities.
+pub async fn objects(
+    content: Content,
+    cluster: &Cluster,
+    namespace: &str,
+) -> Result<Vec<Manifest>> {
+    match content {
+        Content::Objects(manifests) => Ok(manifests),
         Content::Chart(chart) => {
             let caps = cluster.capabilities().await?;
-            let manifests = chart.render(&caps, &opts.namespace)?;
+            let manifests = chart.render(&caps, namespace)?;
             log::info(
                 1,
                 format!(
@@ -58,11 +71,9 @@ pub async fn plan_for(
                     manifests.len()
                 ),
             );
-            manifests
+            Ok(manifests)
         }
-    };
-    let plan = plan::build(&mut cluster, manifests, &opts).await?;
-    Ok((conn, cluster, plan))
+    }
 }
 
 /// How every command that applies (or shows what applying would do) plans: one function, so
