@@ -1092,7 +1092,11 @@ fn podinfo_chart_promoted_with_git_deploy_and_synced_per_environment() {
     let dev = c.fresh_namespace("helm-promote-dev");
     let prod = c.fresh_namespace("helm-promote-prod");
     let repo = podinfo_repo();
-    repo.write("gitops.yaml", podinfo_envs(&dev, &prod, "{}"));
+    // Prod takes only deploys verified healthy in dev: verify renders the chart as sync does.
+    // prod is the last entry: its gates close the file.
+    let envs = podinfo_envs(&dev, &prod, "{}") + "    gates: {verified: true}\n";
+    assert!(envs.contains("gates:"));
+    repo.write("gitops.yaml", envs);
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "-q", "-m", "podinfo's chart, two environments"]);
     let git_deploy = |args: &[&str]| {
@@ -1147,6 +1151,14 @@ fn podinfo_chart_promoted_with_git_deploy_and_synced_per_environment() {
         "--timeout",
         "120s",
     ]));
+    let identity = [
+        ("GIT_AUTHOR_NAME", "CI Runner"),
+        ("GIT_AUTHOR_EMAIL", "ci@example.com"),
+        ("GIT_COMMITTER_NAME", "CI Runner"),
+        ("GIT_COMMITTER_EMAIL", "ci@example.com"),
+        ("HELM_PATH", tools::helm().to_str().unwrap()),
+    ];
+    ok(run_env(&["verify", "--repo", r, "--env", "dev"], &identity));
     git_deploy(&["promote", "dev", "--yes"]);
     ok(gitops(&[
         "sync",
