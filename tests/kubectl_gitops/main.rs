@@ -3,7 +3,11 @@
 
 #[path = "../common/cluster.rs"]
 mod cluster;
+mod gates;
 mod health;
+mod helm;
+#[path = "../install/common.rs"]
+mod install_common;
 mod metrics;
 mod notify;
 #[path = "../common/repo.rs"]
