@@ -969,7 +969,8 @@ fn without_a_kubeconfig_in_a_pod_the_service_account_is_used() {
 /// its ServiceAccount with the manifest's ClusterRoles reads everything the exporter needs:
 /// the exporter run as that ServiceAccount, with the Deployment's own arguments, gives the
 /// figures an admin gets. With the read-only ClusterRole alone, drift of a changed object
-/// needs the dry-run rights (a 403, said as such), and `--drift-interval 0` is complete.
+/// needs the dry-run rights (a 403, said as such), and `--drift-interval 0` is complete. For
+/// named namespaces, RoleBindings of the same ClusterRoles are enough.
 #[test]
 fn the_in_cluster_manifest_grants_what_the_exporter_needs() {
     let c = cluster::cluster();
@@ -1100,4 +1101,37 @@ fn the_in_cluster_manifest_grants_what_the_exporter_needs() {
         None
     );
     kubectl(&["delete", "clusterrolebinding", &binding]);
+
+    // Named namespaces need no cluster-wide rights: the same ClusterRoles bound by
+    // RoleBindings in the namespace give the same figures (README: "In the cluster").
+    let local = "kubectl-gitops-metrics-local";
+    for role in ["kubectl-gitops-metrics", "kubectl-gitops-metrics-dry-run"] {
+        kubectl(&[
+            "create",
+            "rolebinding",
+            role,
+            "-n",
+            &ns,
+            &format!("--clusterrole={role}"),
+            &format!("--serviceaccount={ns}:{local}"),
+        ]);
+    }
+    let o = run(&[
+        "metrics",
+        "--once",
+        "-n",
+        &ns,
+        "--as",
+        &format!("system:serviceaccount:{ns}:{local}"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let local_scrape = parse_scrape(&out(&o));
+    assert_eq!(
+        scrape_figures(&local_scrape, &ns),
+        scrape_figures(&admin_scrape, &ns)
+    );
+    assert_eq!(
+        revision_info(&local_scrape, &ns),
+        revision_info(&admin_scrape, &ns)
+    );
 }
