@@ -1,6 +1,7 @@
 //! Notifications: every sync or revert that was meant to write (not `--dry-run`, not declined
-//! at its prompt) POSTs one JSON event to each webhook of `--notify`, `--notify-env` and the
-//! environment's `notify:` in gitops.yaml, once the run is over: namespace, environment, tag,
+//! at its prompt; one that failed while planning too) POSTs one JSON event to each webhook of
+//! `--notify`, `--notify-env` and the environment's `notify:` in gitops.yaml, once the run is
+//! over: namespace, environment, tag,
 //! commit, revision, outcome, user, duration, counts, and a `text` line that Slack and
 //! Mattermost incoming webhooks show as is.
 //!
@@ -147,11 +148,11 @@ pub struct Run<'a> {
     pub started: Instant,
 }
 
-/// The event of a run that ended with `result`, having got `progress` done.
-pub fn event(run: &Run, progress: &Progress, result: &Result<i32>) -> Event {
+/// The event of a run that ended with `error` (or none), having got `progress` done.
+pub fn event(run: &Run, progress: &Progress, error: Option<&Error>) -> Event {
     let recorded = progress.outcome.clone();
     let recorded_kind = recorded.as_deref().map(outcome::classify);
-    let error_line = result.as_ref().err().map(|e| first_line(&e.message));
+    let error_line = error.map(|e| first_line(&e.message));
     let kind = match (recorded_kind, &error_line) {
         (Some(Kind::RolledBack), _) => Kind::RolledBack,
         (Some(Kind::Interrupted), _) => Kind::Interrupted,
@@ -412,7 +413,7 @@ mod tests {
 
     #[test]
     fn a_success_says_what_was_deployed() {
-        let e = event(&run(), &progress("succeeded"), &Ok(0));
+        let e = event(&run(), &progress("succeeded"), None);
         assert_eq!(e.outcome, "succeeded");
         assert_eq!(e.reason, None);
         assert_eq!(e.revision, Some(7));
@@ -432,7 +433,7 @@ mod tests {
         let err = Error::refused(
             "sync of shop failed after applying 2 of 3: boom\nnot applied: x\nrecorded as revision 7",
         );
-        let e = event(&run(), &progress("failed: boom"), &Err(err));
+        let e = event(&run(), &progress("failed: boom"), Some(&err));
         assert_eq!(e.outcome, "failed");
         assert_eq!(
             e.reason.as_deref(),
@@ -448,7 +449,7 @@ mod tests {
         let err = Error::refused(
             "fields are owned by another field manager; nothing was written:\n  ConfigMap/shop/a: conflict",
         );
-        let e = event(&run(), &Progress::default(), &Err(err));
+        let e = event(&run(), &Progress::default(), Some(&err));
         assert_eq!(
             e.reason.as_deref(),
             Some(
@@ -459,14 +460,14 @@ mod tests {
         let e = event(
             &run(),
             &progress("succeeded"),
-            &Err(Error::refused("1 object failed: web")),
+            Some(&Error::refused("1 object failed: web")),
         );
         assert_eq!(e.outcome, "failed");
         // Failing before anything was recorded: no revision.
         let e = event(
             &run(),
             &Progress::default(),
-            &Err(Error::refused("refusing to take over objects")),
+            Some(&Error::refused("refusing to take over objects")),
         );
         assert_eq!((e.outcome, e.revision), ("failed", None));
     }
@@ -476,14 +477,16 @@ mod tests {
         let e = event(
             &run(),
             &progress("interrupted"),
-            &Err(Error::refused("interrupted (Ctrl-C)")),
+            Some(&Error::refused("interrupted (Ctrl-C)")),
         );
         assert_eq!(e.outcome, "interrupted");
         let rolled = "rolled back to revision 6 (tag v1) after failed revision 7";
         let e = event(
             &run(),
             &progress(rolled),
-            &Err(Error::refused("Deployment.apps/shop/web: ImagePullBackOff")),
+            Some(&Error::refused(
+                "Deployment.apps/shop/web: ImagePullBackOff",
+            )),
         );
         assert_eq!(e.outcome, "rolled back");
         assert_eq!(e.rolled_back_to, Some(6));

@@ -1,8 +1,8 @@
 //! Notifications of sync and revert, received by a real HTTP receiver on 127.0.0.1: exactly
-//! one event per run with the right outcome (success, failure, interrupt; rollback once
-//! `--rollback-on-failure` exists), a receiver that is down or answers 500 delays the run by
-//! at most the retry budget and leaves its exit code alone, and no Secret value or webhook URL
-//! in any output.
+//! one event per run with the right outcome (success, failure while planning or applying,
+//! interrupt; rollback once `--rollback-on-failure` exists), a receiver that is down or
+//! answers 500 delays the run by at most the retry budget and leaves its exit code alone, and
+//! no Secret value or webhook URL in any output.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -300,6 +300,59 @@ fn every_sync_and_revert_sends_one_event() {
         err(&o)
     );
     assert_eq!(history(&ns)["revisions"].as_array().unwrap().len(), before);
+}
+
+/// A sync that fails while planning (the API server rejects an object in the dry-run) tells
+/// the webhooks too: one `failed` event with the error's first line and no revision, and
+/// nothing is written; a `--dry-run` of it tells nobody.
+#[test]
+fn a_sync_that_fails_while_planning_sends_failed() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("notify-plan");
+    let hook = Receiver::start(200);
+    let url = hook.url(&format!("/hooks/{TOKEN}"));
+    let repo = app_repo();
+    repo.write(
+        "app/svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports:\n    - port: 70000\n",
+    );
+    repo.tag("v1");
+    let r = repo.path.to_str().unwrap();
+
+    let dry = sync_app(r, "v1", &ns, &["--dry-run", "--notify", &url]);
+    assert_ne!(dry.status.code(), Some(0), "{}", err(&dry));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(hook.hits(), 0, "a dry run tells nobody");
+
+    let o = sync_app(r, "v1", &ns, &["--notify", &url]);
+    assert_eq!(o.status.code(), dry.status.code(), "{}", err(&o));
+    let e = hook.only_event();
+    assert_clean(&o, &e);
+    assert_eq!(e["verb"], "sync");
+    assert_eq!(e["namespace"], ns.as_str());
+    assert_eq!(e["tag"], "v1");
+    assert_eq!(
+        e["commit"],
+        repo.git(&["rev-parse", "v1^{commit}"]).as_str()
+    );
+    assert_eq!(e["outcome"], "failed");
+    assert_eq!(e["revision"], Value::Null);
+    assert_eq!(
+        (e["applied"].as_u64(), e["pruned"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let reason = e["reason"].as_str().unwrap();
+    let head: String = reason.chars().take(30).collect();
+    assert!(
+        err(&o).contains(&format!("error: {head}")),
+        "the reason is the error's first line: {reason}\n{}",
+        err(&o)
+    );
+    assert!(reason.contains("web"), "{reason}");
+    assert!(
+        !kubectl(&["get", "secrets", "-n", &ns, "-o", "name"]).contains("kubectl-gitops"),
+        "nothing written"
+    );
 }
 
 /// A failed rollout (a Job whose Pod fails) reaches the webhook as `failed` with the reason,

@@ -28,8 +28,6 @@ pub struct Prepared {
     pub plan: Plan,
     /// The environment deployed, when known (`--env`, or a deploy tag's name).
     pub env: Option<String>,
-    /// The environment's `notify:` webhooks in gitops.yaml.
-    pub notify: Vec<shared::config::NotifyTarget>,
 }
 
 /// Connects (context from the flags, else the environment's) and builds the plan for
@@ -109,6 +107,12 @@ pub async fn prepare(
     args: &SourceArgs,
     apply: Option<&ApplyArgs>,
 ) -> Result<Prepared> {
+    let source = resolve(args)?;
+    plan_source(kube, source, args, apply).await
+}
+
+/// The tag (or the environment's latest deploy tag) and what it holds, read from git.
+pub fn resolve(args: &SourceArgs) -> Result<source::Source> {
     let source = source::resolve(args.into())?;
     log::info(
         1,
@@ -128,9 +132,17 @@ pub async fn prepare(
             }
         ),
     );
+    Ok(source)
+}
+
+/// The plan of a resolved `source` against the cluster.
+pub async fn plan_source(
+    kube: &KubeArgs,
+    source: source::Source,
+    args: &SourceArgs,
+    apply: Option<&ApplyArgs>,
+) -> Result<Prepared> {
     let flags = plan_options(&args.scope, &args.planning, apply);
-    let env = source.env.clone();
-    let notify = source.notify.clone();
     let (conn, cluster, plan) = plan_for(
         kube,
         source.content,
@@ -145,9 +157,51 @@ pub async fn prepare(
         conn,
         cluster,
         plan,
-        env,
-        notify,
+        env: source.env,
     })
+}
+
+/// What a sync or revert is about before its plan exists: enough to tell the webhooks about a
+/// run that failed while planning (manifests the server rejects, a chart that does not
+/// render, the cluster unreachable).
+pub struct Intent {
+    pub verb: &'static str,
+    /// `-n`, else the environment's; `None`: the context's, unknown until connected.
+    pub namespace: Option<String>,
+    pub env: Option<String>,
+    pub tag: String,
+    pub commit: String,
+}
+
+/// Awaits `planning`; if it fails (and the run was meant to write), `webhooks` get one
+/// `failed` event before the error is returned.
+pub async fn planned(
+    intent: &Intent,
+    webhooks: &[notify::Target],
+    args: &ApplyArgs,
+    planning: impl std::future::Future<Output = Result<Prepared>>,
+) -> Result<Prepared> {
+    let result = planning.await;
+    if let Err(e) = &result
+        && !args.dry_run
+    {
+        let namespace = intent
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "(the context's)".to_string());
+        let run = notify::Run {
+            verb: intent.verb,
+            namespace: &namespace,
+            environment: intent.env.as_deref(),
+            tag: &intent.tag,
+            commit: &intent.commit,
+            user: "",
+            started: notify::started(),
+        };
+        let progress = execute::Progress::default();
+        notify::send(webhooks, &notify::event(&run, &progress, Some(e))).await;
+    }
+    result
 }
 
 pub fn source_json(p: &Prepared) -> serde_json::Value {
@@ -158,12 +212,12 @@ pub fn source_json(p: &Prepared) -> serde_json::Value {
 /// webhooks how it went: sync and revert.
 pub async fn apply_flow(
     mut p: Prepared,
+    webhooks: &[notify::Target],
     args: &ApplyArgs,
     show_secrets: bool,
     concurrency: usize,
     revert: Option<(Option<u64>, String)>,
 ) -> Result<i32> {
-    let webhooks = notify::targets(&args.notify, &args.notify_env, &p.notify, p.env.as_deref())?;
     show_plan(&p, args, show_secrets);
     let blocked = execute::check_blockers(&p.plan, args.adopt, args.force_conflicts);
     if args.dry_run {
@@ -189,7 +243,11 @@ pub async fn apply_flow(
         user: &p.conn.user,
         started: notify::started(),
     };
-    notify::send(&webhooks, &notify::event(&run, &progress, &result)).await;
+    notify::send(
+        webhooks,
+        &notify::event(&run, &progress, result.as_ref().err()),
+    )
+    .await;
     result
 }
 

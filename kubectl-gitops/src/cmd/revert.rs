@@ -6,33 +6,54 @@
 use crate::manifest::Content;
 use shared::{Error, Result};
 
-use super::{Prepared, apply_flow, plan_for, plan_options};
+use super::{Intent, Prepared, apply_flow, plan_for, plan_options, planned};
 use crate::cli::{KubeArgs, RevertArgs};
+use crate::notify;
 use crate::record::{self, Meta};
 
 pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     let target = target(kube, &args).await?;
-    let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
-    let (conn, cluster, plan) =
-        plan_for(kube, target.content, Some(&target.namespace), None, flags).await?;
-    eprintln!("revert {} to {}", plan.namespace, target.describe);
-    let p = Prepared {
-        env: target
-            .env
-            .or_else(|| shared::tag::TagName::parse(&target.tag).map(|t| t.env)),
-        tag: target.tag,
-        commit: target.commit,
-        conn,
-        cluster,
-        plan,
-        notify: target.notify,
+    let env = target
+        .env
+        .clone()
+        .or_else(|| shared::tag::TagName::parse(&target.tag).map(|t| t.env));
+    let webhooks = notify::targets(
+        &args.apply.notify,
+        &args.apply.notify_env,
+        &target.notify,
+        env.as_deref(),
+    )?;
+    let intent = Intent {
+        verb: "revert",
+        namespace: Some(target.namespace.clone()),
+        env: env.clone(),
+        tag: target.tag.clone(),
+        commit: target.commit.clone(),
     };
+    let revision = target.revision;
+    let describe = target.describe.clone();
+    let p = planned(&intent, &webhooks, &args.apply, async {
+        let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
+        let (conn, cluster, plan) =
+            plan_for(kube, target.content, Some(&target.namespace), None, flags).await?;
+        eprintln!("revert {} to {}", plan.namespace, target.describe);
+        Ok(Prepared {
+            env,
+            tag: target.tag,
+            commit: target.commit,
+            conn,
+            cluster,
+            plan,
+        })
+    })
+    .await?;
     apply_flow(
         p,
+        &webhooks,
         &args.apply,
         args.show_secrets,
         args.planning.concurrency as usize,
-        Some((target.revision, format!("reverted to {}", target.describe))),
+        Some((revision, format!("reverted to {describe}"))),
     )
     .await
 }

@@ -3,16 +3,40 @@
 
 use shared::Result;
 
-use super::{apply_flow, prepare, verify};
+use super::{Intent, apply_flow, plan_source, planned, resolve, verify};
 use crate::cli::{Format, KubeArgs, SyncArgs};
+use crate::notify;
 
 pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
     if let Some(remote) = &args.push {
         shared::git::push::check_remote(remote)?;
     }
-    let p = prepare(kube, &args.source, Some(&args.apply)).await?;
+    let source = resolve(&args.source)?;
+    // Checked before planning: an unusable webhook is bad input, and a run that fails while
+    // planning is told too.
+    let webhooks = notify::targets(
+        &args.apply.notify,
+        &args.apply.notify_env,
+        &source.notify,
+        source.env.as_deref(),
+    )?;
+    let intent = Intent {
+        verb: "sync",
+        namespace: kube.namespace.clone().or(source.namespace.clone()),
+        env: source.env.clone(),
+        tag: source.tag.clone(),
+        commit: source.commit.to_string(),
+    };
+    let p = planned(
+        &intent,
+        &webhooks,
+        &args.apply,
+        plan_source(kube, source, &args.source, Some(&args.apply)),
+    )
+    .await?;
     let code = apply_flow(
         p,
+        &webhooks,
         &args.apply,
         args.source.show_secrets,
         args.source.planning.concurrency as usize,
