@@ -354,6 +354,74 @@ fn once_reports_revision_drift_and_health_of_every_namespace_exactly() {
     );
 }
 
+/// `--env` follows the environment's namespace from gitops.yaml (nothing else), and
+/// `namespace_locked` is 1 while a Lease that has not expired is held, 0 once it is gone;
+/// the exporter's own series are there.
+#[test]
+fn once_by_environment_reports_a_held_lease() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("metrics-env");
+    let repo = Repo::new();
+    repo.write("app/settings.yaml", configmap("settings", "mode: safe"));
+    repo.write(
+        "gitops.yaml",
+        format!(
+            "environments:\n  - name: dev\n    branch: env/dev\n    path: app\n    namespace: {ns}\n"
+        ),
+    );
+    repo.deploy_tag("dev", "deploy/dev/20250101T000000Z");
+    let r = repo.path.to_str().unwrap();
+    ok(run(&["sync", "--repo", r, "--env", "dev", "--yes"]));
+    let renewed = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.000000Z");
+    let lease = format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubectl-gitops-lock\n  namespace: {ns}\nspec:\n  holderIdentity: ann@ci (42)\n  leaseDurationSeconds: 600\n  acquireTime: {renewed}\n  renewTime: {renewed}\n"
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), lease).unwrap();
+    kubectl(&["apply", "-f", file.path().to_str().unwrap()]);
+
+    let (o, scrape) = metrics_once(&["--env", "dev", "-C", r]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let namespaces: BTreeSet<&str> = scrape
+        .keys()
+        .filter_map(|s| s.labels.get("namespace").map(String::as_str))
+        .collect();
+    assert_eq!(namespaces, BTreeSet::from([ns.as_str()]));
+    assert_eq!(
+        revision_info(&scrape, &ns).unwrap()["tag"],
+        "deploy/dev/20250101T000000Z"
+    );
+    assert_eq!(
+        value(&scrape, "kubectl_gitops_namespace_locked", &ns, &[]),
+        Some(1.0)
+    );
+    let own = |name: &str| {
+        scrape
+            .iter()
+            .find(|(s, _)| s.name == name)
+            .map(|(s, v)| (s.labels.clone(), *v))
+    };
+    assert_eq!(
+        own("kubectl_gitops_build_info"),
+        Some((
+            BTreeMap::from([("version".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
+            1.0
+        ))
+    );
+    assert_eq!(
+        own("kubectl_gitops_scrape_errors_total"),
+        Some((BTreeMap::new(), 0.0))
+    );
+
+    kubectl(&["delete", "lease", "kubectl-gitops-lock", "-n", &ns]);
+    let (o, scrape) = metrics_once(&["--env", "dev", "-C", r]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        value(&scrape, "kubectl_gitops_namespace_locked", &ns, &[]),
+        Some(0.0)
+    );
+}
+
 /// A scrape of `--serve`: status, headers, body.
 pub fn http_get(port: u16, path: &str, accept: Option<&str>) -> (u16, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
