@@ -247,7 +247,8 @@ fn refuse(req: &Request<'_>, deploy: &Deploy, namespace: &str, problems: &[Strin
     ))
 }
 
-/// Appends the verification to the note on the deploy's tag object: shown, then (unless
+/// Appends the verification to the notes on the deploy's tag object and its commit: shown,
+/// then (unless
 /// --dry-run) written by compare-and-swap and pushed with a lease.
 fn record_note(req: &Request<'_>, mut deploy: Deploy, v: Verification) -> Result<i32> {
     let repo = &mut deploy.repo;
@@ -266,7 +267,9 @@ fn record_note(req: &Request<'_>, mut deploy: Deploy, v: Verification) -> Result
         repo,
         &mut plan,
         DEPLOY_NOTES_REF,
-        deploy.tag_object,
+        // The tag object's note is the one gates read; the same text on the commit is for
+        // people: `git log --notes=deploy` shows notes of commits only.
+        &[deploy.tag_object, deploy.commit],
         &text,
         &message,
     )?;
