@@ -130,7 +130,9 @@ pub struct TagArgs {
     /// Message added to the tag, below its subject line
     #[arg(short, long, value_name = "msg")]
     pub message: Option<String>,
-    /// Sign the tag with GPG (also when the git config tag.gpgSign is true)
+    /// Sign the tag as `git tag -s` does (also when the git config tag.gpgSign is true): with
+    /// gpg, or with ssh-keygen when gpg.format=ssh; the key is user.signingKey (for SSH a key
+    /// file or a literal `key::ssh-ed25519 AAAA...` whose private key is in ssh-agent)
     #[arg(long)]
     pub sign: bool,
     /// Tag even if the environment is locked
@@ -159,9 +161,17 @@ pub struct PromoteArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
-    /// Sign the tag with GPG (also when the git config tag.gpgSign is true)
+    /// Sign the tag as `git tag -s` does (also when the git config tag.gpgSign is true): with
+    /// gpg, or with ssh-keygen when gpg.format=ssh; the key is user.signingKey (for SSH a key
+    /// file or a literal `key::ssh-ed25519 AAAA...` whose private key is in ssh-agent)
     #[arg(long)]
     pub sign: bool,
+    /// Refuse to promote unless the source deploy tag carries a signature git's own
+    /// configuration trusts, as `git tag -v` judges it: a key in gpg.ssh.allowedSignersFile
+    /// (SSH) or in your GPG keyring (OpenPGP). Also when the git config deploy.verifySource is
+    /// true
+    #[arg(long)]
+    pub verify_source: bool,
     /// Promote even if the target environment is locked
     #[arg(long)]
     pub ignore_lock: bool,
@@ -182,7 +192,9 @@ pub struct RollbackArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
-    /// Sign the tag with GPG (also when the git config tag.gpgSign is true)
+    /// Sign the tag as `git tag -s` does (also when the git config tag.gpgSign is true): with
+    /// gpg, or with ssh-keygen when gpg.format=ssh; the key is user.signingKey (for SSH a key
+    /// file or a literal `key::ssh-ed25519 AAAA...` whose private key is in ssh-agent)
     #[arg(long)]
     pub sign: bool,
     /// Roll back even if the environment is locked

@@ -3,6 +3,7 @@
 mod fixture;
 mod push;
 mod races;
+mod signing;
 mod trust;
 mod writer;
 

@@ -19,6 +19,8 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     if let Some(m) = &args.message {
         tag::check_body(m)?;
     }
+    // Read now: a signing setup that cannot work fails before anything is decided.
+    let sign = write::signing(repo, args.sign)?;
 
     // What <from> deployed: its latest deploy tag, or the one named.
     let source = match &args.tag {
@@ -37,6 +39,9 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
             }
         },
     };
+    if args.verify_source || verify_source_configured(repo) {
+        verify_source(repo, &source)?;
+    }
     let src = source.commit;
     let cfg = repo.config_at(src, &source.name)?;
     let from = cfg
@@ -129,7 +134,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
             record,
             succession,
             respect_lock: !args.ignore_lock,
-            sign: write::want_signature(repo, args.sign),
+            sign,
             write: &args.write,
             confirm: Some((
                 format!("Promote {} to {}?", source.name, to.name),
@@ -138,6 +143,31 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
             )),
         },
     )
+}
+
+/// `deploy.verifySource` in git config.
+fn verify_source_configured(repo: &Repo) -> bool {
+    repo.inner
+        .config_snapshot()
+        .boolean("deploy.verifySource")
+        .unwrap_or(false)
+}
+
+/// Refuses (exit 1, before anything is planned) a source tag whose signature git's own
+/// configuration does not trust, as `git tag -v` would refuse it.
+fn verify_source(repo: &Repo, source: &shared::git::TagInfo) -> Result<()> {
+    let target = source.tag_object.unwrap_or(source.commit);
+    let tag = shared::signature::read_tag_at(&repo.inner, &source.name, target)?;
+    let check = shared::signature::git_config::verify_tag(&repo.inner, &tag)?;
+    if !check.verdict.is_good() {
+        return Err(Error::refused(format!("will not promote: {check}")).hint(format!(
+            "--verify-source (or deploy.verifySource) accepts a source tag that `git tag -v {}` \
+             accepts: signed by a key in gpg.ssh.allowedSignersFile (SSH) or your GPG keyring",
+            source.name
+        )));
+    }
+    output::info(format!("source {check}"));
+    Ok(())
 }
 
 /// The target has commits the source lacks (a hotfix). `ff` refuses and lists them; `merge`
