@@ -12,7 +12,8 @@ Exit codes:
   sync, revert:  0 done (or nothing to do), 1 failed, refused or not ready in time (--wait),
                  2 invalid input, 3 another sync or revert holds the namespace
   status:        0 (with --exit-code: in sync and healthy), 1 drifted or unhealthy, 2 error
-  history:       0, or 2 on error";
+  history:       0, or 2 on error
+  trust:         0 done, 1 failed or refused (e.g. by RBAC), 2 invalid input";
 
 /// How `--wait` and `status` judge health (README: "--wait"); a macro so that `concat!` can
 /// put it into more than one help text.
@@ -144,7 +145,65 @@ pub enum Command {
         )
     )]
     Status(StatusArgs),
+    /// Require signed tags: set, show or clear the namespace's trust policy
+    #[command(
+        subcommand,
+        after_help = EXIT_CODES,
+        long_about = TRUST_ABOUT
+    )]
+    Trust(TrustCommand),
 }
+
+const TRUST_ABOUT: &str = "\
+Require signed tags: set, show or clear the namespace's trust policy.
+
+The policy is the ConfigMap kubectl-gitops-trust in the namespace. While it exists, sync and \
+revert --to-tag check the tag's signature (and/or its commit's, per --mode) before anything is \
+written, and refuse (exit 1, nothing written) a tag that is not signed, is lightweight, is \
+signed by a key the policy does not list, carries a bad signature, or is signed with an expired \
+or revoked key or by a principal not allowed for that key; diff shows the same verdict as a \
+warning. SSH signatures are checked against an OpenSSH allowed_signers file (as git's \
+gpg.ssh.allowedSignersFile), OpenPGP signatures with gpg against a throw-away keyring of the \
+policy's keys. Who may change the policy is decided by RBAC on that ConfigMap.";
+
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Write the namespace's trust policy from git's own key files (replaces any policy)
+    Set(TrustSetArgs),
+    /// Show the namespace's trust policy: mode and trusted keys (never key material)
+    Show(TrustShowArgs),
+    /// Remove the namespace's trust policy: its deploys are no longer checked
+    Clear(TrustClearArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrustSetArgs {
+    /// An OpenSSH allowed_signers file, the format of git's gpg.ssh.allowedSignersFile: one
+    /// `principals [options] key-type base64-key` line per trusted SSH key
+    #[arg(long, value_name = "file")]
+    pub ssh_allowed_signers: Option<PathBuf>,
+    /// ASCII-armoured OpenPGP public keys, as `gpg --armor --export KEY...` writes them
+    #[arg(long, value_name = "file")]
+    pub gpg_keys: Option<PathBuf>,
+    /// Which signatures a deploy needs: the annotated tag's (tag), the tagged commit's
+    /// (commit; the tag may then be unsigned or lightweight), or both (tag-and-commit)
+    #[arg(long, value_name = "mode", default_value = "tag",
+          value_parser = clap::builder::PossibleValuesParser::new(["tag", "commit", "tag-and-commit"]))]
+    pub mode: String,
+    /// Print the ConfigMap that would be written (YAML) and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustShowArgs {
+    /// Output format: text or json
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustClearArgs {}
 
 pub use shared::output::Format;
 
@@ -188,6 +247,10 @@ pub struct ApplyArgs {
     /// Output format of the plan: text (the summary; with --dry-run, diffs) or json (the plan)
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// Do not check the tag's signature against the namespace's trust policy (see `trust`):
+    /// a warning says so and the revision records the check as skipped
+    #[arg(long)]
+    pub insecure_skip_signature: bool,
 }
 
 #[derive(Args, Debug)]

@@ -4,9 +4,11 @@ use shared::Result;
 
 use super::{apply_flow, prepare};
 use crate::cli::{KubeArgs, SyncArgs};
+use crate::trust::Enforce;
 
 pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
-    let p = prepare(kube, &args.source, Some(&args.apply)).await?;
+    let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
+    let p = prepare(kube, &args.source, Some(&args.apply), enforce).await?;
     apply_flow(
         p,
         &args.apply,
