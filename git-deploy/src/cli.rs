@@ -62,7 +62,7 @@ pub enum Command {
     /// Show commits and file changes in one environment that another lacks
     #[command(after_help = EXIT_CODES)]
     Diff(DiffArgs),
-    /// Show what a deploy tag records
+    /// Show what a deploy tag records, and its signature as `git tag -v` would judge it
     #[command(after_help = EXIT_CODES)]
     Show(ShowArgs),
     /// Lock an environment: promote, rollback and tag refuse until it is unlocked

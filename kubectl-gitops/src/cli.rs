@@ -131,6 +131,10 @@ pub enum Command {
     /// defaults: a record is a Secret that anyone who may write Secrets in the namespace can
     /// edit, so objects outside the namespace, cluster-scoped objects and an empty record are
     /// refused unless the flag a sync would need is given.
+    ///
+    /// Under a trust policy (see `trust`), --to-tag checks the tag's signature as sync does; a
+    /// recorded revision is allowed when it was verified when it was synced, by keys the policy
+    /// still lists (its manifests come from the record, where no signature can be checked).
     #[command(after_help = EXIT_CODES)]
     Revert(RevertArgs),
     /// The recorded revisions of the namespace, newest first
@@ -247,8 +251,9 @@ pub struct ApplyArgs {
     /// Output format of the plan: text (the summary; with --dry-run, diffs) or json (the plan)
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
-    /// Do not check the tag's signature against the namespace's trust policy (see `trust`):
-    /// a warning says so and the revision records the check as skipped
+    /// Do not check the namespace's trust policy (see `trust`): neither the tag's signature
+    /// nor, for revert, whether the recorded revision was verified when it was synced; a
+    /// warning says so and the revision records the check as skipped
     #[arg(long)]
     pub insecure_skip_signature: bool,
 }

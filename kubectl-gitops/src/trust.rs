@@ -442,13 +442,22 @@ async fn judge_tag(
             ));
             Ok(SignatureRecord::Unverified { reason: message })
         }
-        Some(message) => Err(Error::refused(format!(
-            "{message}; namespace {ns}'s trust policy refuses it, nothing was written"
-        ))
-        .hint(format!(
-            "sign it with a key the policy lists (`kubectl gitops trust show -n {ns}`), \
-             e.g. by `git deploy tag --sign`"
-        ))),
+        Some(message) => {
+            let how = if decision
+                .refusals()
+                .any(|c| matches!(c.subject, Subject::Commit { .. }))
+            {
+                "sign the commit (`git commit -S`)"
+            } else {
+                "sign the tag (`git deploy tag --sign`, `git tag -s`)"
+            };
+            Err(Error::refused(format!(
+                "{message}; namespace {ns}'s trust policy refuses it, nothing was written"
+            ))
+            .hint(format!(
+                "{how} with a key the policy lists (`kubectl gitops trust show -n {ns}`)"
+            )))
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod health;
 #[path = "../common/repo.rs"]
 mod repo;
 mod rollouts;
+mod signed;
 mod skip;
 
 use std::path::{Path, PathBuf};
