@@ -296,3 +296,88 @@ fn verify_source_refuses_a_source_tag_git_does_not_trust() {
     assert_eq!(f.rev("env/staging"), f.rev(&format!("{by_ann}^{{commit}}")));
     assert!(staging.starts_with("deploy/staging/"), "{staging}");
 }
+
+/// ssh-agent on a socket of the test's own; killed (by its pid) when dropped.
+struct Agent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent_with(f: &Fixture, key: &SshKey) -> Agent {
+    let socket = f.tmp.path().join("agent.sock");
+    let child = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ssh-agent is needed (Debian package openssh-client)");
+    let agent = Agent { child, socket };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !agent.socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ssh-agent did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = Command::new("ssh-add")
+        .arg(&key.private)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh-add: {}", stderr(&out));
+    agent
+}
+
+#[test]
+fn rollback_sign_with_a_literal_key_signs_through_ssh_agent() {
+    let f = Fixture::podinfo();
+    let ann = ssh_key(&f, "ann");
+    let agent = agent_with(&f, &ann);
+    let first = new_dev_tag(&f, "# one\n", &[]);
+    new_dev_tag(&f, "# two\n", &[]);
+    // git's convention for a key held by the agent: user.signingKey = key::<public key>.
+    f.git(&["config", "gpg.format", "ssh"]);
+    f.git(&["config", "user.signingKey", &format!("key::{}", ann.public)]);
+
+    let dry = f
+        .cmd(&["rollback", "dev", &first, "--sign", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(
+        stderr(&dry).contains(&format!(
+            "the tag would be signed with SSH key ED25519 {} (from ssh-agent)",
+            ann.fingerprint
+        )),
+        "{}",
+        stderr(&dry)
+    );
+    let out = f
+        .cmd(&["rollback", "dev", &first, "--sign", "--yes"])
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tag = stdout(&out).trim().to_string();
+    let allowed = allowed_signers(&f, "allowed_signers", "ann@example.com", &ann);
+    trust_only(&f, &allowed);
+    let (ok, said) = git_verifies(&f, &tag);
+    assert!(ok, "git tag -v {tag}: {said}");
+    assert!(
+        said.contains("Good \"git\" signature for ann@example.com"),
+        "{said}"
+    );
+    let shown = json(&f.output(&["show", &tag, "-o", "json"]));
+    assert_eq!(shown["action"], "rollback");
+    assert_eq!(shown["signature"]["verdict"], "good");
+}
