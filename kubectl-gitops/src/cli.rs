@@ -10,8 +10,12 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   diff:          0 no differences, 1 differences, 2 or more on error (as kubectl diff)
   sync, revert:  0 done (or nothing to do), 1 failed, refused or not ready in time (--wait),
-                 2 invalid input, 3 another sync or revert holds the namespace
+                 2 invalid input, 3 another sync or revert holds the namespace; sync --verify
+                 then exits as verify does
   status:        0 (with --exit-code: in sync and healthy), 1 drifted or unhealthy, 2 error
+  verify:        0 verified and recorded, 1 not verified (the reasons are listed; nothing written)
+                 or a push refused, 2 invalid input, 3 lost a race for refs/notes/deploy (another
+                 verification was written or pushed first; nothing written, retry)
   history:       0, or 2 on error
   trust:         0 done, 1 failed or refused (e.g. by RBAC), 2 invalid input";
 
@@ -149,6 +153,23 @@ pub enum Command {
         )
     )]
     Status(StatusArgs),
+    /// Record in git that an environment's latest deploy runs in sync and healthy
+    #[command(
+        after_help = EXIT_CODES,
+        long_about = concat!(
+            "Record in git that an environment's latest deploy runs in sync and healthy.\n\n\
+The namespace's current revision must have succeeded and be the environment's latest trusted \
+deploy tag, and the namespace must be in sync with that tag's manifests (no object changed, \
+missing or left over) and healthy. Then a note is appended to the deploy's tag object under \
+refs/notes/deploy, made of trailers: Verified-Env, Verified-Namespace, Verified-Cluster (the API \
+server's URL), Verified-Revision, Verified-At (RFC 3339, UTC) and Verified-By (the user the API \
+server authenticated). git deploy promote reads it for the `verified` and `soak` gates. The notes \
+ref is updated by compare-and-swap; --push pushes it atomically with a lease on what the remote \
+has. Otherwise it exits 1, lists the reasons and writes nothing.\n\n",
+            health_rules!()
+        )
+    )]
+    Verify(VerifyArgs),
     /// Require signed tags: set, show or clear the namespace's trust policy
     #[command(
         subcommand,
@@ -385,6 +406,41 @@ pub struct SyncArgs {
     pub source: SourceArgs,
     #[command(flatten)]
     pub apply: ApplyArgs,
+    /// After --wait, verify the environment's deploy as `kubectl gitops verify` does and record
+    /// it in git (needs --env and --wait)
+    #[arg(long, requires = "wait", requires = "env", conflicts_with = "dry_run")]
+    pub verify: bool,
+    /// With --verify: push the note to the remote (default origin) atomically, leased on what it
+    /// has: --push=<remote>
+    #[arg(long, value_name = "remote", num_args = 0..=1, require_equals = true,
+          default_missing_value = "origin", requires = "verify")]
+    pub push: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The environment whose latest deploy to verify; its namespace and context come from its
+    /// entry in gitops.yaml (--context overrides the context; -n may only repeat the namespace,
+    /// as a verification elsewhere would not count for the environment's gates)
+    #[arg(long, value_name = "env")]
+    pub env: String,
+    /// The config repository (default: the git repository containing the working directory);
+    /// -C as in git and git deploy
+    #[arg(short = 'C', long, value_name = "path")]
+    pub repo: Option<PathBuf>,
+    /// Push the note to the remote (default origin) in one atomic push, leased on what the
+    /// remote has; a remote with notes this clone lacks stops it (exit 3): --push=<remote>
+    #[arg(long, value_name = "remote", num_args = 0..=1, require_equals = true,
+          default_missing_value = "origin")]
+    pub push: Option<String>,
+    /// Check and print the note and the ref update, and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format: text or json (the checks, and the verification when recorded)
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
 }
 
 #[cfg(test)]

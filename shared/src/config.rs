@@ -3,6 +3,8 @@
 //! Both tools read it through this module, always from a specific commit (the one being
 //! deployed), so what is promoted and how it is deployed come from the same snapshot.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -28,6 +30,34 @@ pub struct Environment {
     pub path: String,
     pub namespace: String,
     pub context: Option<String>,
+    /// What a deploy must have shown before it is promoted *into* this environment.
+    pub gates: Gates,
+}
+
+/// Promotion gates of an environment, checked on the source deploy when promoting into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gates {
+    /// The source deploy was verified healthy in the source environment
+    /// (`kubectl gitops verify`), recorded as a note on its tag.
+    pub verified: bool,
+    /// ...and has stayed the source environment's deploy this long since its first
+    /// verification (with `verified`) or since it was tagged.
+    pub soak: Option<Duration>,
+}
+
+impl Gates {
+    pub fn is_empty(&self) -> bool {
+        !self.verified && self.soak.is_none()
+    }
+
+    /// Each gate at its strictest of the two: where several descriptions of an environment
+    /// apply, loosening a gate in one of them does not loosen it.
+    pub fn strictest(&self, other: &Gates) -> Gates {
+        Gates {
+            verified: self.verified || other.verified,
+            soak: self.soak.max(other.soak),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -45,9 +75,20 @@ struct RawEnvironment {
     namespace: Spanned<String>,
     #[serde(default)]
     context: Option<Spanned<String>>,
+    #[serde(default)]
+    gates: Option<RawGates>,
 }
 
-const FIELDS_HINT: &str = "each environment needs name, branch, path and namespace, and may have context; see the gitops.yaml reference in the README";
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGates {
+    #[serde(default)]
+    verified: Option<bool>,
+    #[serde(default)]
+    soak: Option<Spanned<String>>,
+}
+
+const FIELDS_HINT: &str = "each environment needs name, branch, path and namespace, and may have context and gates (verified, soak); see the gitops.yaml reference in the README";
 
 fn at(file: &str, loc: serde_saphyr::Location, message: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{file}:{}:{}: {message}", loc.line(), loc.column()))
@@ -137,6 +178,18 @@ impl Config {
                     .hint("each environment needs its own branch"));
                 }
             }
+            let gates = match env.gates {
+                Some(raw) => Gates {
+                    verified: raw.verified.unwrap_or(false),
+                    soak: match raw.soak {
+                        Some(soak) => parse_soak(&soak.value).map_err(|why| {
+                            at(file, soak.referenced, format!("gates.soak: {why}"))
+                        })?,
+                        None => None,
+                    },
+                },
+                None => Gates::default(),
+            };
             seen.push((
                 env.name.value.clone(),
                 env.branch.value.clone(),
@@ -148,6 +201,7 @@ impl Config {
                 path: refname::normalize_repo_path(&env.path.value),
                 namespace: env.namespace.value,
                 context: env.context.map(|c| c.value),
+                gates,
             });
         }
         Ok(Config { environments })
@@ -207,9 +261,26 @@ impl Config {
             if let Some(ctx) = &env.context {
                 out.push_str(&format!("    context: {}\n", quote(ctx)));
             }
+            if !env.gates.is_empty() {
+                out.push_str("    gates:\n");
+                if env.gates.verified {
+                    out.push_str("      verified: true\n");
+                }
+                if let Some(soak) = env.gates.soak {
+                    out.push_str(&format!(
+                        "      soak: {}\n",
+                        quote(&crate::duration::format_duration(soak))
+                    ));
+                }
+            }
         }
         out
     }
+}
+
+/// A soak time, spelled as every duration of both tools (`crate::duration`); `0` means none.
+fn parse_soak(text: &str) -> Result<Option<Duration>, String> {
+    crate::duration::parse(text).map(|d| (!d.is_zero()).then_some(d))
 }
 
 fn quote(s: &str) -> String {
@@ -251,6 +322,9 @@ environments:
     branch: env/prod
     path: deploy/overlays/production
     namespace: production
+    gates:
+      verified: true
+      soak: 30m
 ";
 
     #[test]
@@ -264,6 +338,74 @@ environments:
         assert_eq!(c.previous_of("prod").unwrap().name, "staging");
         assert!(c.next_after("prod").is_none());
         assert!(c.previous_of("dev").is_none());
+        assert_eq!(
+            c.env("prod").unwrap().gates,
+            Gates {
+                verified: true,
+                soak: Some(Duration::from_secs(1800))
+            }
+        );
+        assert!(c.env("staging").unwrap().gates.is_empty());
+    }
+
+    #[test]
+    fn gates_take_go_and_longer_duration_spellings() {
+        let soak = |s: &str| {
+            let text = format!(
+                "environments:\n  - name: a\n    branch: a\n    path: a\n    namespace: a\n    gates:\n      soak: {s}\n"
+            );
+            Config::parse("gitops.yaml", &text).map(|c| c.environments[0].gates.soak)
+        };
+        assert_eq!(soak("1h30m").unwrap(), Some(Duration::from_secs(5400)));
+        assert_eq!(soak("\"1h 30m\"").unwrap(), Some(Duration::from_secs(5400)));
+        assert_eq!(soak("45s").unwrap(), Some(Duration::from_secs(45)));
+        assert_eq!(soak("0").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_gates_name_line_column_and_what_to_write() {
+        let base = "environments:\n  - name: a\n    branch: a\n    path: a\n    namespace: a\n    gates:\n";
+        let e = err(&format!("{base}      soak: soon\n"));
+        assert!(
+            e.starts_with("gitops.yaml:7:13: gates.soak: \"soon\" is not a duration"),
+            "{e}"
+        );
+        assert!(e.contains("a duration such as 30s, 5m, 1h30m or 0"), "{e}");
+        let e = err(&format!("{base}      soak: 30\n"));
+        assert!(
+            e.starts_with("gitops.yaml:7:13: gates.soak: \"30\" has no unit"),
+            "{e}"
+        );
+        let e = err(&format!("{base}      soak: -5m\n"));
+        assert!(e.contains("negative"), "{e}");
+        let e = err(&format!("{base}      verified: maybe\n"));
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        let e = err(&format!("{base}      approved: true\n"));
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(e.contains("approved"), "{e}");
+    }
+
+    #[test]
+    fn the_strictest_of_two_gates_keeps_each_gate() {
+        let a = Gates {
+            verified: true,
+            soak: Some(Duration::from_secs(60)),
+        };
+        let b = Gates {
+            verified: false,
+            soak: Some(Duration::from_secs(600)),
+        };
+        assert_eq!(
+            a.strictest(&b),
+            Gates {
+                verified: true,
+                soak: Some(Duration::from_secs(600))
+            }
+        );
+        assert_eq!(
+            Gates::default().strictest(&Gates::default()),
+            Gates::default()
+        );
     }
 
     #[test]

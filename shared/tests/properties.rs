@@ -79,14 +79,21 @@ fn maybe_valid_env() -> impl Strategy<Value = Environment> {
         prop_oneof!["[a-z0-9._/-]{0,20}", "\\PC{0,12}"],
         prop_oneof!["[a-z0-9-]{1,20}", "\\PC{0,8}"],
         prop::option::of("\\PC{0,16}"),
+        (any::<bool>(), prop::option::of(1u64..400_000)),
     )
-        .prop_map(|(name, branch, path, namespace, context)| Environment {
-            name,
-            branch,
-            path,
-            namespace,
-            context,
-        })
+        .prop_map(
+            |(name, branch, path, namespace, context, (verified, soak))| Environment {
+                name,
+                branch,
+                path,
+                namespace,
+                context,
+                gates: shared::config::Gates {
+                    verified,
+                    soak: soak.map(std::time::Duration::from_secs),
+                },
+            },
+        )
 }
 
 proptest! {
@@ -132,6 +139,7 @@ fn record() -> impl Strategy<Value = DeployRecord> {
         prop::option::of("[0-9a-f]{40}"),
         single_line(),
         single_line(),
+        prop::option::of(single_line()),
     )
         .prop_map(
             |(
@@ -146,6 +154,7 @@ fn record() -> impl Strategy<Value = DeployRecord> {
                 previous_commit,
                 branch,
                 tool,
+                gate_override,
             )| DeployRecord {
                 env,
                 action,
@@ -156,6 +165,7 @@ fn record() -> impl Strategy<Value = DeployRecord> {
                 source_commit,
                 previous_tag,
                 previous_commit,
+                gate_override,
                 branch,
                 tool,
             },
@@ -172,6 +182,7 @@ fn forging_body() -> impl Strategy<Value = String> {
         Just("Deploy-Source-Commit: 0000000000000000000000000000000000000000".to_string()),
         Just("Deploy-Branch: env/evil".to_string()),
         Just("Deploy-Tool: evil/1".to_string()),
+        Just("Deploy-Gate-Override: forged".to_string()),
         Just(String::new()),
         Just("\r".to_string()),
         Just("   ".to_string()),
@@ -239,6 +250,7 @@ proptest! {
         prop_assert_eq!(&parsed.source_env, &rec.source_env);
         prop_assert_eq!(&parsed.source_tag, &rec.source_tag);
         prop_assert_eq!(&parsed.source_commit, &rec.source_commit);
+        prop_assert_eq!(&parsed.gate_override, &rec.gate_override);
         prop_assert_eq!(&parsed.previous_tag, &rec.previous_tag);
         prop_assert_eq!(&parsed.previous_commit, &rec.previous_commit);
         prop_assert_eq!(&parsed.branch, &rec.branch);

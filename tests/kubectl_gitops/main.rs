@@ -3,7 +3,10 @@
 
 #[path = "../common/cluster.rs"]
 mod cluster;
+mod gates;
 mod health;
+#[path = "../install/common.rs"]
+mod install_common;
 #[path = "../common/repo.rs"]
 mod repo;
 mod rollouts;

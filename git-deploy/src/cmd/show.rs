@@ -1,9 +1,12 @@
-//! `git deploy show`: what a deploy tag records, and its signature as `git tag -v` judges it.
+//! `git deploy show <tag>`: what a deploy tag records, its signature as `git tag -v` judges
+//! it, and the verifications noted on it.
 
 use serde_json::json;
 use shared::Result;
 use shared::git::Repo;
+use shared::git::notes::{DEPLOY_NOTES_REF, newer_on_remotes};
 use shared::signature::{self, Check, Verdict, git_config};
+use shared::verification::format_time;
 
 use crate::cli::{Output, ShowArgs};
 use crate::output;
@@ -15,6 +18,14 @@ pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
     let signature = signature_status(repo, &short, target);
     let mut value = super::log::tag_json(repo, &info);
     value["signature"] = signature_json(&signature);
+    let verifications = match info.tag_object {
+        Some(object) => repo.verifications(object)?,
+        None => Vec::new(),
+    };
+    value["verifications"] = serde_json::to_value(&verifications).unwrap_or_default();
+    for line in newer_on_remotes(repo, DEPLOY_NOTES_REF) {
+        output::warn(line);
+    }
     match args.output {
         Output::Json => output::print_json(&value),
         Output::Text => {
@@ -35,6 +46,7 @@ pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
                 ("Source commit", field("source_commit")),
                 ("Previous tag", field("previous_tag")),
                 ("Previous commit", field("previous_commit")),
+                ("Gate override", field("gate_override")),
                 (
                     "Tagger",
                     info.tagger
@@ -49,6 +61,21 @@ pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
                 if let Some(v) = v {
                     lines.push(format!("{k:<16} {v}"));
                 }
+            }
+            if verifications.is_empty() {
+                lines.push(format!("{:<16} none", "Verified"));
+            }
+            for (i, v) in verifications.iter().enumerate() {
+                lines.push(format!(
+                    "{:<16} {} {} (namespace {}) on {}, revision {}, by {}",
+                    if i == 0 { "Verified" } else { "" },
+                    format_time(v.at),
+                    v.env,
+                    v.namespace,
+                    v.cluster,
+                    v.revision,
+                    v.by
+                ));
             }
             if info.record.is_none() {
                 lines.push("(this tag carries no git-deploy record)".into());

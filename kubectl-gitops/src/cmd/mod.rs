@@ -1,6 +1,6 @@
 //! One module per verb. diff, sync and revert share how a plan is made (`prepare`,
 //! `plan_for`, one `plan_options` for all three) and sync and revert how it is shown,
-//! confirmed and executed (`apply_flow`).
+//! confirmed and executed (`apply_flow`); `sync --verify` ends with `verify`.
 
 pub mod diff;
 pub mod history;
@@ -8,6 +8,7 @@ pub mod revert;
 pub mod status;
 pub mod sync;
 pub mod trust;
+pub mod verify;
 
 use serde_json::json;
 use shared::Result;
