@@ -52,7 +52,9 @@ that is still rolling out, its ReplicaSets and Pods are listed (if allowed) to f
     about = "Diff, sync and revert a namespace to the manifests recorded at a git tag",
     long_about = "Diff, sync and revert a namespace to the manifests recorded at a git tag.\n\n\
 Manifests are read straight from the git objects of the tag (never a checkout); a kustomization \
-is rendered with `kubectl kustomize`. Objects are applied with server-side apply (field manager \
+is rendered with `kubectl kustomize`, a Helm chart (a directory with Chart.yaml) with `helm \
+template`, with the values of the environment's helm: block in gitops.yaml, offline, and only \
+with dependencies vendored in the chart's charts/. Objects are applied with server-side apply (field manager \
 kubectl-gitops) and tracked as an ApplySet, so only what we applied is ever pruned. Each sync is \
 recorded in the namespace.",
     after_help = EXIT_CODES,
@@ -378,9 +380,19 @@ pub struct SourceArgs {
     /// context default to the environment's entry in gitops.yaml at that tag
     #[arg(long, value_name = "env")]
     pub env: Option<String>,
-    /// Manifests path inside the repository (default: the environment's path)
+    /// Manifests path inside the repository (default: the environment's path). A directory
+    /// with a Chart.yaml is a Helm chart, rendered with `helm template` (HELM_PATH, else helm
+    /// on PATH)
     #[arg(long, value_name = "path")]
     pub path: Option<String>,
+    /// Helm chart values file, a path inside the tag's tree (repeatable; read after the values
+    /// of gitops.yaml's helm: block). Only with --tag: what an environment deploys is in git
+    #[arg(long = "values", value_name = "file", conflicts_with = "env")]
+    pub values: Vec<String>,
+    /// Set a Helm chart value as `helm --set` reads it (repeatable; read last). Only with --tag
+    #[arg(long = "set", value_name = "key=value", conflicts_with = "env",
+          value_parser = helm_set)]
+    pub set: Vec<String>,
     #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
@@ -388,6 +400,14 @@ pub struct SourceArgs {
     /// Show Secret values instead of masking them
     #[arg(long)]
     pub show_secrets: bool,
+}
+
+/// `--set` takes `key=value` (Helm reads the rest: commas, dots, indexes).
+fn helm_set(value: &str) -> Result<String, String> {
+    match value.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => Ok(value.to_string()),
+        _ => Err("expected key=value, e.g. --set replicaCount=2".into()),
+    }
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::manifest::Manifest;
+use crate::manifest::{Content, helm};
 use gix::ObjectId;
 use shared::git::Repo;
 use shared::signature::{self, TagRef};
@@ -21,6 +21,9 @@ pub struct Location<'a> {
     pub tag: Option<&'a str>,
     pub env: Option<&'a str>,
     pub path: Option<&'a str>,
+    /// `--values FILE` and `--set key=value` for a Helm chart.
+    pub values: &'a [String],
+    pub set: &'a [String],
 }
 
 impl<'a> From<&'a SourceArgs> for Location<'a> {
@@ -30,6 +33,8 @@ impl<'a> From<&'a SourceArgs> for Location<'a> {
             tag: args.tag.as_deref(),
             env: args.env.as_deref(),
             path: args.path.as_deref(),
+            values: &args.values,
+            set: &args.set,
         }
     }
 }
@@ -45,6 +50,9 @@ pub struct Located {
     pub env: Option<String>,
     pub namespace: Option<String>,
     pub context: Option<String>,
+    /// What decides a Helm chart's render besides the chart (the environment's `helm:` block
+    /// at the tag, `--values`, `--set`).
+    values: helm::Values,
 }
 
 impl Located {
@@ -57,9 +65,16 @@ impl Located {
         self.tag.commit.id
     }
 
-    /// The manifests at `commit` (the commit a trust decision names; [`Located::commit`]).
-    pub fn load(&self, commit: ObjectId) -> Result<Vec<Manifest>> {
-        crate::manifest::load_at(&self.repo, commit, &self.path, &kubectl_binary())
+    /// The objects at `commit` (the commit a trust decision names; [`Located::commit`]), or
+    /// the Helm chart there, checked and ready to render once the cluster is known.
+    pub fn load(&self, commit: ObjectId) -> Result<Content> {
+        crate::manifest::open_at(
+            &self.repo,
+            commit,
+            &self.path,
+            &kubectl_binary(),
+            &self.values,
+        )
     }
 }
 
@@ -150,6 +165,12 @@ pub fn locate(args: Location<'_>) -> Result<Located> {
             .hint("name the manifests directory with --path, or use --env"));
         }
     };
+    let values = helm::Values {
+        env: env.as_ref().map(|e| e.name.clone()),
+        settings: env.as_ref().and_then(|e| e.helm.clone()),
+        files: args.values.to_vec(),
+        set: args.set.to_vec(),
+    };
     Ok(Located {
         repo,
         tag: tag_ref,
@@ -157,5 +178,6 @@ pub fn locate(args: Location<'_>) -> Result<Located> {
         env: env.as_ref().map(|e| e.name.clone()),
         namespace: env.as_ref().map(|e| e.namespace.clone()),
         context: env.and_then(|e| e.context),
+        values,
     })
 }

@@ -30,6 +30,8 @@ pub struct Environment {
     pub path: String,
     pub namespace: String,
     pub context: Option<String>,
+    /// How a Helm chart at `path` is rendered for this environment (`helm:`).
+    pub helm: Option<Helm>,
     /// What a deploy must have shown before it is promoted *into* this environment.
     pub gates: Gates,
 }
@@ -60,6 +62,25 @@ impl Gates {
     }
 }
 
+/// The `helm:` block of an environment: the release and its values, for a `path` that holds a
+/// Helm chart.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Helm {
+    /// The release name; `None` means the environment's name.
+    pub release: Option<String>,
+    /// Values files relative to the chart directory, in the order Helm reads them.
+    pub values_files: Vec<String>,
+    /// Values given inline, read after the files (highest precedence).
+    pub values: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Helm {
+    /// The release name for environment `env`.
+    pub fn release_for<'a>(&'a self, env: &'a str) -> &'a str {
+        self.release.as_deref().unwrap_or(env)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -76,7 +97,20 @@ struct RawEnvironment {
     #[serde(default)]
     context: Option<Spanned<String>>,
     #[serde(default)]
+    helm: Option<Spanned<RawHelm>>,
+    #[serde(default)]
     gates: Option<RawGates>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawHelm {
+    #[serde(default)]
+    release: Option<Spanned<String>>,
+    #[serde(default)]
+    values_files: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    values: Option<Spanned<serde_json::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -88,7 +122,7 @@ struct RawGates {
     soak: Option<Spanned<String>>,
 }
 
-const FIELDS_HINT: &str = "each environment needs name, branch, path and namespace, and may have context and gates (verified, soak); see the gitops.yaml reference in the README";
+const FIELDS_HINT: &str = "each environment needs name, branch, path and namespace, and may have context, helm (release, valuesFiles, values) and gates (verified, soak); see the gitops.yaml reference in the README";
 
 fn at(file: &str, loc: serde_saphyr::Location, message: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{file}:{}:{}: {message}", loc.line(), loc.column()))
@@ -153,6 +187,10 @@ impl Config {
                     "context is empty; remove the key to use the current kube context",
                 ));
             }
+            let helm = match env.helm {
+                Some(raw) => Some(helm_block(file, &env.name, &env.path.value, raw)?),
+                None => None,
+            };
             for (name, branch, loc) in &seen {
                 if *name == env.name.value {
                     return Err(at(
@@ -201,6 +239,7 @@ impl Config {
                 path: refname::normalize_repo_path(&env.path.value),
                 namespace: env.namespace.value,
                 context: env.context.map(|c| c.value),
+                helm,
                 gates,
             });
         }
@@ -261,6 +300,23 @@ impl Config {
             if let Some(ctx) = &env.context {
                 out.push_str(&format!("    context: {}\n", quote(ctx)));
             }
+            if env.helm.as_ref() == Some(&Helm::default()) {
+                out.push_str("    helm: {}\n");
+            } else if let Some(helm) = &env.helm {
+                out.push_str("    helm:\n");
+                if let Some(release) = &helm.release {
+                    out.push_str(&format!("      release: {}\n", quote(release)));
+                }
+                if !helm.values_files.is_empty() {
+                    let files: Vec<String> = helm.values_files.iter().map(|f| quote(f)).collect();
+                    out.push_str(&format!("      valuesFiles: [{}]\n", files.join(", ")));
+                }
+                if let Some(values) = &helm.values {
+                    // JSON is YAML in flow style: every value keeps its type.
+                    let json = serde_json::to_string(values).expect("values always serialise");
+                    out.push_str(&format!("      values: {json}\n"));
+                }
+            }
             if !env.gates.is_empty() {
                 out.push_str("    gates:\n");
                 if env.gates.verified {
@@ -276,6 +332,115 @@ impl Config {
         }
         out
     }
+}
+
+/// Checks an environment's `helm:` block. Values files may use `..` (a values directory beside
+/// the chart is common), but must stay inside the repository when resolved from the chart's
+/// `path`.
+fn helm_block(
+    file: &str,
+    env: &Spanned<String>,
+    chart_path: &str,
+    raw: Spanned<RawHelm>,
+) -> Result<Helm, Error> {
+    let raw_loc = raw.referenced;
+    let raw = raw.value;
+    if let Some(release) = &raw.release
+        && let Some(problem) = refname::helm_release_problem(&release.value)
+    {
+        return Err(at(
+            file,
+            release.referenced,
+            format!("helm.release {:?} {problem}", release.value),
+        )
+        .hint(
+            "Helm release names are lowercase letters, digits, '-' and '.', at most 53 characters",
+        ));
+    }
+    if raw.release.is_none()
+        && let Some(problem) = refname::helm_release_problem(&env.value)
+    {
+        return Err(at(
+            file,
+            raw_loc,
+            format!(
+                "helm.release is needed: the release name defaults to the environment's name, and {:?} {problem}",
+                env.value
+            ),
+        )
+        .hint("set helm.release to a lowercase name of letters, digits, '-' and '.'"));
+    }
+    let mut values_files = Vec::new();
+    for entry in raw.values_files.unwrap_or_default() {
+        if let Some(problem) = values_file_problem(chart_path, &entry.value) {
+            return Err(at(
+                file,
+                entry.referenced,
+                format!("helm.valuesFiles entry {:?} {problem}", entry.value),
+            )
+            .hint("values files are paths relative to the chart directory (the environment's path), inside the repository"));
+        }
+        values_files.push(entry.value);
+    }
+    let values = match raw.values {
+        None => None,
+        Some(Spanned {
+            value: serde_json::Value::Object(map),
+            ..
+        }) => Some(map),
+        Some(Spanned {
+            value: serde_json::Value::Null,
+            ..
+        }) => None,
+        Some(other) => {
+            return Err(at(
+                file,
+                other.referenced,
+                "helm.values must be a mapping of chart values, e.g. {replicaCount: 2}",
+            ));
+        }
+    };
+    Ok(Helm {
+        release: raw.release.map(|r| r.value),
+        values_files,
+        values,
+    })
+}
+
+/// Why `entry` (relative to the chart at `chart_path`) cannot name a values file.
+pub fn values_file_problem(chart_path: &str, entry: &str) -> Option<&'static str> {
+    if entry.trim().is_empty() {
+        return Some("is empty");
+    }
+    if entry.starts_with('/') {
+        return Some("is absolute; give a path relative to the chart directory");
+    }
+    if entry.contains('\\') {
+        return Some("contains '\\'; use '/' as the separator");
+    }
+    if entry.contains('\0') || entry.contains("://") {
+        return Some("is not a path inside the repository");
+    }
+    if resolve_in_repo(chart_path, entry).is_none() {
+        return Some("points outside the repository");
+    }
+    None
+}
+
+/// `entry` relative to the directory `base` (repository-relative, `""` the root), resolved by
+/// path text; `None` when `..` leaves the repository.
+pub fn resolve_in_repo(base: &str, entry: &str) -> Option<String> {
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for part in entry.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// A soak time, spelled as every duration of both tools (`crate::duration`); `0` means none.
@@ -466,5 +631,79 @@ environments:
         assert!(e.contains("empty"), "{e}");
         let e = err("environments: [\n");
         assert!(e.starts_with("gitops.yaml:"), "{e}");
+    }
+
+    const HELM: &str = "\
+environments:
+  - name: dev
+    branch: env/dev
+    path: deploy/podinfo
+    namespace: dev
+  - name: prod
+    branch: env/prod
+    path: deploy/podinfo
+    namespace: prod
+    helm:
+      release: podinfo
+      valuesFiles: [values.yaml, values-prod.yaml, ../values/prod.yaml]
+      values: {replicaCount: 3, ui: {message: \"hello\"}, tags: [a, b]}
+";
+
+    #[test]
+    fn helm_blocks_parse_and_round_trip() {
+        let c = Config::parse("gitops.yaml", HELM).unwrap();
+        assert_eq!(c.env("dev").unwrap().helm, None);
+        let helm = c.env("prod").unwrap().helm.clone().unwrap();
+        assert_eq!(helm.release.as_deref(), Some("podinfo"));
+        assert_eq!(helm.release_for("prod"), "podinfo");
+        assert_eq!(
+            helm.values_files,
+            ["values.yaml", "values-prod.yaml", "../values/prod.yaml"]
+        );
+        let values = helm.values.unwrap();
+        assert_eq!(values["replicaCount"], 3);
+        assert_eq!(values["ui"]["message"], "hello");
+        assert_eq!(values["tags"][1], "b");
+        assert_eq!(Config::parse("x", &c.to_yaml()).unwrap(), c);
+        let empty =
+            "environments:\n  - {name: dev, branch: env/dev, path: c, namespace: dev, helm: {}}\n";
+        let c = Config::parse("gitops.yaml", empty).unwrap();
+        assert_eq!(c.env("dev").unwrap().helm, Some(Helm::default()));
+        assert_eq!(Config::parse("x", &c.to_yaml()).unwrap(), c);
+    }
+
+    #[test]
+    fn helm_block_errors_name_line_column_and_the_fix() {
+        let with = |block: &str| {
+            err(&format!(
+                "environments:\n  - name: dev\n    branch: env/dev\n    path: deploy/chart\n    namespace: dev\n    helm:\n{block}"
+            ))
+        };
+        let e = with("      relase: web\n");
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(e.contains("relase"), "{e}");
+        let e = with("      release: Web_1\n");
+        assert!(e.starts_with("gitops.yaml:7:16:"), "{e}");
+        assert!(e.contains("helm.release \"Web_1\""), "{e}");
+        let e = with("      valuesFiles: [values.yaml, ../../../etc/passwd]\n");
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(e.contains("points outside the repository"), "{e}");
+        let e = with("      valuesFiles: [/etc/passwd]\n");
+        assert!(e.contains("is absolute"), "{e}");
+        let e = with("      values: [1, 2]\n");
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(e.contains("helm.values must be a mapping"), "{e}");
+        let e = with("      valuesFiles: values.yaml\n");
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        // The release defaults to the environment's name, which must then be a valid one.
+        let e = err(
+            "environments:\n  - {name: Prod_1, branch: env/p, path: c, namespace: p, helm: {valuesFiles: [v.yaml]}}\n",
+        );
+        assert!(e.contains("helm.release is needed"), "{e}");
+        assert!(Config::parse(
+            "gitops.yaml",
+            "environments:\n  - {name: Prod_1, branch: env/p, path: c, namespace: p, helm: {release: prod}}\n"
+        )
+        .is_ok());
     }
 }

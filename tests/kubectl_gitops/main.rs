@@ -5,6 +5,7 @@
 mod cluster;
 mod gates;
 mod health;
+mod helm;
 #[path = "../install/common.rs"]
 mod install_common;
 #[path = "../common/repo.rs"]
@@ -12,6 +13,8 @@ mod repo;
 mod rollouts;
 mod signed;
 mod skip;
+#[path = "../common/tools.rs"]
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

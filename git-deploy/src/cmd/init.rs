@@ -47,6 +47,7 @@ fn parse_env(spec: &str) -> Result<Environment> {
         path: refname::normalize_repo_path(&path),
         namespace,
         context: None,
+        helm: None,
         gates: Default::default(),
     })
 }
@@ -60,6 +61,7 @@ fn default_envs() -> Vec<Environment> {
             path: format!("deploy/{n}"),
             namespace: n.to_string(),
             context: None,
+            helm: None,
             gates: Default::default(),
         })
         .collect()

@@ -16,7 +16,7 @@ use shared::Result;
 use crate::cli::{ApplyArgs, Format, KubeArgs, PlanningArgs, ScopeArgs, SourceArgs};
 use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
-use crate::manifest::Manifest;
+use crate::manifest::{Content, Manifest};
 use crate::plan::{self, Plan};
 use crate::trust::{Enforce, Gate, SignatureRecord};
 use crate::{execute, health, log, report, source};
@@ -47,16 +47,18 @@ pub async fn connect(
     Ok((conn, namespace))
 }
 
-/// Builds the plan for `manifests` in `namespace` (`opts.namespace` is set here; callers
-/// leave it empty).
+/// Builds the plan for `content` in `namespace` (`opts.namespace` is set here; callers leave
+/// it empty). A Helm chart is rendered here, for that namespace and with the server's version
+/// and APIs as its Capabilities.
 pub async fn plan_in(
     conn: &Connection,
     namespace: String,
-    manifests: Vec<Manifest>,
+    content: Content,
     mut opts: plan::Options,
 ) -> Result<(Cluster, Plan)> {
     opts.namespace = namespace;
     let mut cluster = Cluster::discover(conn.client.clone()).await?;
+    let manifests = objects(content, &cluster, &opts.namespace).await?;
     let plan = plan::build(&mut cluster, manifests, &opts).await?;
     Ok((cluster, plan))
 }
@@ -64,14 +66,40 @@ pub async fn plan_in(
 /// [`connect`], then [`plan_in`].
 pub async fn plan_for(
     kube: &KubeArgs,
-    manifests: Vec<Manifest>,
+    content: Content,
     env_namespace: Option<&str>,
     env_context: Option<&str>,
     opts: plan::Options,
 ) -> Result<(Connection, Cluster, Plan)> {
     let (conn, namespace) = connect(kube, env_namespace, env_context).await?;
-    let (cluster, plan) = plan_in(&conn, namespace, manifests, opts).await?;
+    let (cluster, plan) = plan_in(&conn, namespace, content, opts).await?;
     Ok((conn, cluster, plan))
+}
+
+/// The objects of `content`: a Helm chart is rendered for `namespace`, with the server's
+/// version and APIs as its Capabilities.
+pub async fn objects(
+    content: Content,
+    cluster: &Cluster,
+    namespace: &str,
+) -> Result<Vec<Manifest>> {
+    match content {
+        Content::Objects(manifests) => Ok(manifests),
+        Content::Chart(chart) => {
+            let caps = cluster.capabilities().await?;
+            let manifests = chart.render(&caps, namespace)?;
+            log::info(
+                1,
+                format!(
+                    "chart {}: release {}, {} objects",
+                    chart.path(),
+                    chart.release(),
+                    manifests.len()
+                ),
+            );
+            Ok(manifests)
+        }
+    }
 }
 
 /// How every command that applies (or shows what applying would do) plans: one function, so
@@ -115,11 +143,11 @@ pub async fn prepare(
     .await?;
     let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
     let commit = gate.commit().unwrap_or_else(|| located.commit());
-    let manifests = located.load(commit)?;
+    let content = located.load(commit)?;
     log::info(
         1,
         format!(
-            "{}{} ({}) path {:?}: {} objects",
+            "{}{} ({}) path {:?}: {}",
             located
                 .env
                 .as_deref()
@@ -128,11 +156,14 @@ pub async fn prepare(
             located.name(),
             &commit.to_string()[..12],
             located.path,
-            manifests.len()
+            match &content {
+                Content::Objects(m) => format!("{} objects", m.len()),
+                Content::Chart(_) => "a Helm chart".to_string(),
+            }
         ),
     );
     let flags = plan_options(&args.scope, &args.planning, apply);
-    let (cluster, plan) = plan_in(&conn, namespace, manifests, flags).await?;
+    let (cluster, plan) = plan_in(&conn, namespace, content, flags).await?;
     gate.check_plan(&conn.client, &plan).await?;
     Ok(Prepared {
         tag: located.name().to_string(),
@@ -205,6 +236,18 @@ pub async fn apply_flow(
         signature: p.signature.clone(),
     };
     let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info).await?;
+    if args.adopt && !p.plan.helm_releases.is_empty() {
+        shared::output::warn(format!(
+            "adopted objects of Helm release {}: {}",
+            p.plan
+                .helm_releases
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            execute::helm_record_advice(&p.plan)
+        ));
+    }
     eprintln!(
         "{} {} to {}: {} applied, {} pruned, revision {}",
         if revert.is_some() {

@@ -3,7 +3,7 @@
 //! from git. Either way the objects are only a candidate: they go through the same validation
 //! and plan as a sync's (a record is anyone's who may write Secrets in the namespace).
 
-use crate::manifest::Manifest;
+use crate::manifest::Content;
 use shared::{Error, Result};
 
 use super::{Prepared, apply_flow, connect, plan_for, plan_in, plan_options};
@@ -18,10 +18,10 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     let (conn, cluster, plan) = match target.conn {
         Some(conn) => {
             let (cluster, plan) =
-                plan_in(&conn, target.namespace.clone(), target.manifests, flags).await?;
+                plan_in(&conn, target.namespace.clone(), target.content, flags).await?;
             (conn, cluster, plan)
         }
-        None => plan_for(kube, target.manifests, Some(&target.namespace), None, flags).await?,
+        None => plan_for(kube, target.content, Some(&target.namespace), None, flags).await?,
     };
     target.gate.check_plan(&conn.client, &plan).await?;
     eprintln!("revert {} to {}", plan.namespace, target.describe);
@@ -44,7 +44,7 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
 }
 
 pub struct Target {
-    pub manifests: Vec<Manifest>,
+    pub content: Content,
     pub namespace: String,
     pub tag: String,
     pub commit: String,
@@ -69,6 +69,8 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             tag: Some(tag),
             env: None,
             path: args.path.as_deref(),
+            values: &[],
+            set: &[],
         })?;
         let (conn, namespace) = connect(
             kube,
@@ -79,7 +81,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
         let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
         let commit = gate.commit().unwrap_or_else(|| located.commit());
         return Ok(Target {
-            manifests: located.load(commit)?,
+            content: located.load(commit)?,
             namespace,
             describe: format!("tag {}", located.name()),
             tag: located.name().to_string(),
@@ -151,7 +153,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
     .await?;
     let manifests = record::load(&cluster, &namespace, &meta).await?;
     Ok(Target {
-        manifests,
+        content: Content::Objects(manifests),
         namespace,
         describe: format!("revision {} (tag {})", meta.revision, meta.tag),
         tag: meta.tag.clone(),

@@ -23,6 +23,7 @@ use shared::{Error, Result};
 use crate::cli::{Format, KubeArgs, VerifyArgs};
 use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
+use crate::manifest::Content;
 use crate::record::{self, Records};
 use crate::{inspect, log, source};
 
@@ -58,16 +59,17 @@ pub async fn verify(kube: &KubeArgs, req: Request<'_>) -> Result<i32> {
     if let Some(remote) = req.push {
         shared::git::push::check_remote(remote)?;
     }
-    let deploy = latest_deploy(&req)?;
+    let (deploy, content) = latest_deploy(&req)?;
     let namespace = namespace(kube, &deploy)?;
     let conn = kubeconf::connect(kube, deploy.context.as_deref()).await?;
     let mut cluster = Cluster::discover(conn.client.clone()).await?;
     let records = record::list(&cluster, &namespace).await?;
     let (revision, mut problems) = current_revision(&records, &namespace, &deploy);
+    let manifests = super::objects(content, &cluster, &namespace).await?;
     let inspection = inspect::inspect(
         &mut cluster,
         &namespace,
-        deploy.manifests.clone(),
+        manifests,
         req.concurrency,
         req.check_all,
     )
@@ -90,8 +92,8 @@ pub async fn verify(kube: &KubeArgs, req: Request<'_>) -> Result<i32> {
     record_note(&req, deploy, verification)
 }
 
-/// The environment's latest trusted deploy, its manifests (from git, as sync reads them), and
-/// the repository to write the note into.
+/// The environment's latest trusted deploy and the repository to write the note into; beside
+/// it, `latest_deploy` returns its manifests or Helm chart, from git as sync reads them.
 struct Deploy {
     repo: Repo,
     env: String,
@@ -100,18 +102,19 @@ struct Deploy {
     tag_object: gix::ObjectId,
     namespace: String,
     context: Option<String>,
-    manifests: Vec<crate::manifest::Manifest>,
 }
 
-fn latest_deploy(req: &Request<'_>) -> Result<Deploy> {
+fn latest_deploy(req: &Request<'_>) -> Result<(Deploy, Content)> {
     // The tag is read once: the note goes on the tag object whose manifests were compared.
     let located = source::locate(source::Location {
         repo: req.repo,
         tag: None,
         env: Some(req.env),
         path: None,
+        values: &[],
+        set: &[],
     })?;
-    let manifests = located.load(located.commit())?;
+    let content = located.load(located.commit())?;
     let dir = match req.repo {
         Some(p) => p.to_path_buf(),
         None => std::env::current_dir()?,
@@ -126,16 +129,18 @@ fn latest_deploy(req: &Request<'_>) -> Result<Deploy> {
             )));
         }
     };
-    Ok(Deploy {
-        repo,
-        env: req.env.to_string(),
-        tag: located.name().to_string(),
-        commit: located.commit(),
-        tag_object,
-        namespace: located.namespace.clone().unwrap_or_default(),
-        context: located.context.clone(),
-        manifests,
-    })
+    Ok((
+        Deploy {
+            repo,
+            env: req.env.to_string(),
+            tag: located.name().to_string(),
+            commit: located.commit(),
+            tag_object,
+            namespace: located.namespace.clone().unwrap_or_default(),
+            context: located.context.clone(),
+        },
+        content,
+    ))
 }
 
 /// The environment's namespace. `-n` may only repeat it: a verification of another namespace
