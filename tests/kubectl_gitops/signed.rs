@@ -160,9 +160,18 @@ fn trust(ns: &str, args: &[&str]) -> Output {
     run(&a)
 }
 
-/// Exit 1, one error naming the tag and the reason, and nothing in the namespace changed.
+/// Every object a sync could write in `ns` with its resourceVersion: the objects of the tests'
+/// manifests, revision records and the ApplySet parent (Secrets), and the sync Lease.
+fn written(ns: &str) -> Vec<String> {
+    let mut v = snapshot(ns);
+    v.extend(versions(ns, "leases"));
+    v
+}
+
+/// Exit 1, one error naming the tag, the reason and what to do, and nothing in the namespace
+/// changed (no object, no record, no Lease).
 fn assert_refused(repo: &str, tag: &str, ns: &str, reason: &str, extra: &[&str]) {
-    let before = snapshot(ns);
+    let before = written(ns);
     let o = sync_app(repo, tag, ns, extra);
     assert_eq!(o.status.code(), Some(1), "{tag}: {}", err(&o));
     let e = err(&o);
@@ -170,8 +179,20 @@ fn assert_refused(repo: &str, tag: &str, ns: &str, reason: &str, extra: &[&str])
         e.contains(&format!("error: tag {tag}: {reason}")),
         "{tag}: expected {reason:?} in:\n{e}"
     );
+    assert!(
+        e.contains(&format!(
+            "namespace {ns}'s trust policy refuses it, nothing was written"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "with a key the policy lists (`kubectl gitops trust show -n {ns}`)"
+        )),
+        "{e}"
+    );
     assert_eq!(e.matches("error:").count(), 1, "{e}");
-    assert_eq!(snapshot(ns), before, "{tag}: a refused sync wrote nothing");
+    assert_eq!(written(ns), before, "{tag}: a refused sync wrote nothing");
 }
 
 fn history_json(ns: &str) -> Value {
@@ -272,6 +293,46 @@ fn ssh_policy_syncs_what_its_key_signed_and_refuses_everything_else() {
         "v2-rewritten",
         &ns,
         &format!("bad signature from ED25519 key {}", alice.fingerprint),
+        &[],
+    );
+    // Listed keys the policy restricts: carol's only before 2020 (valid-before, judged at the
+    // tagger date as git judges it), erin's only for files (namespaces="file", not "git").
+    let carol = ssh_key(&repo, "carol");
+    let erin = ssh_key(&repo, "erin");
+    let restricted = repo.tmp.path().join("allowed_signers_restricted");
+    std::fs::write(
+        &restricted,
+        format!(
+            "alice@example.com {}\ncarol@example.com valid-before=\"20200101\" {}\n\
+             erin@example.com namespaces=\"file\" {}\n",
+            alice.public, carol.public, erin.public
+        ),
+    )
+    .unwrap();
+    ok(trust(
+        &ns,
+        &["set", "--ssh-allowed-signers", restricted.to_str().unwrap()],
+    ));
+    ssh_tag(&repo, &carol, "v2-carol");
+    assert_refused(
+        r,
+        "v2-carol",
+        &ns,
+        &format!(
+            "signed by carol@example.com with an expired ED25519 key {}",
+            carol.fingerprint
+        ),
+        &[],
+    );
+    ssh_tag(&repo, &erin, "v2-erin");
+    assert_refused(
+        r,
+        "v2-erin",
+        &ns,
+        &format!(
+            "signed by erin@example.com with ED25519 key {}, which is not allowed",
+            erin.fingerprint
+        ),
         &[],
     );
     // --dry-run is refused the same way: it shows what sync would do.
@@ -809,4 +870,180 @@ fn rbac_lets_a_ci_identity_sync_but_not_change_the_policy() {
         "restricted",
     ]);
     assert!(out(&o).contains("has no trust policy"), "{}", err(&o));
+}
+
+/// A Helm chart environment is held to its namespace's policy exactly as a plain one: the
+/// deploy tag (signed by `git deploy tag --sign` with an SSH key) is checked before Helm runs
+/// and before any write, by sync, revert --to-tag and diff alike.
+#[test]
+fn a_chart_environment_is_verified_before_helm_renders_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("signed-chart");
+    let repo = Repo::new();
+    let r = repo.path.to_str().unwrap();
+    let alice = ssh_key(&repo, "alice");
+    let mallory = ssh_key(&repo, "mallory");
+    let allowed = allowed_signers(&repo, "alice@example.com", &alice);
+    ok(trust(
+        &ns,
+        &["set", "--ssh-allowed-signers", allowed.to_str().unwrap()],
+    ));
+
+    // The real helm, through a wrapper that notes each run: a refused tag never reaches it.
+    let ran = repo.tmp.path().join("helm-ran");
+    let wrapper = repo.tmp.path().join("helm");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            ran.display(),
+            tools::helm().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helm = wrapper.to_str().unwrap().to_string();
+    let gitops = |args: &[&str]| run_env(args, &[("HELM_PATH", helm.as_str())]);
+    let git_deploy = |args: &[&str]| {
+        let mut cmd = Command::new(install_common::git_deploy());
+        cmd.current_dir(&repo.path).args(args);
+        repo::isolate(&mut cmd, repo.tmp.path());
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "git deploy {args:?}: {}", err(&o));
+        out(&o).trim().to_string()
+    };
+    // A new commit on env/dev whose helm: values set `mode`, deployed by `git deploy tag dev`
+    // (signed by `key` when given); the deploy tag's name.
+    let deploy = |mode: &str, key: Option<&SshKey>| {
+        repo.git(&["checkout", "-q", "env/dev"]);
+        repo.write(
+            "gitops.yaml",
+            format!(
+                "environments:\n  - name: dev\n    branch: env/dev\n    path: chart\n    \
+                 namespace: {ns}\n    helm:\n      release: web\n      values: {{mode: {mode}}}\n"
+            ),
+        );
+        commit(&repo, mode);
+        repo.git(&["checkout", "-q", "main"]);
+        match key {
+            Some(k) => {
+                repo.git(&["config", "user.signingKey", k.private.to_str().unwrap()]);
+                git_deploy(&["tag", "dev", "--sign", "-m", mode])
+            }
+            None => git_deploy(&["tag", "dev", "-m", mode]),
+        }
+    };
+    let mode = || {
+        kubectl(&[
+            "get",
+            "cm",
+            "settings",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.data.mode}",
+        ])
+    };
+
+    repo.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+    );
+    repo.write(
+        "chart/templates/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  \
+         mode: {{ .Values.mode | quote }}\n  release: {{ .Release.Name | quote }}\n",
+    );
+    repo.write(
+        "gitops.yaml",
+        format!(
+            "environments:\n  - name: dev\n    branch: env/dev\n    path: chart\n    \
+             namespace: {ns}\n    helm:\n      release: web\n"
+        ),
+    );
+    commit(&repo, "a chart environment");
+    repo.git(&["config", "gpg.format", "ssh"]);
+    git_deploy(&["init"]);
+    let sync = ["sync", "--repo", r, "--env", "dev", "--yes"];
+
+    // Signed by alice: rendered by helm, synced, and the record names her.
+    let v1 = deploy("v1", Some(&alice));
+    let o = ok(gitops(&sync));
+    assert!(
+        err(&o).contains(&format!("synced {ns} to {v1}")),
+        "{}",
+        err(&o)
+    );
+    assert!(ran.exists(), "helm rendered the chart");
+    assert_eq!(mode(), "v1");
+    let signature = newest_signature(&ns);
+    assert_eq!(signature["status"], "verified");
+    assert_eq!(signature["signers"][0]["identity"], "alice@example.com");
+
+    // An unsigned deploy, and one signed by a key the policy does not list: refused by sync
+    // --tag (the environment comes from the deploy tag's name) and revert --to-tag before helm
+    // runs, nothing written; sync --env is refused the same way below.
+    let refusals = [
+        (deploy("v2", None), "not signed;".to_string()),
+        (
+            deploy("v3", Some(&mallory)),
+            format!(
+                "signed by an unknown key (SSH ED25519 key {})",
+                mallory.fingerprint
+            ),
+        ),
+    ];
+    for (tag, reason) in &refusals {
+        for args in [
+            vec!["sync", "--repo", r, "--tag", tag, "--yes"],
+            vec!["revert", "-C", r, "--to-tag", tag, "-n", &ns, "--yes"],
+        ] {
+            std::fs::remove_file(&ran).ok();
+            let before = written(&ns);
+            let o = gitops(&args);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {}", err(&o));
+            let e = err(&o);
+            assert!(e.contains(&format!("error: tag {tag}: {reason}")), "{e}");
+            assert_eq!(e.matches("error:").count(), 1, "{e}");
+            assert!(!ran.exists(), "{args:?}: helm ran before the refusal");
+            assert_eq!(written(&ns), before, "{args:?}: nothing written");
+        }
+    }
+    let before = written(&ns);
+    let o = gitops(&sync);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!("error: tag {}: {}", refusals[1].0, refusals[1].1)),
+        "{}",
+        err(&o)
+    );
+    assert!(!ran.exists(), "helm ran before the refusal");
+    assert_eq!(written(&ns), before);
+    assert_eq!(mode(), "v1");
+
+    // diff warns with the same verdict, and still renders and diffs (exit 1: differences).
+    let o = gitops(&["diff", "--repo", r, "--env", "dev"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!(
+            "warning: tag {}: {} (namespace {ns} has a trust policy: sync would refuse this tag)",
+            refusals[1].0, refusals[1].1
+        )),
+        "{}",
+        err(&o)
+    );
+    assert!(out(&o).contains("+  mode: v3"), "{}", out(&o));
+    assert!(ran.exists(), "diff rendered the chart");
+
+    // Signed by alice again: synced.
+    let v4 = deploy("v4", Some(&alice));
+    let o = ok(gitops(&sync));
+    assert!(
+        err(&o).contains(&format!("synced {ns} to {v4}")),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(mode(), "v4");
+    assert_eq!(newest_signature(&ns)["status"], "verified");
 }
