@@ -389,7 +389,8 @@ pub struct SourceArgs {
     /// of gitops.yaml's helm: block). Only with --tag: what an environment deploys is in git
     #[arg(long = "values", value_name = "file", conflicts_with = "env")]
     pub values: Vec<String>,
-    /// Set a Helm chart value as `helm --set` reads it (repeatable; read last). Only with --tag
+    /// Set a Helm chart value as `helm --set` reads it (repeatable; read last). Only with --tag.
+    /// Refused in a namespace with a trust policy: the value is not in the signed tag
     #[arg(long = "set", value_name = "key=value", conflicts_with = "env",
           value_parser = helm_set)]
     pub set: Vec<String>,

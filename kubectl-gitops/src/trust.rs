@@ -269,6 +269,35 @@ impl Gate {
         Ok(gate)
     }
 
+    /// What is deployed must be what was signed: `--set` values come from the command line,
+    /// in no signed object, so a namespace with a policy refuses them (exit 1; diff: a warning
+    /// line). `--values` files are read from the checked commit and need no check.
+    pub fn check_command_line_values(&self, set: &[String]) -> Result<()> {
+        let Some(first) = set.first() else {
+            return Ok(());
+        };
+        if !matches!(
+            self.record,
+            SignatureRecord::Verified { .. } | SignatureRecord::Unverified { .. }
+        ) {
+            return Ok(());
+        }
+        let ns = &self.target;
+        let message = format!(
+            "--set {first}: namespace {ns} has a trust policy, which covers what is signed in \
+             git, and --set values are not"
+        );
+        if self.enforce == Enforce::Warn {
+            crate::log::warn(format!("{message} (sync would refuse them)"));
+            return Ok(());
+        }
+        Err(Error::refused(format!("{message}; nothing was written")).hint(
+            "commit the values in a values file (--values FILE reads it from the tag's tree, or \
+             the environment's helm: block) and sign the tag; --insecure-skip-signature applies \
+             them unchecked (recorded as skipped)",
+        ))
+    }
+
     /// The commit whose manifests may be loaded: the one the tag pointed at when it was read
     /// and checked.
     pub fn commit(&self) -> Option<ObjectId> {

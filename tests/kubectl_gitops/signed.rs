@@ -1046,4 +1046,52 @@ fn a_chart_environment_is_verified_before_helm_renders_it() {
     );
     assert_eq!(mode(), "v4");
     assert_eq!(newest_signature(&ns)["status"], "verified");
+
+    // --set values are in no signed object: refused under the policy before helm runs (diff
+    // warns and diffs), applied only with --insecure-skip-signature, which the revision records.
+    let set = [
+        "sync",
+        "--repo",
+        r,
+        "--tag",
+        &v4,
+        "--set",
+        "mode=evil",
+        "--yes",
+    ];
+    std::fs::remove_file(&ran).ok();
+    let before = written(&ns);
+    let o = gitops(&set);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains(&format!(
+            "error: --set mode=evil: namespace {ns} has a trust policy, which covers what is \
+             signed in git, and --set values are not; nothing was written"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains("hint: commit the values in a values file"),
+        "{e}"
+    );
+    assert_eq!(e.matches("error:").count(), 1, "{e}");
+    assert!(!ran.exists(), "helm ran before the refusal");
+    assert_eq!(written(&ns), before);
+    let o = gitops(&["diff", "--repo", r, "--tag", &v4, "--set", "mode=evil"]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!(
+            "warning: --set mode=evil: namespace {ns} has a trust policy"
+        )),
+        "{}",
+        err(&o)
+    );
+    assert!(out(&o).contains("+  mode: evil"), "{}", out(&o));
+    ok(gitops(&[&set[..], &["--insecure-skip-signature"]].concat()));
+    assert_eq!(mode(), "evil");
+    assert_eq!(
+        newest_signature(&ns),
+        serde_json::json!({"status": "skipped"})
+    );
 }

@@ -142,6 +142,7 @@ pub async fn prepare(
     )
     .await?;
     let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
+    gate.check_command_line_values(&args.set)?;
     let commit = gate.commit().unwrap_or_else(|| located.commit());
     let content = located.load(commit)?;
     log::info(
