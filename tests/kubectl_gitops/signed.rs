@@ -514,6 +514,31 @@ fn gpg_policy_syncs_what_its_key_signed_and_refuses_everything_else() {
         "signed by an unknown key (OpenPGP",
         &[],
     );
+    // The policy's keys only, never the caller's keyring: with GNUPGHOME at the keyring that
+    // holds (and ultimately trusts) mallory's key, her tag is still refused.
+    let before = written(&ns);
+    let o = run_env(
+        &[
+            "sync",
+            "--repo",
+            r,
+            "--tag",
+            "v2-mallory",
+            "--path",
+            "app",
+            "-n",
+            &ns,
+            "--yes",
+        ],
+        &[("GNUPGHOME", gnupg.home.to_str().unwrap())],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("error: tag v2-mallory: signed by an unknown key (OpenPGP"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(written(&ns), before);
     gnupg.tag(&repo, &ann, "v2-rewritten");
     tamper(&repo, "v2-rewritten");
     assert_refused(r, "v2-rewritten", &ns, "bad signature", &[]);
