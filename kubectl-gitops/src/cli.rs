@@ -177,14 +177,24 @@ pub struct ApplyArgs {
         long,
         long_help = concat!(
             "Wait until what was applied is ready (rolled out, complete, bound, established), \
-             at most --timeout; exit 1 at the first object that failed.\n\n",
+             at most --timeout; exit 1 at the first object that failed. The revision is \
+             recorded once the wait is over, as failed if it did not end with everything \
+             ready. Manifests with sync waves or hooks are waited for wave by wave in any \
+             case.\n\n",
             health_rules!()
         )
     )]
     pub wait: bool,
-    /// How long --wait waits: a duration such as 90s, 5m or 1h30m
+    /// How long --wait (and the waves and hooks of a sync) may wait in all: a duration such as
+    /// 90s, 5m or 1h30m; a hook Job's activeDeadlineSeconds gives it its own
     #[arg(long, value_name = "duration", default_value = "5m", value_parser = shared::duration::parse)]
     pub timeout: std::time::Duration,
+    /// Delete and recreate an object whose apply would change an immutable field (a Job's
+    /// template, a selector, a Service's clusterIP), as the annotation
+    /// gitops.kubectl.io/sync-options: Replace=true does for one object; never for
+    /// Namespaces, PersistentVolumeClaims and CustomResourceDefinitions
+    #[arg(long)]
+    pub replace_immutable: bool,
     /// Output format of the plan: text (the summary; with --dry-run, diffs) or json (the plan)
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,

@@ -7,16 +7,20 @@ mod cluster;
 mod cmd;
 mod execute;
 mod health;
+mod hooks;
+mod interrupt;
 mod kubeconf;
 mod lock;
 mod log;
 mod manifest;
 mod normalize;
+mod phases;
 mod plan;
 mod record;
 mod report;
 mod source;
 mod unchanged;
+mod waves;
 
 #[cfg(test)]
 mod properties;

@@ -8,6 +8,7 @@ mod health;
 mod repo;
 mod rollouts;
 mod skip;
+mod waves;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

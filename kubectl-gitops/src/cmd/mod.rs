@@ -16,7 +16,7 @@ use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
 use crate::manifest::Manifest;
 use crate::plan::{self, Plan};
-use crate::{execute, health, log, report, source};
+use crate::{execute, log, report, source};
 
 pub struct Prepared {
     pub tag: String,
@@ -67,6 +67,7 @@ pub fn plan_options(
         check_all: planning.check_all,
         for_write: apply.is_some_and(|a| !a.dry_run),
         keep_unchanged_live: false,
+        replace_immutable: apply.is_some_and(|a| a.replace_immutable),
     }
 }
 
@@ -113,7 +114,8 @@ pub fn source_json(p: &Prepared) -> serde_json::Value {
     json!({"tag": p.tag, "commit": p.commit})
 }
 
-/// Shows the plan, refuses what must be refused, confirms, executes, waits: sync and revert.
+/// Shows the plan, refuses what must be refused, confirms, executes (waiting as asked and as
+/// the plan's waves need), reports: sync and revert.
 pub async fn apply_flow(
     mut p: Prepared,
     args: &ApplyArgs,
@@ -126,12 +128,10 @@ pub async fn apply_flow(
         .as_ref()
         .map(|r| r.1.clone())
         .unwrap_or_else(|| "succeeded".into());
-    if args.output == Format::Json {
-        let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
-        shared::output::print_json(&v);
-    } else if args.dry_run {
+    let json = args.output == Format::Json;
+    if args.dry_run && !json {
         report::print_diff(&p.plan, show_secrets);
-    } else {
+    } else if !json {
         if !args.yes {
             // What the question is about, object by object, not just counted.
             report::print_changes(&p.plan);
@@ -143,7 +143,13 @@ pub async fn apply_flow(
             p.plan.summary()
         );
     }
-    execute::check_blockers(&p.plan, args.adopt, args.force_conflicts)?;
+    report::print_notes(&p.plan);
+    let blocked = execute::check_blockers(&p.plan, args.adopt, args.force_conflicts);
+    if json && (args.dry_run || blocked.is_err()) {
+        let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
+        shared::output::print_json(&v);
+    }
+    blocked?;
     if args.dry_run {
         eprintln!("dry run: nothing was written");
         return Ok(0);
@@ -160,6 +166,8 @@ pub async fn apply_flow(
         force_conflicts: args.force_conflicts,
         concurrency,
         history_limit: args.history_limit,
+        wait: args.wait,
+        timeout: args.timeout,
     };
     let info = execute::RecordInfo {
         tag: p.tag.clone(),
@@ -167,10 +175,23 @@ pub async fn apply_flow(
         user: p.conn.user.clone(),
         reverted_to,
         success,
+        rollback_to: None,
     };
-    let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info).await?;
-    eprintln!(
-        "{} {} to {}: {} applied, {} pruned, revision {}",
+    let lease = execute::Lease::Take {
+        keep_on_failure: false,
+    };
+    let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info, lease).await?;
+    if json {
+        let mut v = report::plan_json(&p.plan, show_secrets, source_json(&p));
+        v["result"] = report::outcome_json(&outcome);
+        shared::output::print_json(&v);
+    }
+    if let Some(failure) = outcome.failure {
+        return Err(failure.error);
+    }
+    let progress = &outcome.progress;
+    let mut line = format!(
+        "{} {} to {}: {} applied, {} pruned",
         if revert.is_some() {
             "reverted"
         } else {
@@ -178,19 +199,16 @@ pub async fn apply_flow(
         },
         p.plan.namespace,
         p.tag,
-        outcome.applied.len(),
-        outcome.pruned.len(),
-        outcome.revision
+        progress.applied.len(),
+        progress.pruned.len(),
     );
-    if args.wait {
-        let targets: Vec<_> = p
-            .plan
-            .items
-            .iter()
-            .filter(|i| i.desired.is_some())
-            .map(|i| (i.key.clone(), i.resolved.clone()))
-            .collect();
-        health::wait(&p.cluster, &targets, args.timeout).await?;
+    if !progress.hooks.is_empty() {
+        line.push_str(&format!(", {} hooks run", progress.hooks.len()));
     }
+    line.push_str(&format!(
+        ", revision {}",
+        outcome.revision.expect("a successful run is recorded")
+    ));
+    eprintln!("{line}");
     Ok(0)
 }

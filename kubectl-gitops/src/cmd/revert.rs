@@ -8,7 +8,7 @@ use shared::{Error, Result};
 
 use super::{Prepared, apply_flow, plan_for, plan_options};
 use crate::cli::{KubeArgs, RevertArgs};
-use crate::record::{self, Meta};
+use crate::record;
 
 pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     let target = target(kube, &args).await?;
@@ -41,10 +41,6 @@ pub struct Target {
     pub revision: Option<u64>,
     /// `revision 3 (tag deploy/dev/...)` or `tag v1`.
     pub describe: String,
-}
-
-fn succeeded(m: &Meta) -> bool {
-    m.outcome == "succeeded" || m.outcome.starts_with("reverted to")
 }
 
 async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
@@ -108,7 +104,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             .iter()
             .rev()
             .filter(|m| m.revision < current.revision)
-            .find(|m| succeeded(m))
+            .find(|m| m.succeeded())
             .cloned()
             .ok_or_else(|| {
                 Error::invalid(format!(

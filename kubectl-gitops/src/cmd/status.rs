@@ -38,6 +38,7 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
         check_all: args.planning.check_all,
         for_write: false,
         keep_unchanged_live: true,
+        replace_immutable: false,
     };
     let plan = plan::build(&mut cluster, manifests, &opts).await?;
     let keys = |a: Action| {
@@ -53,7 +54,12 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
     let unowned: Vec<String> = plan.unowned.iter().map(|k| k.to_string()).collect();
     let limit = std::time::Duration::from_secs(30);
     let health_rows: Vec<(String, Verdict)> =
-        futures::stream::iter(plan.items.iter().filter(|i| i.desired.is_some()))
+        // A hook's run is judged when it runs; its record outlives it.
+        futures::stream::iter(
+            plan.items
+                .iter()
+                .filter(|i| i.desired.is_some() && !i.is_hook()),
+        )
             .map(|item| async {
                 let verdict = match &item.live {
                     Some(live) => health::judge_live(&cluster, live, limit).await,
