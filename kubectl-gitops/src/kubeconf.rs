@@ -12,6 +12,8 @@ pub struct Connection {
     pub default_namespace: String,
     /// Who we act as, for revision records: the impersonated user or the kubeconfig user.
     pub user: String,
+    /// The API server's URL, as the kubeconfig or --server gives it.
+    pub server: String,
 }
 
 fn load_kubeconfig(args: &KubeArgs) -> Result<Option<Kubeconfig>> {
@@ -130,12 +132,14 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
     config.default_retry = false;
     let user = args.as_user.clone().unwrap_or(user);
     let default_namespace = config.default_namespace.clone();
+    let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config)
         .map_err(|e| Error::invalid(format!("cannot build a client: {e}")))?;
     Ok(Connection {
         client,
         default_namespace,
         user,
+        server,
     })
 }
 

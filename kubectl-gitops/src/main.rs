@@ -9,6 +9,7 @@ mod execute;
 mod health;
 mod hooks;
 mod interrupt;
+mod inspect;
 mod kubeconf;
 mod lock;
 mod log;
@@ -70,5 +71,7 @@ async fn run(cli: Cli) -> Result<i32> {
             kind: ErrorKind::Invalid,
             ..e
         }),
+        // verify: 1 not verified or a push refused, 2 invalid input, 3 a lost race.
+        Command::Verify(args) => cmd::verify::run(&cli.kube, args).await,
     }
 }

@@ -124,6 +124,9 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
     /// Hook types of applied objects that are ignored, one line each naming the object.
     pub notes: Vec<String>,
+    /// Helm releases (`namespace/name`) that objects of the manifests belong to live, not yet
+    /// adopted: taking them over leaves the release's record behind (see `--adopt`).
+    pub helm_releases: BTreeSet<String>,
 }
 
 impl Plan {
@@ -293,6 +296,7 @@ pub async fn build(
     let mut plan = assemble(opts, id, found, items, live.unowned, wanted.ordered);
     plan.skipped = wanted.skipped;
     plan.notes = wanted.notes;
+    plan.helm_releases = live.helm_releases;
     Ok(plan)
 }
 
@@ -552,6 +556,8 @@ pub struct Live {
     /// Wanted objects an apply would provably not change, with their foreign owner mark (sync
     /// refuses those even unchanged).
     pub proven: BTreeMap<ObjectKey, Option<String>>,
+    /// Helm releases that wanted objects outside our set belong to.
+    pub helm_releases: BTreeSet<String>,
 }
 
 /// Step 3: one LIST per kind in the namespace (cluster-scoped kinds: our members only), plus
@@ -582,6 +588,7 @@ pub async fn list_live(
         members: BTreeMap::new(),
         unowned: Vec::new(),
         proven: BTreeMap::new(),
+        helm_releases: BTreeSet::new(),
     };
     let selector = format!("{}={id}", applyset::LABEL_PART_OF);
     // Hooks are created anew, never applied over what is there: nothing to prove.
@@ -591,6 +598,12 @@ pub async fn list_live(
         .map(|d| (&d.key, &d.object))
         .collect();
     let admit = |key: ObjectKey, mut v: Value, live: &mut Live| {
+        if wanted_index.contains_key(&key)
+            && v["metadata"]["labels"][applyset::LABEL_PART_OF].as_str() != Some(id)
+            && let Some(release) = applyset::helm_release(&v)
+        {
+            live.helm_releases.insert(release);
+        }
         if !opts.check_all
             && let Some(obj) = wanted_index.get(&key)
             && crate::unchanged::apply_is_noop(MANAGER, obj, &v)
@@ -1028,6 +1041,7 @@ pub fn assemble(
         ordered,
         skipped: Vec::new(),
         notes: Vec::new(),
+        helm_releases: BTreeSet::new(),
     }
 }
 
@@ -1185,6 +1199,7 @@ mod tests {
             members: BTreeMap::new(),
             unowned: Vec::new(),
             proven: BTreeMap::new(),
+            helm_releases: BTreeSet::new(),
         }
     }
 
@@ -1274,6 +1289,7 @@ mod tests {
                 members: l.members.clone(),
                 unowned: vec![],
                 proven: BTreeMap::new(),
+                helm_releases: BTreeSet::new(),
             };
             prunes(&mut l, &decided, o)
                 .into_iter()
