@@ -539,8 +539,6 @@ fn missing_dependencies(table: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Source;
-    use serde_json::json;
 
     #[test]
     fn helm_messages_name_chart_files_by_their_repository_path() {
