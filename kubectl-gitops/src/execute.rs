@@ -80,6 +80,9 @@ pub enum Lease {
     /// Take it (when anything is written) and release it at the end, unless `keep_on_failure`
     /// and the run failed: then [`Outcome::lease`] hands it on.
     Take { keep_on_failure: bool },
+    /// Already held (handed on by a failed run being rolled back): use it, release it at the
+    /// end.
+    Held(crate::lock::Guard),
 }
 
 /// Refusals that must happen before any write: foreign owners and field conflicts.
@@ -389,6 +392,7 @@ pub async fn execute(
             crate::lock::check_free(cluster.client.clone(), &plan.namespace).await?;
             (None, false)
         }
+        Lease::Held(guard) => (Some(guard), false),
     };
     let holds_lease = guard.is_some();
     let result = record_and_finish(cluster, plan, opts, info, &blob, holds_lease, created).await;

@@ -19,6 +19,7 @@ mod phases;
 mod plan;
 mod record;
 mod report;
+mod rollback;
 mod source;
 mod unchanged;
 mod waves;

@@ -82,6 +82,7 @@ pub struct Skipped {
     pub why: String,
 }
 
+#[derive(Clone)]
 pub struct Options {
     pub namespace: String,
     pub allow_other_namespaces: bool,
@@ -116,6 +117,9 @@ pub struct Plan {
     pub unowned: Vec<ObjectKey>,
     /// With `for_write`: the newest recorded revision before the plan read anything (0: none).
     pub latest_revision: Option<u64>,
+    /// With `for_write`: the revision records as they were then (what `--rollback-on-failure`
+    /// goes back to, and what an earlier sync of the same tag did).
+    pub records: crate::record::Records,
     /// Some object carries a hook or wave annotation: the sync goes phase by phase and wave by
     /// wave, each wave applied and ready before the next. Without, it applies everything at
     /// once and waits only with `--wait`.
@@ -453,6 +457,8 @@ pub fn validate(
 pub struct Discovered {
     pub namespace_exists: bool,
     pub latest_revision: Option<u64>,
+    /// The revision records read for `latest_revision` (empty when not read).
+    pub records: crate::record::Records,
     pub parent_exists: bool,
     pub parent_kinds: BTreeSet<(String, String)>,
 }
@@ -484,8 +490,9 @@ pub async fn discover(
 
     // Noted before anything else is read, so execution can tell whether another run recorded
     // (and so changed things) since.
+    let mut records = crate::record::Records::default();
     let latest_revision = if opts.for_write && namespace_exists {
-        let records = crate::record::list(cluster, ns).await?;
+        records = crate::record::list(cluster, ns).await?;
         Some(records.newest_number())
     } else if opts.for_write {
         Some(0)
@@ -539,6 +546,7 @@ pub async fn discover(
     Ok(Discovered {
         namespace_exists,
         latest_revision,
+        records,
         parent_exists,
         parent_kinds,
     })
@@ -1038,6 +1046,7 @@ pub fn assemble(
         items,
         unowned,
         latest_revision: found.latest_revision,
+        records: found.records,
         ordered,
         skipped: Vec::new(),
         notes: Vec::new(),

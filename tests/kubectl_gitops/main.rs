@@ -10,6 +10,7 @@ mod helm;
 mod install_common;
 #[path = "../common/repo.rs"]
 mod repo;
+mod rollback;
 mod rollouts;
 mod skip;
 #[path = "../common/tools.rs"]

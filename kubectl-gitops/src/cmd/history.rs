@@ -75,7 +75,10 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                             Cell::plain(m.commit.chars().take(7).collect::<String>()),
                             Cell::plain(&m.time),
                             Cell::plain(&m.user),
-                            Cell::plain(&m.outcome),
+                            Cell::plain(match m.rolled_back_to {
+                                Some(n) => format!("{} (rolled back to {n})", m.outcome),
+                                None => m.outcome.clone(),
+                            }),
                             Cell::plain(m.objects.len().to_string()),
                         ];
                         if any_hooks {

@@ -25,6 +25,8 @@ pub struct Prepared {
     pub conn: Connection,
     pub cluster: Cluster,
     pub plan: Plan,
+    /// The options the plan was made with; a rollback plans with the same.
+    pub flags: plan::Options,
 }
 
 /// Connects (context from the flags, else the environment's) and builds the plan for
@@ -130,7 +132,7 @@ pub async fn prepare(
         source.content,
         source.namespace.as_deref(),
         source.context.as_deref(),
-        flags,
+        flags.clone(),
     )
     .await?;
     Ok(Prepared {
@@ -139,6 +141,7 @@ pub async fn prepare(
         conn,
         cluster,
         plan,
+        flags,
     })
 }
 
@@ -201,16 +204,21 @@ pub async fn apply_flow(
         wait: args.wait,
         timeout: args.timeout,
     };
+    // Where a failure goes back to, found before anything is written.
+    let rollback_to = args
+        .rollback_on_failure
+        .then(|| crate::rollback::target(&p.plan.records, revert.is_some()))
+        .flatten();
     let info = execute::RecordInfo {
         tag: p.tag.clone(),
         commit: p.commit.clone(),
         user: p.conn.user.clone(),
         reverted_to,
         success,
-        rollback_to: None,
+        rollback_to: rollback_to.as_ref().map(|m| m.revision),
     };
     let lease = execute::Lease::Take {
-        keep_on_failure: false,
+        keep_on_failure: rollback_to.is_some(),
     };
     let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info, lease).await?;
     if args.adopt && !p.plan.helm_releases.is_empty() {
@@ -225,10 +233,21 @@ pub async fn apply_flow(
             execute::helm_record_advice(&p.plan)
         ));
     }
-    if json {
+    let mut v = json.then(|| {
         let mut v = report::plan_json(&p.plan, show_secrets, source_json(&p));
         v["result"] = report::outcome_json(&outcome);
-        shared::output::print_json(&v);
+        v
+    });
+    if outcome.failure.is_some() && args.rollback_on_failure {
+        let result = roll_back(&mut p, args, concurrency, outcome, rollback_to).await;
+        if let Some(v) = &mut v {
+            v["rollback"] = result.1;
+            shared::output::print_json(v);
+        }
+        return Err(result.0);
+    }
+    if let Some(v) = &v {
+        shared::output::print_json(v);
     }
     if let Some(failure) = outcome.failure {
         return Err(failure.error);
@@ -255,4 +274,102 @@ pub async fn apply_flow(
     ));
     eprintln!("{line}");
     Ok(0)
+}
+
+/// After a failed run with `--rollback-on-failure`: says what failed, reverts to `to` (the
+/// failed run's lease handed on) and waits for it. Returns the error to exit 1 with, saying
+/// whether the rollback became ready, and the rollback for `-o json`.
+async fn roll_back(
+    p: &mut Prepared,
+    args: &ApplyArgs,
+    concurrency: usize,
+    outcome: execute::Outcome,
+    to: Option<crate::record::Meta>,
+) -> (shared::Error, serde_json::Value) {
+    let failure = outcome.failure.expect("a failed run");
+    let ns = p.plan.namespace.clone();
+    let Some(to) = to else {
+        let mut e = failure.error;
+        e.message.push_str(&format!(
+            "\nnothing to roll back to: namespace {ns} has no successful revision before this \
+             one, so what was applied stays as it is"
+        ));
+        let v = json!({"rolled_back": false, "reason": "no successful revision before this one"});
+        return (e, v);
+    };
+    // What failed and why, first; then the rollback's own progress.
+    shared::output::print_error(&failure.error);
+    let req = crate::rollback::Request {
+        to: &to,
+        failed: outcome.revision,
+        plan: p.flags.clone(),
+        adopt: args.adopt,
+        force_conflicts: args.force_conflicts,
+        concurrency,
+        history_limit: args.history_limit,
+        timeout: args.rollback_timeout.unwrap_or(args.timeout),
+        user: p.conn.user.clone(),
+    };
+    let what = match outcome.revision {
+        Some(m) => format!("failed revision {m}"),
+        None => "the failed run".to_string(),
+    };
+    eprintln!(
+        "rolling back namespace {ns} to {} after {what} (at most {})",
+        req.describe(),
+        shared::duration::format_duration(req.timeout)
+    );
+    let rolled = crate::rollback::run(&mut p.cluster, &ns, &req, outcome.lease).await;
+    let mut v = json!({
+        "rolled_back": true,
+        "to_revision": to.revision,
+        "tag": to.tag,
+        "failed_revision": outcome.revision,
+    });
+    let e = match rolled {
+        Err(e) => {
+            v["error"] = json!(e.message);
+            v["ready"] = json!(false);
+            shared::Error::refused(format!(
+                "{}: the rollback to {} failed before it was recorded: {}",
+                failure_line(&what, &outcome.outcome),
+                req.describe(),
+                e.message
+            ))
+        }
+        Ok(back) => {
+            v["result"] = report::outcome_json(&back);
+            v["ready"] = json!(back.failure.is_none());
+            let recorded = back.revision.map_or_else(
+                || "not recorded".to_string(),
+                |n| format!("recorded as revision {n}"),
+            );
+            match back.failure {
+                None => shared::Error::refused(format!(
+                    "{}; rolled back to {}: {} applied, {} pruned, ready, {recorded}",
+                    failure_line(&what, &outcome.outcome),
+                    req.describe(),
+                    back.progress.applied.len(),
+                    back.progress.pruned.len()
+                )),
+                Some(f) => shared::Error::refused(format!(
+                    "{}; the rollback to {} did not become ready ({recorded}): {}",
+                    failure_line(&what, &outcome.outcome),
+                    req.describe(),
+                    f.error.message
+                )),
+            }
+        }
+    };
+    (
+        e.hint(format!(
+            "kubectl gitops history -n {ns} shows both revisions"
+        )),
+        v,
+    )
+}
+
+/// `failed revision 4 (failed: Deployment.apps/shop/web: ImagePullBackOff)`.
+fn failure_line(what: &str, outcome: &str) -> String {
+    format!("{what} ({outcome})")
 }

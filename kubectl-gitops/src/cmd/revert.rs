@@ -13,8 +13,14 @@ use crate::record;
 pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     let target = target(kube, &args).await?;
     let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
-    let (conn, cluster, plan) =
-        plan_for(kube, target.content, Some(&target.namespace), None, flags).await?;
+    let (conn, cluster, plan) = plan_for(
+        kube,
+        target.content,
+        Some(&target.namespace),
+        None,
+        flags.clone(),
+    )
+    .await?;
     eprintln!("revert {} to {}", plan.namespace, target.describe);
     let p = Prepared {
         tag: target.tag,
@@ -22,6 +28,7 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
         conn,
         cluster,
         plan,
+        flags,
     };
     apply_flow(
         p,
