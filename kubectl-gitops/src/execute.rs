@@ -82,7 +82,7 @@ pub enum Lease {
     Take { keep_on_failure: bool },
     /// Already held (handed on by a failed run being rolled back): use it, release it at the
     /// end.
-    Held(crate::lock::Guard),
+    Held(Box<crate::lock::Guard>),
 }
 
 /// Refusals that must happen before any write: foreign owners and field conflicts.
@@ -392,7 +392,7 @@ pub async fn execute(
             crate::lock::check_free(cluster.client.clone(), &plan.namespace).await?;
             (None, false)
         }
-        Lease::Held(guard) => (Some(guard), false),
+        Lease::Held(guard) => (Some(*guard), false),
     };
     let holds_lease = guard.is_some();
     let result = record_and_finish(cluster, plan, opts, info, &blob, holds_lease, created).await;

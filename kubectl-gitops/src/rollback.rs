@@ -120,7 +120,7 @@ pub async fn run(
         rollback_to: None,
     };
     let lease = match lease {
-        Some(guard) => Lease::Held(guard),
+        Some(guard) => Lease::Held(Box::new(guard)),
         None => Lease::Take {
             keep_on_failure: false,
         },
