@@ -86,12 +86,20 @@ pub async fn run(
     req: &Request<'_>,
     lease: Option<crate::lock::Guard>,
 ) -> Result<Outcome> {
+    // A Ctrl-C while the rollback is planned stops it before it writes: execution only
+    // counts the ones that come after it starts.
+    let seen = crate::interrupt::count();
     let planned = async {
         let manifests = record::load(cluster, ns, req.to).await?;
         let mut opts = req.plan.clone();
         opts.namespace = ns.to_string();
         let plan = plan::build(cluster, manifests, &opts).await?;
         execute::check_blockers(&plan, req.adopt, req.force_conflicts)?;
+        if crate::interrupt::count() > seen {
+            return Err(Error::refused(
+                "interrupted (Ctrl-C) before the rollback wrote anything",
+            ));
+        }
         Ok::<_, Error>(plan)
     }
     .await;
