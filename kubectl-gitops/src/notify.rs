@@ -22,7 +22,6 @@ use serde::Serialize;
 use shared::config::NotifyTarget;
 use shared::{Error, Result};
 
-use crate::execute::Progress;
 use crate::outcome::{self, Kind};
 
 /// The longest delivery may delay a run, for every webhook together (they are tried at once).
@@ -137,7 +136,21 @@ pub struct Event {
     pub tool: String,
 }
 
-/// What the run was about; the rest comes from its [`Progress`] and result.
+/// What a run got done, gathered as it goes so that a failure part way loses none of it.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// Whether it was meant to write: not a dry run, not declined at the prompt. Only such
+    /// runs are told.
+    pub meant_to_write: bool,
+    pub applied: usize,
+    pub pruned: usize,
+    /// The revision recorded last (the rollback's, after one).
+    pub revision: Option<u64>,
+    /// That revision's outcome as recorded.
+    pub outcome: Option<String>,
+}
+
+/// What the run was about; the rest comes from its [`Facts`] and result.
 pub struct Run<'a> {
     pub verb: &'static str,
     pub namespace: &'a str,
@@ -149,7 +162,7 @@ pub struct Run<'a> {
 }
 
 /// The event of a run that ended with `error` (or none), having got `progress` done.
-pub fn event(run: &Run, progress: &Progress, error: Option<&Error>) -> Event {
+pub fn event(run: &Run, progress: &Facts, error: Option<&Error>) -> Event {
     let recorded = progress.outcome.clone();
     let recorded_kind = recorded.as_deref().map(outcome::classify);
     let error_line = error.map(|e| first_line(&e.message));
@@ -402,8 +415,9 @@ mod tests {
         }
     }
 
-    fn progress(outcome: &str) -> Progress {
-        Progress {
+    fn progress(outcome: &str) -> Facts {
+        Facts {
+            meant_to_write: true,
             applied: 3,
             pruned: 1,
             revision: Some(7),
@@ -449,7 +463,7 @@ mod tests {
         let err = Error::refused(
             "fields are owned by another field manager; nothing was written:\n  ConfigMap/shop/a: conflict",
         );
-        let e = event(&run(), &Progress::default(), Some(&err));
+        let e = event(&run(), &Facts::default(), Some(&err));
         assert_eq!(
             e.reason.as_deref(),
             Some(
@@ -466,7 +480,7 @@ mod tests {
         // Failing before anything was recorded: no revision.
         let e = event(
             &run(),
-            &Progress::default(),
+            &Facts::default(),
             Some(&Error::refused("refusing to take over objects")),
         );
         assert_eq!((e.outcome, e.revision), ("failed", None));

@@ -269,7 +269,8 @@ fn once_reports_revision_drift_and_health_of_every_namespace_exactly() {
             ("tag", "v1"),
             ("commit", commit_of(&repo, "v1").as_str()),
             ("outcome", "succeeded"),
-            ("signed_by", ""),
+            // As history's SIGNED BY: the namespace has no trust policy.
+            ("signed_by", "no policy"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

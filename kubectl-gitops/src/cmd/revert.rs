@@ -6,10 +6,12 @@
 use crate::manifest::Content;
 use shared::{Error, Result};
 
-use super::{Intent, Prepared, apply_flow, plan_for, plan_options, planned};
+use super::{Intent, Prepared, apply_flow, connect, plan_for, plan_in, plan_options, planned};
 use crate::cli::{KubeArgs, RevertArgs};
+use crate::kubeconf::Connection;
 use crate::notify;
-use crate::record::{self, Meta};
+use crate::record;
+use crate::trust::{Enforce, Gate};
 
 pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     let target = target(kube, &args).await?;
@@ -32,20 +34,12 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     };
     let revision = target.revision;
     let describe = target.describe.clone();
-    let p = planned(&intent, &webhooks, &args.apply, async {
-        let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
-        let (conn, cluster, plan) =
-            plan_for(kube, target.content, Some(&target.namespace), None, flags).await?;
-        eprintln!("revert {} to {}", plan.namespace, target.describe);
-        Ok(Prepared {
-            env,
-            tag: target.tag,
-            commit: target.commit,
-            conn,
-            cluster,
-            plan,
-        })
-    })
+    let p = planned(
+        &intent,
+        &webhooks,
+        &args.apply,
+        plan(kube, &args, target, env),
+    )
     .await?;
     apply_flow(
         p,
@@ -58,6 +52,50 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     .await
 }
 
+/// The plan of going back to `target`.
+async fn plan(
+    kube: &KubeArgs,
+    args: &RevertArgs,
+    target: Target,
+    env: Option<String>,
+) -> Result<Prepared> {
+    let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
+    let (conn, cluster, plan) = match target.conn {
+        Some(conn) => {
+            let (cluster, plan) = plan_in(
+                &conn,
+                target.namespace.clone(),
+                target.content,
+                flags.clone(),
+            )
+            .await?;
+            (conn, cluster, plan)
+        }
+        None => {
+            plan_for(
+                kube,
+                target.content,
+                Some(&target.namespace),
+                None,
+                flags.clone(),
+            )
+            .await?
+        }
+    };
+    target.gate.check_plan(&conn.client, &plan).await?;
+    eprintln!("revert {} to {}", plan.namespace, target.describe);
+    Ok(Prepared {
+        tag: target.tag,
+        commit: target.commit,
+        conn,
+        cluster,
+        plan,
+        signature: target.gate.record.clone(),
+        flags,
+        env,
+    })
+}
+
 pub struct Target {
     pub content: Content,
     pub namespace: String,
@@ -66,18 +104,19 @@ pub struct Target {
     pub revision: Option<u64>,
     /// `revision 3 (tag deploy/dev/...)` or `tag v1`.
     pub describe: String,
+    /// The connection the namespace was resolved with (--to-tag: the environment's context).
+    pub conn: Option<Connection>,
+    /// The signature check, passed before the manifests were loaded.
+    pub gate: Gate,
     /// With --to-tag of an environment's deploy tag: the environment and its `notify:`.
     pub env: Option<String>,
     pub notify: Vec<shared::config::NotifyTarget>,
 }
 
-fn succeeded(m: &Meta) -> bool {
-    m.outcome == "succeeded" || m.outcome.starts_with("reverted to")
-}
-
 async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
+    let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
     if let Some(tag) = &args.to_tag {
-        let source = crate::source::resolve(crate::source::Location {
+        let located = crate::source::locate(crate::source::Location {
             repo: args.repo.as_deref(),
             tag: Some(tag),
             env: None,
@@ -85,21 +124,25 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             values: &[],
             set: &[],
         })?;
-        let conn = crate::kubeconf::connect(kube, source.context.as_deref()).await?;
-        let namespace = kube
-            .namespace
-            .clone()
-            .or(source.namespace.clone())
-            .unwrap_or(conn.default_namespace);
+        let (conn, namespace) = connect(
+            kube,
+            located.namespace.as_deref(),
+            located.context.as_deref(),
+        )
+        .await?;
+        let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
+        let commit = gate.commit().unwrap_or_else(|| located.commit());
         return Ok(Target {
-            content: source.content,
+            content: located.load(commit)?,
             namespace,
-            describe: format!("tag {}", source.tag),
-            tag: source.tag,
-            commit: source.commit.to_string(),
+            describe: format!("tag {}", located.name()),
+            tag: located.name().to_string(),
+            commit: commit.to_string(),
             revision: None,
-            env: source.env,
-            notify: source.notify,
+            conn: Some(conn),
+            gate,
+            env: located.env.clone(),
+            notify: located.notify.clone(),
         });
     }
     let record::Recorded {
@@ -140,7 +183,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             .iter()
             .rev()
             .filter(|m| m.revision < current.revision)
-            .find(|m| succeeded(m))
+            .find(|m| m.succeeded())
             .cloned()
             .ok_or_else(|| {
                 Error::invalid(format!(
@@ -152,6 +195,16 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
                 ))
             })?,
     };
+    // Before the record's manifests are read: its signature check is what it recorded.
+    let gate = Gate::for_revision(
+        &cluster.client,
+        &namespace,
+        meta.revision,
+        &meta.tag,
+        meta.signature.clone(),
+        enforce,
+    )
+    .await?;
     let manifests = record::load(&cluster, &namespace, &meta).await?;
     Ok(Target {
         content: Content::Objects(manifests),
@@ -160,6 +213,8 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
         tag: meta.tag.clone(),
         commit: meta.commit.clone(),
         revision: Some(meta.revision),
+        conn: None,
+        gate,
         env: None,
         notify: Vec::new(),
     })

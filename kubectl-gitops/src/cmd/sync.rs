@@ -3,37 +3,53 @@
 
 use shared::Result;
 
-use super::{Intent, apply_flow, plan_source, planned, resolve, verify};
+use super::{Intent, apply_flow, plan_located, planned, verify};
 use crate::cli::{Format, KubeArgs, SyncArgs};
 use crate::notify;
+use crate::trust::Enforce;
 
 pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
     if let Some(remote) = &args.push {
         shared::git::push::check_remote(remote)?;
     }
-    let source = resolve(&args.source)?;
+    let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
+    let located = crate::source::locate((&args.source).into())?;
     // Checked before planning: an unusable webhook is bad input, and a run that fails while
     // planning is told too.
     let webhooks = notify::targets(
         &args.apply.notify,
         &args.apply.notify_env,
-        &source.notify,
-        source.env.as_deref(),
+        &located.notify,
+        located.env.as_deref(),
     )?;
     let intent = Intent {
         verb: "sync",
-        namespace: kube.namespace.clone().or(source.namespace.clone()),
-        env: source.env.clone(),
-        tag: source.tag.clone(),
-        commit: source.commit.to_string(),
+        namespace: kube.namespace.clone().or(located.namespace.clone()),
+        env: located.env.clone(),
+        tag: located.name().to_string(),
+        commit: located.commit().to_string(),
     };
     let p = planned(
         &intent,
         &webhooks,
         &args.apply,
-        plan_source(kube, source, &args.source, Some(&args.apply)),
+        plan_located(kube, located, &args.source, Some(&args.apply), enforce),
     )
     .await?;
+    if !args.force {
+        // A plan for writing read the records already; a dry run reads them only for this
+        // line, and goes on without it when it may not.
+        let listed = match args.apply.dry_run && p.plan.namespace_exists {
+            true => crate::record::list(&p.cluster, &p.plan.namespace)
+                .await
+                .ok(),
+            false => None,
+        };
+        let records = listed.as_ref().unwrap_or(&p.plan.records);
+        if let Some(line) = crate::rollback::failed_before(records, &p.tag) {
+            shared::output::warn(line);
+        }
+    }
     let code = apply_flow(
         p,
         &webhooks,

@@ -42,4 +42,4 @@ mod wait;
 
 pub use live::{judge_known, judge_live};
 pub use verdict::{Related, Status, Verdict};
-pub use wait::wait;
+pub use wait::{End, Report, Waited, wait};

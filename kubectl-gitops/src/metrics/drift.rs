@@ -139,6 +139,7 @@ async fn compute(exporter: &Exporter, ns: &str) -> Result<Checked> {
         check_all: planning.check_all,
         for_write: false,
         keep_unchanged_live: false,
+        replace_immutable: false,
     };
     let plan = plan::build(&mut cluster, manifests, &opts).await?;
     Ok(Checked {

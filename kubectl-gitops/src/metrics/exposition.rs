@@ -140,6 +140,13 @@ impl Collector for Namespaces {
             .iter()
             .filter_map(|s| {
                 let m = s.current.as_ref()?;
+                // As history's SIGNED BY: the signers, `skipped` or `no policy`; empty for a
+                // record written before signed deploys.
+                let signed_by = m
+                    .signature
+                    .as_ref()
+                    .map(|sig| sig.short())
+                    .unwrap_or_default();
                 Some(Self::labels(
                     s,
                     &[
@@ -147,9 +154,7 @@ impl Collector for Namespaces {
                         ("tag", &m.tag),
                         ("commit", &m.commit),
                         ("outcome", &m.outcome),
-                        // Who signed the deploy, once records say (signature verification);
-                        // empty until then.
-                        ("signed_by", ""),
+                        ("signed_by", &signed_by),
                     ],
                 ))
             })
@@ -280,6 +285,9 @@ mod tests {
             objects: vec![],
             parts: 1,
             reverted_to: None,
+            signature: None,
+            hooks: vec![],
+            rolled_back_to: None,
         }
     }
 
