@@ -1,8 +1,8 @@
 //! Notifications of sync and revert, received by a real HTTP receiver on 127.0.0.1: exactly
 //! one event per run with the right outcome (success, failure while planning or applying,
-//! interrupt; rollback once `--rollback-on-failure` exists), a receiver that is down or
-//! answers 500 delays the run by at most the retry budget and leaves its exit code alone, and
-//! no Secret value or webhook URL in any output.
+//! rollback by `--rollback-on-failure`, interrupt), a receiver that is down or answers 500
+//! delays the run by at most the retry budget and leaves its exit code alone, and no Secret
+//! value or webhook URL in any output.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -352,6 +352,80 @@ fn a_sync_that_fails_while_planning_sends_failed() {
     assert!(
         !kubectl(&["get", "secrets", "-n", &ns, "-o", "name"]).contains("kubectl-gitops"),
         "nothing written"
+    );
+}
+
+/// A rollout that fails under `--wait --rollback-on-failure` and is rolled back sends one
+/// event: `rolled back`, the revision it went back to, the rollback's own record and the
+/// reason. The exporter then reports the rollback as the last sync, not a success, and the
+/// tested alert `GitopsLastSyncFailed` fires on those figures.
+#[test]
+fn a_rolled_back_sync_sends_rolled_back() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("notify-rollback");
+    let hook = Receiver::start(200);
+    let url = hook.url(&format!("/hooks/{TOKEN}"));
+    let repo = Repo::new();
+    repo.write("app/web.yaml", deployment("web", "nginx:1.25"));
+    repo.tag("good");
+    repo.write("app/web.yaml", deployment("web", "nginx:broken"));
+    repo.tag("bad");
+    let r = repo.path.to_str().unwrap();
+    ok(sync_app(r, "good", &ns, &["--wait", "--timeout", "60s"]));
+    let o = sync_app(
+        r,
+        "bad",
+        &ns,
+        &[
+            "--wait",
+            "--timeout",
+            "60s",
+            "--rollback-on-failure",
+            "--notify",
+            &url,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let e = hook.only_event();
+    assert_clean(&o, &e);
+    assert_eq!(e["outcome"], "rolled back", "{e}");
+    assert_eq!(e["rolled_back_to"], 1, "{e}");
+    assert_eq!(e["revision"], 3, "{e}");
+    assert_eq!(e["tag"], "bad");
+    let recorded = "rolled back to revision 1 (tag good) after failed revision 2";
+    assert_eq!(e["recorded_outcome"], recorded);
+    let reason = e["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("Deployment.apps/{ns}/web: ImagePullBackOff")),
+        "{reason}"
+    );
+    assert!(
+        e["text"]
+            .as_str()
+            .unwrap()
+            .contains(") failed and was rolled back to revision 1: "),
+        "{e}"
+    );
+
+    let (o, scrape) = metrics_once(&["-n", &ns]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        value(&scrape, "kubectl_gitops_last_sync_success", &ns, &[]),
+        Some(0.0)
+    );
+    assert_eq!(revision_info(&scrape, &ns).unwrap()["outcome"], recorded);
+    alerts_on(
+        &scrape,
+        &ns,
+        &[(
+            "GitopsLastSyncFailed",
+            &[
+                ("severity", "critical"),
+                ("revision", "3"),
+                ("tag", "good"),
+                ("outcome", recorded),
+            ],
+        )],
     );
 }
 
