@@ -338,6 +338,8 @@ pub struct RecordInfo {
     pub reverted_to: Option<u64>,
     /// The outcome recorded on success: `succeeded`, `reverted to revision 3 (tag ...)`.
     pub success: String,
+    /// What was checked of the tag's signature (`trust::Gate`).
+    pub signature: crate::trust::SignatureRecord,
     /// Recorded on a failed or interrupted run: the revision a rollback will go back to.
     pub rollback_to: Option<u64>,
 }
@@ -545,6 +547,7 @@ async fn record_and_finish(
         objects,
         parts: 0,
         reverted_to: info.reverted_to,
+        signature: Some(info.signature.clone()),
         hooks: progress.hooks.clone(),
         rolled_back_to: if stop.is_some() {
             info.rollback_to

@@ -21,6 +21,7 @@ mod record;
 mod report;
 mod rollback;
 mod source;
+mod trust;
 mod unchanged;
 mod waves;
 
@@ -67,6 +68,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Sync(args) => cmd::sync::run(&cli.kube, args).await,
         Command::Revert(args) => cmd::revert::run(&cli.kube, args).await,
         Command::History(args) => cmd::history::run(&cli.kube, args).await,
+        Command::Trust(command) => cmd::trust::run(&cli.kube, command).await,
         // status: 1 is "drifted or unhealthy" with --exit-code; errors are 2.
         Command::Status(args) => cmd::status::run(&cli.kube, args).await.map_err(|e| Error {
             kind: ErrorKind::Invalid,

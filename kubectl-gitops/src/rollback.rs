@@ -13,6 +13,7 @@ use crate::cluster::Cluster;
 use crate::execute::{self, Lease, Outcome, RecordInfo, SyncOptions};
 use crate::plan;
 use crate::record::{self, Meta, Records};
+use crate::trust::{Enforce, Gate};
 
 /// Where a failure goes back to: for a sync, the newest revision that succeeded; for a revert,
 /// the revision that was current before it. `None` when there is none (a first sync).
@@ -58,6 +59,9 @@ pub struct Request<'a> {
     pub history_limit: u32,
     pub timeout: Duration,
     pub user: String,
+    /// The failed run's signature enforcement: the revision rolled back to is held to the
+    /// namespace's trust policy as `revert` holds it.
+    pub enforce: Enforce,
 }
 
 impl Request<'_> {
@@ -90,21 +94,32 @@ pub async fn run(
     // counts the ones that come after it starts.
     let seen = crate::interrupt::count();
     let planned = async {
+        // As revert does: the record's own signature check, before its manifests are read.
+        let gate = Gate::for_revision(
+            &cluster.client,
+            ns,
+            req.to.revision,
+            &req.to.tag,
+            req.to.signature.clone(),
+            req.enforce,
+        )
+        .await?;
         let manifests = record::load(cluster, ns, req.to).await?;
         let mut opts = req.plan.clone();
         opts.namespace = ns.to_string();
         let plan = plan::build(cluster, manifests, &opts).await?;
+        gate.check_plan(&cluster.client, &plan).await?;
         execute::check_blockers(&plan, req.adopt, req.force_conflicts)?;
         if crate::interrupt::count() > seen {
             return Err(Error::refused(
                 "interrupted (Ctrl-C) before the rollback wrote anything",
             ));
         }
-        Ok::<_, Error>(plan)
+        Ok::<_, Error>((plan, gate.record))
     }
     .await;
-    let plan = match planned {
-        Ok(plan) => plan,
+    let (plan, signature) = match planned {
+        Ok(planned) => planned,
         Err(e) => {
             if let Some(guard) = lease {
                 guard.release().await;
@@ -126,6 +141,7 @@ pub async fn run(
         reverted_to: Some(req.to.revision),
         success: req.outcome(),
         rollback_to: None,
+        signature,
     };
     let lease = match lease {
         Some(guard) => Lease::Held(Box::new(guard)),
@@ -151,6 +167,7 @@ mod tests {
             objects: Vec::new(),
             parts: 1,
             reverted_to: None,
+            signature: None,
             hooks: Vec::new(),
             rolled_back_to: None,
         }

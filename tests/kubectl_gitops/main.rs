@@ -12,6 +12,7 @@ mod install_common;
 mod repo;
 mod rollback;
 mod rollouts;
+mod signed;
 mod skip;
 #[path = "../common/tools.rs"]
 mod tools;

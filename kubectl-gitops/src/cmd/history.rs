@@ -6,6 +6,7 @@ use shared::output::{self, Cell};
 
 use crate::cli::{Format, HistoryArgs, KubeArgs};
 use crate::record::{Corrupt, Meta};
+use crate::trust::SignatureRecord;
 
 enum Row<'a> {
     Readable(&'a Meta),
@@ -52,6 +53,7 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         "outcome": m.outcome,
                         "objects": m.objects.len(),
                         "reverted_to": m.reverted_to,
+                        "signature": m.signature,
                         "rolled_back_to": m.rolled_back_to,
                         "hooks": m.hooks,
                     }),
@@ -80,6 +82,7 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                                 None => m.outcome.clone(),
                             }),
                             Cell::plain(m.objects.len().to_string()),
+                            signed_by(m),
                         ];
                         if any_hooks {
                             row.push(Cell::plain(hooks_cell(m)));
@@ -97,6 +100,7 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                             output::BAD,
                         ),
                         Cell::plain("-"),
+                        Cell::plain("-"),
                     ]
                     .into_iter()
                     .chain(any_hooks.then(|| Cell::plain("-")))
@@ -105,7 +109,14 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                 .collect();
             let empty = rows.is_empty();
             let mut headers = vec![
-                "REVISION", "TAG", "COMMIT", "TIME", "USER", "OUTCOME", "OBJECTS",
+                "REVISION",
+                "TAG",
+                "COMMIT",
+                "TIME",
+                "USER",
+                "OUTCOME",
+                "OBJECTS",
+                "SIGNED BY",
             ];
             if any_hooks {
                 headers.push("HOOKS");
@@ -117,6 +128,16 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Who signed the revision's tag (or commit), `skipped` (--insecure-skip-signature), `no
+/// policy`, or `-` for a record written before signed deploys.
+fn signed_by(m: &Meta) -> Cell {
+    match &m.signature {
+        None => Cell::plain("-"),
+        Some(s @ SignatureRecord::Skipped) => Cell::styled(s.short(), output::WARN),
+        Some(s) => Cell::plain(s.short()),
+    }
 }
 
 /// `migrate PreSync succeeded 4.1s, notify-x7k2p SyncFail succeeded 1.0s`.
