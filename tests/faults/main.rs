@@ -521,3 +521,85 @@ fn a_throttled_server_answering_429_is_ridden_out() {
         err(&o)
     );
 }
+
+/// A kubeconfig whose server is `url`, with a token and no certificate check: all a client
+/// needs to start talking (the listener below never gets that far).
+fn kubeconfig_for(dir: &Path, url: &str) -> PathBuf {
+    let path = dir.join(format!("kubeconfig-{}", url.replace([':', '/'], "_")));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: abc\ncontexts:\n- name: x\n  context: {{cluster: c, user: u, namespace: default}}\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A server that accepts TCP connections and never says a word: neither the TLS handshake nor
+/// an HTTP answer ever comes. Connections are held open until the test ends.
+fn silent_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_in_bounded_time() {
+    let repo = Repo::new();
+    repo.tag_config_maps("v1", 1);
+    let addr = silent_server();
+    let diff = |kc: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "diff",
+            "--repo",
+            repo.dir(),
+            "--tag",
+            "v1",
+            "--path",
+            "app",
+            "-n",
+            "x",
+        ];
+        args.extend_from_slice(extra);
+        let child = gitops(kc, &args).spawn().unwrap();
+        wait_bounded(child, Duration::from_secs(90), &format!("diff {extra:?}"))
+    };
+    // https: the TLS handshake never completes; http: the request is never answered.
+    for url in [format!("https://{addr}"), format!("http://{addr}")] {
+        let kc = kubeconfig_for(repo.tmp.path(), &url);
+        let (o, took) = diff(&kc, &["--request-timeout", "2s"]);
+        eprintln!(
+            "{url} --request-timeout 2s: exit {:?} after {took:?}",
+            o.status.code()
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+        assert!(
+            took < Duration::from_secs(8),
+            "{url}: --request-timeout 2s bounds each request (not retried after a timeout), took {took:?}: {}",
+            err(&o)
+        );
+        assert!(
+            err(&o).contains("no answer from the API server within 2s"),
+            "{url}: says what happened: {}",
+            err(&o)
+        );
+    }
+    // Without the flag the default bounds hold: the TLS handshake is part of connecting (10 s).
+    let kc = kubeconfig_for(repo.tmp.path(), &format!("https://{addr}"));
+    let (o, took) = diff(&kc, &[]);
+    eprintln!("https, no flag: exit {:?} after {took:?}", o.status.code());
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        took < Duration::from_secs(20),
+        "connecting is bounded by 10 s without --request-timeout, took {took:?}: {}",
+        err(&o)
+    );
+    assert!(err(&o).contains("within 10s"), "{}", err(&o));
+}

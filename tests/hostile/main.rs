@@ -1777,3 +1777,86 @@ fn corrupt_records_are_named_and_never_trusted() {
     }
     report(failures);
 }
+
+/// A kubeconfig for the test cluster whose user is an exec credential plugin: `script`, run by
+/// sh. Server and certificate authority are the test cluster's.
+fn exec_plugin_kubeconfig(dir: &Path, script: &str) -> PathBuf {
+    let o = cluster::cluster()
+        .kubectl()
+        .args(["config", "view", "--raw", "--minify", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let kc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cluster = &kc["clusters"][0]["cluster"];
+    let plugin = dir.join("credential-plugin");
+    std::fs::write(&plugin, format!("#!/bin/sh\n{script}")).unwrap();
+    let mut perms = std::fs::metadata(&plugin).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&plugin, perms).unwrap();
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "u", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": plugin,
+            "interactiveMode": "Never",
+        }}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    });
+    let path = dir.join("exec-kubeconfig");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// A credential plugin that fails, or answers with truncated JSON, may have printed a token:
+/// the error shows its exit status and stderr (as kubectl does), never its output.
+#[test]
+fn a_failing_exec_credential_plugin_never_shows_its_output() {
+    const TOKEN: &str = "sk-live-7f3a9c2e41b8d6f0";
+    let ns = cluster::cluster().fresh_namespace("hostile-exec");
+    let cases = [
+        (
+            "plugin-fails-after-printing-a-token",
+            format!(
+                "printf '%s' '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{TOKEN}\"}}}}'\necho 'login expired: run sso-login' >&2\nexit 1\n"
+            ),
+            "login expired: run sso-login",
+        ),
+        (
+            "plugin-prints-truncated-json",
+            format!(
+                "printf '%s' '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{TOKEN}'\n"
+            ),
+            "not an ExecCredential",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, script, needle) in cases {
+        let repo = Repo::new();
+        repo.write("app/cm.yaml", CM);
+        repo.tag_fixture();
+        let kc = exec_plugin_kubeconfig(repo.tmp.path(), &script);
+        let r = repo.path.to_str().unwrap();
+        let before = snapshot(&ns);
+        for verb in ["sync", "diff"] {
+            let mut args = strings(&[
+                verb, "--repo", r, "--tag", "t", "--path", "app", "-n", &ns, "-v", "9",
+            ]);
+            if verb == "sync" {
+                args.push("--yes".into());
+            }
+            args.extend(["--kubeconfig".to_string(), kc.to_str().unwrap().to_string()]);
+            let o = kubectl_gitops(&args, repo.tmp.path());
+            let name = format!("{case} ({verb})");
+            failures.extend(check_error(&name, &o, 2, needle));
+            failures.extend(leaks(&name, &o, &[TOKEN]));
+        }
+        if snapshot(&ns) != before {
+            failures.push(format!("[{case}] the namespace changed"));
+        }
+    }
+    report(failures);
+}
