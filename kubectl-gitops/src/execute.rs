@@ -15,6 +15,7 @@ use shared::{Error, Result};
 use crate::applyset;
 
 use crate::cluster::{Cluster, api_error, idempotent, status_code};
+use crate::lock::Guard;
 use crate::plan::{Action, Item, MANAGER, PARENT_NAME, Plan, is_target_namespace};
 use crate::record::{self, Meta};
 
@@ -132,17 +133,41 @@ async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
     Ok(())
 }
 
-/// Custom resources of a CRD can be applied once the server reports it Established.
+/// Custom resources of a CRD can be applied once the server reports it Established. The watch
+/// goes through the retry policy like every other request: a dropped watch or a throttled
+/// list starts it again rather than failing the sync.
 async fn wait_established(cluster: &Cluster, item: &Item) -> Result<()> {
+    use kube::runtime::{wait, watcher};
     const LIMIT: Duration = Duration::from_secs(30);
     let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-    let established = await_condition(api, &item.key.name, conditions::is_crd_established());
+    let established = idempotent(|| async {
+        match await_condition(
+            api.clone(),
+            &item.key.name,
+            conditions::is_crd_established(),
+        )
+        .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(wait::Error::ProbeFailed(w)) => match w {
+                watcher::Error::InitialListFailed(e)
+                | watcher::Error::WatchStartFailed(e)
+                | watcher::Error::WatchFailed(e) => Err(e),
+                watcher::Error::WatchError(status) => Err(kube::Error::Api(status)),
+                other => Ok(Err(other)),
+            },
+        }
+    });
     match tokio::time::timeout(LIMIT, established).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Error::refused(format!(
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(Error::refused(format!(
             "waiting for {} to become Established: {e}",
             item.key
         ))),
+        Ok(Err(e)) => Err(api_error(
+            format!("waiting for {} to become Established", item.key),
+            e,
+        )),
         Err(_) => Err(Error::refused(format!(
             "{} did not become Established within {}s",
             item.key,
@@ -226,7 +251,7 @@ pub async fn execute(
             &blob,
             &mut applied,
             &mut pruned,
-            false,
+            None,
         )
         .await;
     }
@@ -242,7 +267,7 @@ pub async fn execute(
         &blob,
         &mut applied,
         &mut pruned,
-        true,
+        Some(&guard),
     )
     .await;
     guard.release().await;
@@ -318,7 +343,7 @@ async fn record_and_finish(
     blob: &[u8],
     applied: &mut Vec<String>,
     pruned: &mut Vec<String>,
-    holds_lease: bool,
+    guard: Option<&Guard>,
 ) -> Result<Outcome> {
     let previous = record::list(cluster, &plan.namespace).await?;
     let latest = previous.newest_number();
@@ -330,12 +355,27 @@ async fn record_and_finish(
     }
     let revision = previous.next_number(&plan.namespace)?;
     let mut interrupted = false;
-    let result = tokio::select! {
-        r = run(cluster, plan, opts, applied, pruned) => r,
+    let mut result = tokio::select! {
+        r = run(cluster, plan, opts, applied, pruned, guard) => r,
         _ = tokio::signal::ctrl_c() => {
             interrupted = true;
             Err(Error::refused("interrupted (Ctrl-C)"))
         }
+    };
+    // A run that lost the lock records that, not success: its record would claim a namespace
+    // someone else is changing now.
+    if let (Ok(()), Some(g)) = (&result, guard) {
+        result = g.checkpoint("record").await;
+    }
+    let lost = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.source.as_deref())
+        .and_then(|s| s.downcast_ref::<crate::lock::Lost>())
+        .cloned();
+    let holds_lease = match guard {
+        Some(g) => g.held().await,
+        None => false,
     };
     let objects: Vec<String> = plan
         .items
@@ -346,6 +386,7 @@ async fn record_and_finish(
     let outcome = match &result {
         Ok(()) => info.success.clone(),
         Err(_) if interrupted => "interrupted".to_string(),
+        Err(_) if lost.is_some() => format!("interrupted: {}", lost.as_ref().expect("checked")),
         Err(e) => format!("failed: {}", e.message.lines().next().unwrap_or_default()),
     };
     let meta = Meta {
@@ -408,7 +449,11 @@ async fn record_and_finish(
                 .map(|i| i.key.to_string())
                 .filter(|k| !applied.contains(k))
                 .collect();
-            let what = if interrupted { "interrupted" } else { "failed" };
+            let what = if interrupted || lost.is_some() {
+                "interrupted"
+            } else {
+                "failed"
+            };
             let mut msg = format!(
                 "sync of {} {what} after applying {} of {total} changed objects: {}",
                 plan.namespace,
@@ -440,13 +485,24 @@ async fn record_and_finish(
     }
 }
 
+/// Before a step that writes: the lease must still be ours (runs that take no lease write
+/// nothing here).
+async fn checkpoint(guard: Option<&Guard>, at: &str) -> Result<()> {
+    match guard {
+        Some(g) => g.checkpoint(at).await,
+        None => Ok(()),
+    }
+}
+
 async fn run(
     cluster: &mut Cluster,
     plan: &Plan,
     opts: &SyncOptions,
     applied: &mut Vec<String>,
     pruned: &mut Vec<String>,
+    guard: Option<&Guard>,
 ) -> Result<()> {
+    checkpoint(guard, "apply").await?;
     let ns = &plan.namespace;
     let members = plan.member_kinds();
     let union: BTreeSet<_> = members.union(&plan.parent_kinds).cloned().collect();
@@ -469,6 +525,7 @@ async fn run(
     ranks.sort();
     ranks.dedup();
     for rank in ranks {
+        checkpoint(guard, &format!("rank-{rank}")).await?;
         let batch: Vec<&Item> = plan
             .items
             .iter()
@@ -511,12 +568,19 @@ async fn run(
         .filter(|i| i.action == Action::Prune)
         .collect();
     prunes.sort_by(|a, b| (b.rank, &b.key).cmp(&(a.rank, &a.key)));
+    if !prunes.is_empty() {
+        checkpoint(guard, "prune").await?;
+    }
     for item in prunes {
+        if let Some(g) = guard {
+            g.still_held().await?;
+        }
         prune_item(cluster, item).await?;
         crate::log::info(4, format!("pruned {}", item.key));
         pruned.push(item.key.to_string());
     }
     if members != union || (!parent_written && members != plan.parent_kinds) {
+        checkpoint(guard, "parent").await?;
         apply_parent(cluster, plan, &members).await?;
     }
     Ok(())

@@ -209,7 +209,9 @@ fn wait_for_lease(kubeconfig: &Path, ns: &str) {
 }
 
 /// The "time passes" step: instead of waiting out the 30 s lease, move its last renewal into
-/// the past, exactly what a holder that stopped renewing looks like 30 s later.
+/// the past, exactly what a holder that stopped renewing looks like 30 s later, and shorten
+/// its duration to 2 s: the next run must still see it unchanged for that long (on its own
+/// monotonic clock) before it takes it over.
 fn expire_lease(kubeconfig: &Path, ns: &str) {
     kubectl_ok(
         kubeconfig,
@@ -221,7 +223,7 @@ fn expire_lease(kubeconfig: &Path, ns: &str) {
             ns,
             "--type=merge",
             "-p",
-            r#"{"spec":{"renewTime":"2020-01-01T00:00:00.000000Z"}}"#,
+            r#"{"spec":{"renewTime":"2020-01-01T00:00:00.000000Z","leaseDurationSeconds":2}}"#,
         ],
     );
 }
@@ -602,4 +604,129 @@ fn a_server_that_accepts_and_never_answers_fails_in_bounded_time() {
         err(&o)
     );
     assert!(err(&o).contains("within 10s"), "{}", err(&o));
+}
+
+/// Two tags of three ConfigMaps: `keep` changes, `gone` leaves, `new` arrives.
+fn lease_repo() -> Repo {
+    let repo = Repo::new();
+    let cm = |name: &str, v: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  v: '{v}'\n"
+        )
+    };
+    repo.write(
+        "app/all.yaml",
+        format!("{}{}", cm("keep", "1"), cm("gone", "1")),
+    );
+    repo.tag("A");
+    repo.write(
+        "app/all.yaml",
+        format!("{}{}", cm("keep", "2"), cm("new", "2")),
+    );
+    repo.tag("B");
+    repo
+}
+
+/// Starts `sync B`, paused (the test-only `KUBECTL_GITOPS_TEST_PAUSE_BEFORE`) at its
+/// checkpoint `at` while holding the lease; returns the child and the file that releases it.
+fn paused_sync(kc: &Path, repo: &Repo, ns: &str, at: &str) -> (Child, PathBuf) {
+    let gate = repo.tmp.path().join(format!("release-{at}"));
+    let mut cmd = gitops(kc, &sync_args(repo, "B", ns));
+    cmd.env(
+        "KUBECTL_GITOPS_TEST_PAUSE_BEFORE",
+        format!("{at}:{}", gate.display()),
+    );
+    let child = cmd.spawn().unwrap();
+    let paused = PathBuf::from(format!("{}.paused", gate.display()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !paused.exists() {
+        assert!(Instant::now() < deadline, "the sync never reached {at}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, gate)
+}
+
+fn exists(kc: &Path, ns: &str, what: &str) -> bool {
+    kubectl(kc, &["get", what, "-n", ns]).status.success()
+}
+
+#[test]
+fn a_sync_that_loses_its_lease_stops_before_its_next_write() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("stolen");
+    let repo = lease_repo();
+    ok(run(kc, &sync_args(&repo, "A", &ns)));
+    let (child, gate) = paused_sync(kc, &repo, &ns, "prune");
+    // Another client takes the Lease while the sync holds it (by force: the protocol alone
+    // never does this to a live holder, but a person or a buggy tool may).
+    let thief = "thief@elsewhere (pid 7)";
+    kubectl_ok(
+        kc,
+        &[
+            "patch",
+            "lease",
+            "kubectl-gitops-lock",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"holderIdentity":"{thief}"}}}}"#),
+        ],
+    );
+    std::fs::write(&gate, "").unwrap();
+    let (o, _) = wait_bounded(child, Duration::from_secs(60), "sync that lost its lease");
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!("lost the namespace lock to {thief}")),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        exists(kc, &ns, "configmap/gone"),
+        "nothing is pruned after the lease is lost"
+    );
+    let h = history(kc, &ns);
+    assert_eq!(
+        h[0].2,
+        format!("interrupted: lost the namespace lock to {thief}"),
+        "{h:?}"
+    );
+    assert_eq!(
+        lease_holder(kc, &ns).as_deref(),
+        Some(thief),
+        "the new holder's lease is left alone"
+    );
+}
+
+#[test]
+fn a_client_whose_clock_runs_ahead_does_not_take_over_a_live_lease() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("clock");
+    let repo = lease_repo();
+    ok(run(kc, &sync_args(&repo, "A", &ns)));
+    let (holder, gate) = paused_sync(kc, &repo, &ns, "prune");
+    let held_by = lease_holder(kc, &ns).unwrap();
+    // 40 s ahead: by its clock the holder's last renewal is more than 30 s old.
+    let mut cmd = gitops(kc, &sync_args(&repo, "B", &ns));
+    cmd.env("KUBECTL_GITOPS_TEST_CLOCK_OFFSET", "40s");
+    let (o, took) = wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(60), "sync ahead");
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains(&held_by), "names the holder: {}", err(&o));
+    assert!(
+        took < Duration::from_secs(30),
+        "stops as soon as it sees the holder renew (every 10 s), took {took:?}"
+    );
+    assert_eq!(lease_holder(kc, &ns), Some(held_by), "still the holder's");
+    std::fs::write(&gate, "").unwrap();
+    let (o, _) = wait_bounded(holder, Duration::from_secs(60), "the holder");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let h = history(kc, &ns);
+    assert_eq!(
+        h.iter()
+            .map(|r| (r.0, r.1.as_str(), r.2.as_str()))
+            .collect::<Vec<_>>(),
+        [(2, "B", "succeeded"), (1, "A", "succeeded")]
+    );
 }

@@ -1860,3 +1860,78 @@ fn a_failing_exec_credential_plugin_never_shows_its_output() {
     }
     report(failures);
 }
+
+/// A Lease is anyone's to write in the namespace: a holder name that would forge a second
+/// `error:` line is shown escaped, and a Lease "renewed" in year 9999 is a held lock (exit 3
+/// naming it), not a crash or an API failure.
+#[test]
+fn a_forged_lease_is_a_held_lock_named_safely() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("hostile-lease");
+    let repo = Repo::new();
+    repo.write("app/cm.yaml", CM);
+    repo.tag_fixture();
+    let mut failures = Vec::new();
+    let now = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for (case, holder, renewed) in [
+        (
+            "holder-with-newline",
+            "mallory\nerror: forged line",
+            now.trim(),
+        ),
+        (
+            "renewed-in-year-9999",
+            "mallory",
+            "9999-12-31T23:59:59.999999Z",
+        ),
+    ] {
+        let lease = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "kubectl-gitops-lock", "namespace": ns},
+            "spec": {"holderIdentity": holder, "acquireTime": "2020-01-01T00:00:00.000000Z",
+                     "renewTime": renewed, "leaseDurationSeconds": 3600},
+        });
+        let f = repo.tmp.path().join("lease.json");
+        std::fs::write(&f, lease.to_string()).unwrap();
+        let o = c
+            .kubectl()
+            .args(["apply", "-f", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let before = snapshot(&ns);
+        let r = repo.path.to_str().unwrap();
+        let (o, done) = kubectl_gitops_within(
+            &strings(&[
+                "sync", "--repo", r, "--tag", "t", "--path", "app", "-n", &ns, "--yes",
+            ]),
+            repo.tmp.path(),
+            60,
+        );
+        if !done {
+            failures.push(format!("[{case}] still running after 60 s"));
+            continue;
+        }
+        failures.extend(check_error(case, &o, 3, "mallory"));
+        if case == "holder-with-newline"
+            && !text(&o.stderr).contains(r#"mallory\nerror: forged line"#)
+        {
+            failures.push(format!(
+                "[{case}] the holder is not shown escaped:\n{}",
+                text(&o.stderr)
+            ));
+        }
+        if snapshot(&ns) != before {
+            failures.push(format!("[{case}] the namespace changed"));
+        }
+    }
+    report(failures);
+}

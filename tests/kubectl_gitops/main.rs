@@ -1028,13 +1028,15 @@ fn a_held_lease_makes_a_second_writer_exit_3() {
         err(&o)
     );
     assert_eq!(snapshot(&ns), before, "nothing written");
-    // An expired lease (holder killed) is taken over.
+    // An expired lease (holder killed) is taken over, once it has been seen unchanged for its
+    // whole duration (2 s here).
     let stale = "2020-01-01T00:00:00.000000Z";
     patch_lease(
         &ns,
-        &format!(r#"{{"renewTime":"{stale}","leaseDurationSeconds":30}}"#),
+        &format!(r#"{{"renewTime":"{stale}","leaseDurationSeconds":2}}"#),
     );
-    ok(sync_app(r, "A", &ns, &[]));
+    let o = ok(sync_app(r, "A", &ns, &[]));
+    assert!(err(&o).contains("watching it for 2s"), "{}", err(&o));
     let leases = kubectl_json(&["get", "leases", "-n", &ns]);
     assert!(
         leases["items"].as_array().unwrap().is_empty(),
@@ -1059,7 +1061,7 @@ fn a_sync_with_nothing_to_change_writes_only_its_record() {
     let sync = || sync_app(r, "A", &ns, &[]);
     ok(sync());
     // A lease left by a dead run: a sync that takes the lease would take this one over.
-    let lease = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubectl-gitops-lock\nspec:\n  holderIdentity: dead@host (pid 1)\n  acquireTime: \"2020-01-01T00:00:00.000000Z\"\n  renewTime: \"2020-01-01T00:00:00.000000Z\"\n  leaseDurationSeconds: 30\n";
+    let lease = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubectl-gitops-lock\nspec:\n  holderIdentity: dead@host (pid 1)\n  acquireTime: \"2020-01-01T00:00:00.000000Z\"\n  renewTime: \"2020-01-01T00:00:00.000000Z\"\n  leaseDurationSeconds: 2\n";
     let f = repo.tmp.path().join("lease.yaml");
     std::fs::write(&f, lease).unwrap();
     kubectl(&["apply", "-n", &ns, "-f", f.to_str().unwrap()]);
