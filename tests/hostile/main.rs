@@ -1210,6 +1210,54 @@ fn kubectl_gitops_refuses_bad_connections_flags_and_config() {
             2,
             "gitops.yaml",
         )),
+        // A deploy tag whose gitops.yaml (at the tag) is broken or lacks the environment: its
+        // namespace and context are unknown, so nothing may fall back to the context's.
+        raw(kcase(
+            "deploy-tag-with-broken-gitops-yaml",
+            |r: &Repo| {
+                deploy_tag_with_config(
+                    r,
+                    "environments:\n  - {name: dev, branch: env/dev, path: app, namespace: dev, colour: red}\n",
+                )
+            },
+            &[
+                "sync",
+                "--repo",
+                "{repo}",
+                "--tag",
+                "deploy/dev/20250101T000000Z",
+                "--path",
+                "app",
+                "-n",
+                "{ns}",
+                "--yes",
+            ],
+            2,
+            "gitops.yaml at deploy/dev/20250101T000000Z",
+        )),
+        raw(kcase(
+            "deploy-tag-whose-gitops-yaml-lacks-the-env",
+            |r: &Repo| {
+                deploy_tag_with_config(
+                    r,
+                    "environments:\n  - {name: prod, branch: env/prod, path: app, namespace: prod}\n",
+                )
+            },
+            &[
+                "sync",
+                "--repo",
+                "{repo}",
+                "--tag",
+                "deploy/dev/20250101T000000Z",
+                "--path",
+                "app",
+                "-n",
+                "{ns}",
+                "--yes",
+            ],
+            2,
+            "\"dev\"",
+        )),
         raw(kcase(
             "env-unknown",
             |r: &Repo| {
@@ -1233,6 +1281,23 @@ fn kubectl_gitops_refuses_bad_connections_flags_and_config() {
         }
     }
     report(run_kube_cases(&ns, cases));
+}
+
+/// A trusted deploy tag of dev whose commit holds `config` as gitops.yaml, while the commit
+/// the fixture makes next (HEAD, which env/dev moves to) holds a good one.
+fn deploy_tag_with_config(r: &Repo, config: &str) {
+    r.write("app/cm.yaml", CM);
+    r.write("gitops.yaml", config);
+    r.git(&["add", "-A"]);
+    r.git(&["commit", "-q", "-m", "config at the tag"]);
+    r.git(&[
+        "tag",
+        "-a",
+        "-m",
+        "deploy dev: tag\n\nDeploy-Env: dev\n",
+        "deploy/dev/20250101T000000Z",
+    ]);
+    r.write("gitops.yaml", GOOD_CONFIG);
 }
 
 /// The restricted user may read `restricted-ns` only: a sync there is refused by the server
