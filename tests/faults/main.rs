@@ -730,3 +730,181 @@ fn a_client_whose_clock_runs_ahead_does_not_take_over_a_live_lease() {
         [(2, "B", "succeeded"), (1, "A", "succeeded")]
     );
 }
+
+/// Random lowercase letters: data that gzip cannot shrink much.
+fn noise(seed: u64, n: usize) -> String {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (b'a' + (s % 26) as u8) as char
+        })
+        .collect()
+}
+
+/// Makes `f` (YAML) exist in the cluster, with kubectl apply.
+fn apply_yaml(kc: &Path, dir: &Path, name: &str, yaml: &str) {
+    let f = dir.join(name);
+    std::fs::write(&f, yaml).unwrap();
+    kubectl_ok(kc, &["apply", "-f", f.to_str().unwrap()]);
+}
+
+/// Names of the record part Secrets (`kubectl-gitops.rev.N.k`) in the namespace.
+fn record_parts(kc: &Path, ns: &str) -> Vec<String> {
+    kubectl_ok(
+        kc,
+        &[
+            "get",
+            "secrets",
+            "-n",
+            ns,
+            "-l",
+            "gitops.kubectl.io/part-of-revision",
+            "-o",
+            "name",
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn a_record_write_that_fails_midway_leaves_nothing_that_blocks_later_runs() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("halfrecord");
+    let repo = Repo::new();
+    repo.tag_config_maps("small", 1);
+    // Two ConfigMaps of incompressible data: the record needs two parts.
+    let app = repo.path.join("app");
+    for (i, name) in ["big-a", "big-b"].iter().enumerate() {
+        std::fs::write(
+            app.join(format!("{name}.yaml")),
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  blob: {}\n",
+                noise(i as u64 + 7, 600_000)
+            ),
+        )
+        .unwrap();
+    }
+    repo.tag("big");
+    ok(run(kc, &sync_args(&repo, "small", &ns)));
+
+    // An admission policy refuses part 0 of any record in this namespace: the sync applies,
+    // writes part 1, and then fails to write part 0.
+    let policy = format!("deny-record-{ns}");
+    apply_yaml(
+        kc,
+        repo.tmp.path(),
+        "policy.yaml",
+        &format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: {policy}\nspec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - apiGroups: ['']\n      apiVersions: [v1]\n      operations: [CREATE]\n      resources: [secrets]\n  validations:\n  - expression: \"!object.metadata.name.matches('^kubectl-gitops[.]rev[.][0-9]+$')\"\n    message: test policy refuses revision records\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata:\n  name: {policy}\nspec:\n  policyName: {policy}\n  validationActions: [Deny]\n  matchResources:\n    namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: {ns}\n"
+        ),
+    );
+    let probe = |expect_denied: bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = kubectl(
+                kc,
+                &[
+                    "create",
+                    "secret",
+                    "generic",
+                    "kubectl-gitops.rev.999",
+                    "-n",
+                    &ns,
+                    "--dry-run=server",
+                ],
+            );
+            if o.status.success() != expect_denied {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the policy never took effect");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    probe(true);
+    let o = run(kc, &sync_args(&repo, "big", &ns));
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("test policy refuses revision records"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        record_parts(kc, &ns),
+        Vec::<String>::new(),
+        "the failed write removed the part it had written"
+    );
+    kubectl_ok(
+        kc,
+        &[
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            &policy,
+        ],
+    );
+    probe(false);
+
+    // A no-op sync records normally (before: exit 3, "recorded by another sync").
+    let o = ok(run(kc, &sync_args(&repo, "big", &ns)));
+    assert!(err(&o).contains("0 to create, 0 to update"), "{}", err(&o));
+
+    // Parts left by a run that died between its parts and its part 0 (made by hand here): the
+    // next record takes a number past them, and history names them.
+    let newest = history(kc, &ns)[0].0;
+    let orphan = format!("kubectl-gitops.rev.{}.1", newest + 1);
+    kubectl_ok(
+        kc,
+        &[
+            "create",
+            "secret",
+            "generic",
+            &orphan,
+            "-n",
+            &ns,
+            "--from-literal=manifests.1=x",
+        ],
+    );
+    kubectl_ok(
+        kc,
+        &[
+            "label",
+            "secret",
+            &orphan,
+            "-n",
+            &ns,
+            "app.kubernetes.io/managed-by=kubectl-gitops",
+            &format!("gitops.kubectl.io/part-of-revision={}", newest + 1),
+        ],
+    );
+    let o = ok(run(kc, &sync_args(&repo, "big", &ns)));
+    assert!(
+        err(&o).contains(&format!("revision {}", newest + 2)),
+        "skips the number the orphan holds: {}",
+        err(&o)
+    );
+    let listed = ok(run(kc, &["history", "-n", &ns, "-o", "json"]));
+    let v: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let entry = v["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["revision"] == newest + 1)
+        .unwrap_or_else(|| panic!("history lists revision {}: {v}", newest + 1))
+        .clone();
+    assert!(
+        entry["incomplete"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&orphan),
+        "{entry}"
+    );
+    assert!(
+        record_parts(kc, &ns).contains(&format!("secret/{orphan}")),
+        "parts of a run that may still be writing are left alone for 10 minutes"
+    );
+}
