@@ -62,8 +62,15 @@ pub fn check_blockers(plan: &Plan, adopt: bool, force_conflicts: bool) -> Result
     Ok(())
 }
 
-fn parent_object(ns: &str, id: &str, kinds: &BTreeSet<(String, String)>) -> Value {
-    json!({
+/// What the ApplySet parent lists: the member kinds and the namespaces besides its own.
+struct Listing {
+    kinds: BTreeSet<(String, String)>,
+    namespaces: BTreeSet<String>,
+}
+
+fn parent_object(ns: &str, id: &str, listing: &Listing) -> Value {
+    let kinds = &listing.kinds;
+    let mut parent = json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
@@ -76,18 +83,21 @@ fn parent_object(ns: &str, id: &str, kinds: &BTreeSet<(String, String)>) -> Valu
             }
         },
         "type": "Opaque",
-    })
+    });
+    // Absent rather than empty when there are none: applied without it, the annotation we
+    // set before is removed (we own it).
+    if !listing.namespaces.is_empty() {
+        parent["metadata"]["annotations"][applyset::ANNOTATION_ADDITIONAL_NAMESPACES] =
+            json!(applyset::namespaces_annotation(&listing.namespaces));
+    }
+    parent
 }
 
-async fn apply_parent(
-    cluster: &Cluster,
-    plan: &Plan,
-    kinds: &BTreeSet<(String, String)>,
-) -> Result<()> {
+async fn apply_parent(cluster: &Cluster, plan: &Plan, listing: &Listing) -> Result<()> {
     let secret = cluster
         .resolve("v1", "Secret")
         .expect("v1 Secret is always served");
-    let obj = parent_object(&plan.namespace, &plan.applyset_id, kinds);
+    let obj = parent_object(&plan.namespace, &plan.applyset_id, listing);
     let api = cluster.api(&secret, Some(&plan.namespace));
     let pp = PatchParams::apply(MANAGER).force();
     let patch = Patch::Apply(&obj);
@@ -504,12 +514,27 @@ async fn run(
 ) -> Result<()> {
     checkpoint(guard, "apply").await?;
     let ns = &plan.namespace;
-    let members = plan.member_kinds();
-    let union: BTreeSet<_> = members.union(&plan.parent_kinds).cloned().collect();
+    let members = Listing {
+        kinds: plan.member_kinds(),
+        namespaces: plan.member_namespaces(),
+    };
+    let before = Listing {
+        kinds: plan.parent_kinds.clone(),
+        namespaces: plan.parent_namespaces.clone(),
+    };
+    let union = Listing {
+        kinds: members.kinds.union(&before.kinds).cloned().collect(),
+        namespaces: members
+            .namespaces
+            .union(&before.namespaces)
+            .cloned()
+            .collect(),
+    };
+    let same = |a: &Listing, b: &Listing| a.kinds == b.kinds && a.namespaces == b.namespaces;
     let mut parent_written = false;
-    // The parent must list every kind that may hold members before members are applied, so
-    // that a crash never leaves a member that no prune would look for.
-    if !plan.parent_exists || union != plan.parent_kinds {
+    // The parent must list every kind and namespace that may hold members before members are
+    // applied, so that a crash never leaves a member that no prune would look for.
+    if !plan.parent_exists || !same(&union, &before) {
         if let Some(ns_item) = plan
             .items
             .iter()
@@ -579,7 +604,7 @@ async fn run(
         crate::log::info(4, format!("pruned {}", item.key));
         pruned.push(item.key.to_string());
     }
-    if members != union || (!parent_written && members != plan.parent_kinds) {
+    if !same(&members, &union) || (!parent_written && !same(&members, &before)) {
         checkpoint(guard, "parent").await?;
         apply_parent(cluster, plan, &members).await?;
     }

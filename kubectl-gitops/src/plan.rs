@@ -72,6 +72,8 @@ pub struct Plan {
     pub parent_exists: bool,
     /// Group-kinds recorded on the parent before this run.
     pub parent_kinds: BTreeSet<(String, String)>,
+    /// Namespaces other than the target recorded on the parent before this run.
+    pub parent_namespaces: BTreeSet<String>,
     pub items: Vec<Item>,
     /// Live objects of the listed kinds that no ApplySet claims (drift for `status`).
     pub unowned: Vec<ObjectKey>,
@@ -97,6 +99,7 @@ impl Plan {
             || !self.namespace_exists
             || !self.parent_exists
             || self.member_kinds() != self.parent_kinds
+            || self.member_namespaces() != self.parent_namespaces
     }
 
     pub fn summary(&self) -> String {
@@ -118,8 +121,8 @@ impl Plan {
         s
     }
 
-    /// Group-kinds of the objects that will be members after the sync.
-    pub fn member_kinds(&self) -> BTreeSet<(String, String)> {
+    /// The objects that will be members after the sync (the target Namespace never is).
+    fn members(&self) -> impl Iterator<Item = &Item> {
         self.items
             .iter()
             .filter(|i| {
@@ -133,7 +136,20 @@ impl Plan {
                 )
             })
             .filter(|i| !is_target_namespace(&i.key, &self.namespace))
+    }
+
+    /// Group-kinds of the objects that will be members after the sync.
+    pub fn member_kinds(&self) -> BTreeSet<(String, String)> {
+        self.members()
             .map(|i| (i.key.kind.clone(), i.key.group.clone()))
+            .collect()
+    }
+
+    /// Namespaces other than the target that will hold members after the sync.
+    pub fn member_namespaces(&self) -> BTreeSet<String> {
+        self.members()
+            .filter_map(|i| i.key.namespace.clone())
+            .filter(|n| n != &self.namespace)
             .collect()
     }
 }
@@ -309,6 +325,7 @@ pub struct Discovered {
     pub latest_revision: Option<u64>,
     pub parent_exists: bool,
     pub parent_kinds: BTreeSet<(String, String)>,
+    pub parent_namespaces: BTreeSet<String>,
 }
 
 /// Step 2: the namespace (which must exist, be created by the set, or be allowed to be created),
@@ -351,6 +368,7 @@ pub async fn discover(
         .resolve("v1", "Secret")
         .ok_or_else(|| Error::refused("the server does not serve v1 Secret"))?;
     let mut parent_kinds = BTreeSet::new();
+    let mut parent_namespaces = BTreeSet::new();
     let mut parent_exists = false;
     let parent_api = cluster.api(&secret, Some(ns));
     if namespace_exists
@@ -389,12 +407,20 @@ pub async fn discover(
         if let Some(gks) = annotations.get(applyset::ANNOTATION_CONTAINS_GROUP_KINDS) {
             parent_kinds.extend(applyset::parse_group_kinds(gks));
         }
+        if let Some(list) = annotations.get(applyset::ANNOTATION_ADDITIONAL_NAMESPACES) {
+            parent_namespaces.extend(
+                applyset::parse_namespaces(list)
+                    .into_iter()
+                    .filter(|n| n != ns),
+            );
+        }
     }
     Ok(Discovered {
         namespace_exists,
         latest_revision,
         parent_exists,
         parent_kinds,
+        parent_namespaces,
     })
 }
 
@@ -412,8 +438,10 @@ pub struct Live {
     pub proven: BTreeMap<ObjectKey, Option<String>>,
 }
 
-/// Step 3: one LIST per kind in the namespace (cluster-scoped kinds: our members only), plus
-/// GETs for wanted cluster-scoped objects. Each object is checked as it arrives: one whose
+/// Step 3: one LIST per kind in the namespace (cluster-scoped kinds: our members only), one
+/// per kind in each other namespace that holds wanted objects or that the parent lists as an
+/// additional namespace (with no wanted object there: our members only), plus GETs for
+/// wanted cluster-scoped objects. Each object is checked as it arrives: one whose
 /// live fields provably match the manifest needs no dry-run, and its field set (often half of
 /// it) is dropped at once instead of holding every listed object whole.
 pub async fn list_live(
@@ -433,6 +461,36 @@ pub async fn list_live(
     for (kind, group) in &found.parent_kinds {
         if let Some(r) = cluster.resolve_group_kind(group, kind) {
             kinds.entry((kind.clone(), group.clone())).or_insert(r);
+        }
+    }
+    // Where members may live besides the target: the namespaces of wanted objects (with the
+    // kinds wanted there) and the parent's additional namespaces (every kind it lists).
+    let mut wanted_elsewhere: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for d in wanted {
+        if let Some(other) = d.key.namespace.as_ref().filter(|n| n.as_str() != ns) {
+            wanted_elsewhere.insert((d.key.kind.clone(), d.key.group.clone(), other.clone()));
+        }
+    }
+    let others: BTreeSet<&String> = wanted_elsewhere
+        .iter()
+        .map(|(_, _, n)| n)
+        .chain(found.parent_namespaces.iter())
+        .collect();
+    let mut lists_to_make: Vec<(Resolved, Option<String>, Scope)> = Vec::new();
+    for ((kind, group), r) in &kinds {
+        if !r.namespaced {
+            lists_to_make.push((r.clone(), None, Scope::Members));
+            continue;
+        }
+        lists_to_make.push((r.clone(), Some(ns.to_string()), Scope::Target));
+        for other in &others {
+            let scope =
+                if wanted_elsewhere.contains(&(kind.clone(), group.clone(), (*other).clone())) {
+                    Scope::Wanted
+                } else {
+                    Scope::Members
+                };
+            lists_to_make.push((r.clone(), Some((*other).clone()), scope));
         }
     }
     let mut live = Live {
@@ -459,29 +517,36 @@ pub async fn list_live(
         live.objects.insert(key, v);
     };
     let namespace_exists = found.namespace_exists;
-    let mut lists = futures::stream::iter(kinds.values().cloned().map(|r| {
-        let api = cluster.api(&r, if r.namespaced { Some(ns) } else { None });
+    let mut lists = futures::stream::iter(lists_to_make.into_iter().map(|(r, in_ns, scope)| {
+        let api = cluster.api(&r, in_ns.as_deref());
         let selector = selector.clone();
-        let ns_ok = namespace_exists || !r.namespaced;
+        let target_missing = scope == Scope::Target && !namespace_exists;
         async move {
-            if r.pending || !ns_ok {
-                return Ok((r, Vec::new()));
+            if r.pending || target_missing {
+                return Ok((r, scope, Vec::new()));
             }
-            // Cluster-scoped kinds: only our members (a cluster-wide list of everything could be huge).
-            let params = if r.namespaced {
-                ListParams::default()
-            } else {
-                ListParams::default().labels(&selector)
+            // Cluster-scoped kinds and other namespaces without wanted objects: only our
+            // members (a list of everything there could be huge, and is none of our business).
+            let params = match scope {
+                Scope::Members => ListParams::default().labels(&selector),
+                Scope::Target | Scope::Wanted => ListParams::default(),
             };
-            let list = idempotent(|| api.list(&params))
-                .await
-                .map_err(|e| api_error(format!("listing {} in {ns}", r.resource.plural), e))?;
-            Ok::<_, Error>((r, list.items))
+            let list = idempotent(|| api.list(&params)).await.map_err(|e| {
+                let place = match (&in_ns, scope) {
+                    (None, _) => "the cluster".to_string(),
+                    (Some(n), Scope::Target) => format!("namespace {n}"),
+                    (Some(n), _) => {
+                        format!("namespace {n} (an additional namespace of the ApplySet)")
+                    }
+                };
+                api_error(format!("listing {} in {place}", r.resource.plural), e)
+            })?;
+            Ok::<_, Error>((r, scope, list.items))
         }
     }))
     .buffer_unordered(opts.concurrency);
     while let Some(result) = lists.next().await {
-        let (r, items) = result?;
+        let (r, scope, items) = result?;
         for o in items {
             let v = to_value(&o, &r);
             drop(o);
@@ -489,7 +554,10 @@ pub async fn list_live(
             let part_of = v["metadata"]["labels"][applyset::LABEL_PART_OF].as_str();
             if part_of == Some(id) {
                 live.members.insert(key.clone(), r.clone());
-            } else if part_of.is_none() && !infrastructure(&v) {
+            } else if scope == Scope::Wanted && !wanted_index.contains_key(&key) {
+                // Another namespace: only what we want or own there is ours to look at.
+                continue;
+            } else if scope == Scope::Target && part_of.is_none() && !infrastructure(&v) {
                 live.unowned.push(key.clone());
             }
             admit(key, v, &mut live);
@@ -520,6 +588,17 @@ pub async fn list_live(
         ),
     );
     Ok(live)
+}
+
+/// What one LIST of [`list_live`] covers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scope {
+    /// Every object of the kind in the target namespace (unowned ones are drift).
+    Target,
+    /// Every object of the kind in another namespace where the manifests want some.
+    Wanted,
+    /// Only our members (cluster-scoped kinds; additional namespaces with nothing wanted).
+    Members,
 }
 
 /// A wanted object and what the server says applying it would make of it.
@@ -721,6 +800,7 @@ pub fn assemble(
         applyset_id: id,
         parent_exists: found.parent_exists,
         parent_kinds: found.parent_kinds,
+        parent_namespaces: found.parent_namespaces,
         items,
         unowned,
         latest_revision: found.latest_revision,

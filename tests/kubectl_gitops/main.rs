@@ -1536,3 +1536,150 @@ fn json_to_a_reader_that_went_away_ends_quietly() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// KEP-3659's `additional-namespaces`: members in another namespace are listed on the
+/// ApplySet parent, so diff, status and prune see them.
+#[test]
+fn objects_in_another_namespace_are_tracked_reported_and_pruned() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("home");
+    let far = c.fresh_namespace("far");
+    let repo = Repo::new();
+    let cm = |name: &str, in_ns: Option<&str>| {
+        let meta_ns = in_ns
+            .map(|n| format!("  namespace: {n}\n"))
+            .unwrap_or_default();
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n{meta_ns}data:\n  k: v\n"
+        )
+    };
+    repo.write(
+        "app/all.yaml",
+        format!(
+            "{}{}{}",
+            cm("local", None),
+            cm("far-a", Some(&far)),
+            cm("far-b", Some(&far))
+        ),
+    );
+    repo.tag("A");
+    repo.write(
+        "app/all.yaml",
+        format!("{}{}", cm("local", None), cm("far-a", Some(&far))),
+    );
+    repo.tag("B");
+    repo.write("app/all.yaml", cm("local", None));
+    repo.tag("C");
+    let r = repo.path.to_str().unwrap();
+    let allow = ["--allow-other-namespaces"];
+    ok(sync_app(r, "A", &ns, &allow));
+    let parent = kubectl_json(&["get", "secret", "kubectl-gitops-applyset", "-n", &ns]);
+    assert_eq!(
+        parent["metadata"]["annotations"]["applyset.kubernetes.io/additional-namespaces"],
+        far.as_str(),
+        "{parent}"
+    );
+    let o = run(&["status", "-n", &ns, "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+
+    // Drift in the other namespace is drift.
+    kubectl(&[
+        "patch",
+        "configmap",
+        "far-a",
+        "-n",
+        &far,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"k":"edited"}}"#,
+    ]);
+    let o = run(&["status", "-n", &ns, "--exit-code", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        s["drift"]["changed"],
+        serde_json::json!([format!("ConfigMap/{far}/far-a")]),
+        "{s}"
+    );
+    assert_eq!(s["drift"]["missing"], serde_json::json!([]), "{s}");
+
+    // What left the tag is pruned there too, and diff says so first.
+    let d = diff_app(r, "B", &ns, &allow);
+    assert_eq!(d.status.code(), Some(1), "{}", err(&d));
+    assert!(
+        out(&d).contains(&format!("# prune ConfigMap/{far}/far-b")),
+        "{}",
+        out(&d)
+    );
+    // The edit above took the field from us: taking it back is a conflict like any other.
+    ok(sync_app(
+        r,
+        "B",
+        &ns,
+        &["--allow-other-namespaces", "--force-conflicts"],
+    ));
+    let left = names(&kubectl_json(&[
+        "get",
+        "configmaps",
+        "-n",
+        &far,
+        "-l",
+        "applyset.kubernetes.io/part-of",
+    ]));
+    assert_eq!(left, ["far-a"]);
+
+    // Nothing left there: pruned, and the parent no longer lists the namespace.
+    ok(sync_app(r, "C", &ns, &allow));
+    let left = names(&kubectl_json(&[
+        "get",
+        "configmaps",
+        "-n",
+        &far,
+        "-l",
+        "applyset.kubernetes.io/part-of",
+    ]));
+    assert!(left.is_empty(), "{left:?}");
+    let parent = kubectl_json(&["get", "secret", "kubectl-gitops-applyset", "-n", &ns]);
+    assert!(
+        parent["metadata"]["annotations"]
+            .get("applyset.kubernetes.io/additional-namespaces")
+            .is_none(),
+        "{parent}"
+    );
+}
+
+/// A user who may work in the target namespace but not in an additional one gets an error
+/// naming that namespace, not a partial answer.
+#[test]
+fn an_additional_namespace_the_user_may_not_read_is_named() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("home");
+    let far = c.fresh_namespace("far");
+    let repo = Repo::new();
+    repo.write(
+        "app/all.yaml",
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: away\n  namespace: {far}\n"),
+    );
+    repo.tag("A");
+    let r = repo.path.to_str().unwrap();
+    ok(sync_app(r, "A", &ns, &["--allow-other-namespaces"]));
+    let user = format!("only-{ns}");
+    kubectl(&[
+        "create",
+        "rolebinding",
+        "admin",
+        "-n",
+        &ns,
+        "--clusterrole=admin",
+        &format!("--user={user}"),
+    ]);
+    let o = run(&["status", "-n", &ns, "--as", &user]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!(
+            "namespace {far} (an additional namespace of the ApplySet)"
+        )) && err(&o).contains("forbidden"),
+        "{}",
+        err(&o)
+    );
+}
