@@ -245,7 +245,10 @@ pub async fn execute(
     let mut applied = Vec::new();
     let mut pruned = Vec::new();
     // Before any write: a render too large to record is refused, not applied unrecorded.
-    let blob = record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()))?;
+    // Serialising and compressing a large render takes a while: off the runtime's thread.
+    let blob = tokio::task::block_in_place(|| {
+        record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()))
+    })?;
     if !plan.writes_objects() {
         // Nothing to change: the record is the only write, so no lease is taken (taking and
         // releasing it would be two more). A run holding the lease means the namespace is

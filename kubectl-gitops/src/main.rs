@@ -2,6 +2,7 @@
 //! outcomes to the documented exit codes; each verb is in `cmd/`, the machinery beside it.
 
 mod applyset;
+mod child;
 mod cli;
 mod cluster;
 mod cmd;

@@ -492,7 +492,8 @@ pub async fn manifests(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<V
             .map_err(|e| corrupt(format!("part {k} is not base64: {e}")))?;
         blob.extend(bytes);
     }
-    decompress(&blob).map_err(corrupt)
+    // Up to 64 MiB to inflate and parse: off the runtime's thread.
+    tokio::task::block_in_place(|| decompress(&blob)).map_err(corrupt)
 }
 
 /// Keeps the newest `keep` readable records, and removes parts that lost their part 0 long

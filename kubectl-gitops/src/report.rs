@@ -164,11 +164,13 @@ pub fn external_diff(plan: &Plan, tool: &str, show_secrets: bool) -> shared::Res
     }
     let mut parts = tool.split_whitespace();
     let program = parts.next().unwrap_or("diff");
-    let status = std::process::Command::new(program)
-        .args(parts)
-        .arg(&live_dir)
-        .arg(&merged_dir)
-        .status()
-        .map_err(|e| shared::Error::refused(format!("KUBECTL_EXTERNAL_DIFF={tool}: {e}")))?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(parts).arg(&live_dir).arg(&merged_dir);
+    let status = crate::child::status(
+        cmd,
+        &format!("KUBECTL_EXTERNAL_DIFF={tool}"),
+        &crate::child::EXTERNAL_DIFF,
+    )?
+    .map_err(|e| shared::Error::refused(format!("KUBECTL_EXTERNAL_DIFF={tool}: {e}")))?;
     Ok(status.code().unwrap_or(2))
 }

@@ -32,6 +32,42 @@ impl<'a> From<&'a SourceArgs> for Location<'a> {
     }
 }
 
+/// [`Location`], owned, to move to a blocking thread.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    pub repo: Option<PathBuf>,
+    pub tag: Option<String>,
+    pub env: Option<String>,
+    pub path: Option<String>,
+}
+
+impl Request {
+    pub fn of(l: &Location<'_>) -> Request {
+        Request {
+            repo: l.repo.map(Path::to_path_buf),
+            tag: l.tag.map(str::to_string),
+            env: l.env.map(str::to_string),
+            path: l.path.map(str::to_string),
+        }
+    }
+}
+
+/// [`resolve`] on a blocking thread: reading git objects, parsing, exporting a tree and
+/// running `kubectl kustomize` must not hold one of the async runtime's few threads.
+pub async fn load(location: Location<'_>) -> Result<Source> {
+    let r = Request::of(&location);
+    tokio::task::spawn_blocking(move || {
+        resolve(Location {
+            repo: r.repo.as_deref(),
+            tag: r.tag.as_deref(),
+            env: r.env.as_deref(),
+            path: r.path.as_deref(),
+        })
+    })
+    .await
+    .map_err(|e| Error::refused(format!("reading the manifests: {e}")))?
+}
+
 pub struct Source {
     pub tag: String,
     pub commit: ObjectId,

@@ -2000,3 +2000,105 @@ fn a_forged_lease_is_a_held_lock_named_safely() {
     }
     report(failures);
 }
+
+/// `kubectl kustomize` and a `KUBECTL_EXTERNAL_DIFF` tool that never finish are stopped at
+/// their time limits (shortened here through the documented variables) with an error naming
+/// the tool; nothing is written.
+#[test]
+fn child_processes_that_hang_are_stopped_at_their_limit() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("hostile-hang");
+    let repo = Repo::new();
+    repo.write("app/cm.yaml", CM);
+    repo.write("app/kustomization.yaml", "resources:\n- cm.yaml\n");
+    repo.write("plain/cm.yaml", CM);
+    repo.tag_fixture();
+    let hang = repo.tmp.path().join("kubectl-that-hangs");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    let mut perms = std::fs::metadata(&hang).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hang, perms).unwrap();
+    let r = repo.path.to_str().unwrap();
+    let kc = c.kubeconfig().to_str().unwrap().to_string();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(KUBECTL_GITOPS);
+        cmd.args(args)
+            .args(["--kubeconfig", &kc])
+            .current_dir(repo.tmp.path());
+        repo::isolate(&mut cmd, repo.tmp.path());
+        cmd.envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let started = std::time::Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(40) {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        (child.wait_with_output().unwrap(), started.elapsed())
+    };
+    let before = snapshot(&ns);
+    let mut failures = Vec::new();
+    let (o, took) = run(
+        &[
+            "sync", "--repo", r, "--tag", "t", "--path", "app", "-n", &ns, "--yes",
+        ],
+        &[
+            ("KUBECTL_PATH", hang.to_str().unwrap()),
+            ("KUBECTL_GITOPS_KUSTOMIZE_TIMEOUT", "2s"),
+        ],
+    );
+    failures.extend(check_error("kustomize-hangs", &o, 1, "kustomize"));
+    if !text(&o.stderr).contains("did not finish within 2s") || took.as_secs() > 20 {
+        failures.push(format!(
+            "[kustomize-hangs] not stopped at 2s (took {took:?}):\n{}",
+            text(&o.stderr)
+        ));
+    }
+    let (o, took) = run(
+        &[
+            "diff", "--repo", r, "--tag", "t", "--path", "plain", "-n", &ns,
+        ],
+        &[
+            ("KUBECTL_EXTERNAL_DIFF", hang.to_str().unwrap()),
+            ("KUBECTL_GITOPS_DIFF_TIMEOUT", "2s"),
+        ],
+    );
+    failures.extend(check_error(
+        "external-diff-hangs",
+        &o,
+        2,
+        "KUBECTL_EXTERNAL_DIFF=",
+    ));
+    if !text(&o.stderr).contains("did not finish within 2s") || took.as_secs() > 20 {
+        failures.push(format!(
+            "[external-diff-hangs] not stopped at 2s (took {took:?}):\n{}",
+            text(&o.stderr)
+        ));
+    }
+    let (o, _) = run(
+        &[
+            "diff", "--repo", r, "--tag", "t", "--path", "plain", "-n", &ns,
+        ],
+        &[
+            ("KUBECTL_EXTERNAL_DIFF", "diff"),
+            ("KUBECTL_GITOPS_DIFF_TIMEOUT", "soon"),
+        ],
+    );
+    failures.extend(check_error(
+        "limit-not-a-duration",
+        &o,
+        2,
+        "KUBECTL_GITOPS_DIFF_TIMEOUT",
+    ));
+    if snapshot(&ns) != before {
+        failures.push("the namespace changed".into());
+    }
+    report(failures);
+}

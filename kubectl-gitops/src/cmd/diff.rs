@@ -18,7 +18,14 @@ pub async fn run(kube: &KubeArgs, args: DiffArgs) -> Result<i32> {
             if let Ok(tool) = std::env::var("KUBECTL_EXTERNAL_DIFF")
                 && !tool.trim().is_empty()
             {
-                return report::external_diff(&p.plan, &tool, args.source.show_secrets);
+                // Writes files and waits for a child process: on a blocking thread.
+                let show = args.source.show_secrets;
+                let plan = p.plan;
+                return tokio::task::spawn_blocking(move || {
+                    report::external_diff(&plan, &tool, show)
+                })
+                .await
+                .map_err(|e| shared::Error::refused(format!("KUBECTL_EXTERNAL_DIFF: {e}")))?;
             }
             report::print_diff(&p.plan, args.source.show_secrets);
         }

@@ -75,7 +75,7 @@ pub async fn prepare(
     args: &SourceArgs,
     apply: Option<&ApplyArgs>,
 ) -> Result<Prepared> {
-    let source = source::resolve(args.into())?;
+    let source = source::load(args.into()).await?;
     log::info(
         1,
         format!(
@@ -155,7 +155,8 @@ pub async fn apply_flow(
         p.plan.namespace,
         p.tag
     );
-    shared::prompt::confirm(&question, args.yes, verb)?;
+    // Reads the terminal: a blocking wait, off the runtime's thread.
+    tokio::task::block_in_place(|| shared::prompt::confirm(&question, args.yes, verb))?;
     let opts = execute::SyncOptions {
         force_conflicts: args.force_conflicts,
         concurrency,

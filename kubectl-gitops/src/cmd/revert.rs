@@ -49,12 +49,13 @@ fn succeeded(m: &Meta) -> bool {
 
 async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
     if let Some(tag) = &args.to_tag {
-        let source = crate::source::resolve(crate::source::Location {
+        let source = crate::source::load(crate::source::Location {
             repo: args.repo.as_deref(),
             tag: Some(tag),
             env: None,
             path: args.path.as_deref(),
-        })?;
+        })
+        .await?;
         let conn = crate::kubeconf::connect(kube, source.context.as_deref()).await?;
         let namespace = kube
             .namespace

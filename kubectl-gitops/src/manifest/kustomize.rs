@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use gix::bstr::ByteSlice;
 use serde_json::Value;
@@ -42,11 +42,14 @@ pub(super) fn render_kustomization(
     } else {
         tmp.path().join(path)
     };
-    let output = Command::new(kubectl)
-        .arg("kustomize")
+    let label = format!(
+        "kustomize build {}",
+        if path.is_empty() { "." } else { path }
+    );
+    let mut cmd = Command::new(kubectl);
+    cmd.arg("kustomize")
         .arg(&dir)
         .current_dir(tmp.path())
-        .stdin(Stdio::null())
         // Belt and braces after the checks above: remote bases are cloned with git and
         // remote files fetched over HTTP(S); both fail fast here instead of reaching out.
         .env("GIT_ALLOW_PROTOCOL", "file")
@@ -56,16 +59,15 @@ pub(super) fn render_kustomization(
         .env("http_proxy", "http://127.0.0.1:9")
         .env("https_proxy", "http://127.0.0.1:9")
         .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .output()
-        .map_err(|e| {
-            Error::refused(format!("cannot run {}: {e}", kubectl.display()))
-                .hint("rendering a kustomization needs kubectl; install it or set KUBECTL_PATH")
-        })?;
-    let label = format!(
-        "kustomize build {}",
-        if path.is_empty() { "." } else { path }
+        .env_remove("no_proxy");
+    let tool = format!(
+        "{} kustomize ({label} at commit {short})",
+        kubectl.display()
     );
+    let output = crate::child::output(cmd, &tool, &crate::child::KUSTOMIZE)?.map_err(|e| {
+        Error::refused(format!("cannot run {}: {e}", kubectl.display()))
+            .hint("rendering a kustomization needs kubectl; install it or set KUBECTL_PATH")
+    })?;
     if !output.status.success() {
         let stderr = kubectl_message(&String::from_utf8_lossy(&output.stderr), tmp.path());
         return Err(Error::invalid(format!(
