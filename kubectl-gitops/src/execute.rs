@@ -129,7 +129,7 @@ async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
     idempotent(|| api.patch(&item.key.name, &pp, &patch))
         .await
         .map_err(|e| {
-            if status_code(&e) == Some(409) {
+            let err = if status_code(&e) == Some(409) {
                 let msg = match &e {
                     kube::Error::Api(s) => s.message.clone(),
                     other => other.to_string(),
@@ -138,7 +138,13 @@ async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
                     .hint("pass --force-conflicts to take those fields over")
             } else {
                 api_error(&item.key, e)
-            }
+            };
+            // The server may quote a Secret's value in its message.
+            let known: Vec<&Value> = [item.desired.as_ref(), item.live.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            crate::normalize::mask_error(err, &known)
         })?;
     Ok(())
 }

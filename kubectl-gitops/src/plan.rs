@@ -661,7 +661,14 @@ pub async fn dry_run(
                     let forced = pp.clone().force();
                     let merged = idempotent(|| api.patch(&key.name, &forced, &patch))
                         .await
-                        .map_err(|e| api_error(format!("dry-run of {key}"), e))?;
+                        .map_err(|e| {
+                            crate::normalize::mask_error(
+                                api_error(format!("dry-run of {key}"), e),
+                                &[&desired.object],
+                            )
+                        })?;
+                    let conflict =
+                        crate::normalize::mask_secret_values_in(&conflict, &[&desired.object]);
                     (merged, Some(conflict))
                 }
                 Err(e) => {
@@ -671,7 +678,10 @@ pub async fn dry_run(
                     // Secret's data that is not base64) as 500 "failed to convert new object":
                     // that is bad input, not a failure.
                     let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object") || s.message.contains("failed to convert new object"));
-                    let err = api_error(format!("dry-run of {key}"), e);
+                    let err = crate::normalize::mask_error(
+                        api_error(format!("dry-run of {key}"), e),
+                        &[&desired.object],
+                    );
                     // 413: the object is larger than the server accepts in one request, so no
                     // retry or permission can make it apply; the manifest has to change.
                     return Err(if schema || matches!(code, Some(400) | Some(413) | Some(422)) { Error { kind: shared::ErrorKind::Invalid, ..err } } else { err });

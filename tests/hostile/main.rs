@@ -597,7 +597,8 @@ struct KubeCase {
     raw: bool,
     code: i32,
     needle: String,
-    secret: bool,
+    /// Values that must appear in no output (plain or base64), also through `diff -o json`.
+    secrets: Vec<String>,
 }
 
 fn kcase(
@@ -614,7 +615,7 @@ fn kcase(
         raw: false,
         code,
         needle: needle.to_string(),
-        secret: false,
+        secrets: Vec::new(),
     }
 }
 
@@ -624,7 +625,12 @@ fn file(path: &'static str, content: impl Into<String>) -> impl Fn(&Repo) + 'sta
 }
 
 fn with_secret(mut c: KubeCase) -> KubeCase {
-    c.secret = true;
+    c.secrets.push(SECRET_VALUE.to_string());
+    c
+}
+
+fn with_secret_value(mut c: KubeCase, value: &str) -> KubeCase {
+    c.secrets.push(value.to_string());
     c
 }
 
@@ -736,15 +742,16 @@ fn run_kube_cases(ns: &str, cases: Vec<KubeCase>) -> Vec<String> {
         if repo.refs() != refs {
             failures.push(format!("[{}] git refs changed", case.name));
         }
-        if case.secret {
-            failures.extend(leaks(case.name, &o, &[SECRET_VALUE]));
+        if !case.secrets.is_empty() {
+            let secrets: Vec<&str> = case.secrets.iter().map(String::as_str).collect();
+            failures.extend(leaks(case.name, &o, &secrets));
             // The same input through diff -o json must not leak either.
             let mut diff = args.clone();
             diff[0] = "diff".into();
             diff.retain(|a| a != "--yes");
             diff.extend(["-o".to_string(), "json".to_string()]);
             let d = kubectl_gitops(&diff, repo.tmp.path());
-            failures.extend(leaks(case.name, &d, &[SECRET_VALUE]));
+            failures.extend(leaks(case.name, &d, &secrets));
         }
     }
     failures
@@ -1110,6 +1117,46 @@ fn kubectl_gitops_refuses_bad_manifests_and_writes_nothing() {
             2,
             "Secret",
         )),
+        // The server quotes a value it cannot take in its error: masked there too.
+        with_secret_value(
+            kcase(
+                "secret-number-quoted-by-the-server",
+                file(
+                    "app/s.yaml",
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  pw: 48151623429999\n",
+                ),
+                &[],
+                2,
+                "Secret",
+            ),
+            "48151623429999",
+        ),
+        with_secret_value(
+            kcase(
+                "secret-map-quoted-by-the-server",
+                file(
+                    "app/s.yaml",
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  pw: {inner: Hunter2-Quoted-Map}\n",
+                ),
+                &[],
+                2,
+                "Secret",
+            ),
+            "Hunter2-Quoted-Map",
+        ),
+        with_secret_value(
+            kcase(
+                "secret-list-quoted-by-the-server",
+                file(
+                    "app/s.yaml",
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  pw: [Hunter2-Quoted-List]\n",
+                ),
+                &[],
+                2,
+                "Secret",
+            ),
+            "Hunter2-Quoted-List",
+        ),
     ];
     report(run_kube_cases(&ns, cases));
 }
