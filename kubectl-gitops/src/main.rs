@@ -61,8 +61,12 @@ async fn run(cli: Cli) -> Result<i32> {
             }),
         Command::Sync(args) => cmd::sync::run(&cli.kube, args).await,
         Command::Revert(args) => cmd::revert::run(&cli.kube, args).await,
-        Command::History(args) => cmd::history::run(&cli.kube, args).await,
-        // status: 1 is "drifted or unhealthy" with --exit-code; errors are 2.
+        // The read-only verbs agree with diff: every error is 2 (for status, 1 is "drifted or
+        // unhealthy" with --exit-code), a forbidden namespace as much as a missing one.
+        Command::History(args) => cmd::history::run(&cli.kube, args).await.map_err(|e| Error {
+            kind: ErrorKind::Invalid,
+            ..e
+        }),
         Command::Status(args) => cmd::status::run(&cli.kube, args).await.map_err(|e| Error {
             kind: ErrorKind::Invalid,
             ..e

@@ -543,11 +543,29 @@ pub async fn open(kube: &KubeArgs) -> Result<Recorded> {
         .unwrap_or(conn.default_namespace.clone());
     let cluster = Cluster::discover(conn.client.clone()).await?;
     let records = list(&cluster, &namespace).await?;
+    if records.trusted.is_empty() && records.corrupt.is_empty() && records.incomplete.is_empty() {
+        missing_namespace(&cluster, &namespace).await?;
+    }
     Ok(Recorded {
         cluster,
         namespace,
         records,
     })
+}
+
+/// Listing Secrets in a namespace that does not exist returns nothing, which must not read as
+/// "no revisions": a mistyped `-n` is an error naming it. A user who may not read namespaces
+/// (only Secrets in theirs) gets the empty answer the list gave.
+async fn missing_namespace(cluster: &Cluster, ns: &str) -> Result<()> {
+    let Some(r) = cluster.resolve("v1", "Namespace") else {
+        return Ok(());
+    };
+    let api = cluster.api(&r, None);
+    match idempotent(|| api.get_opt(ns)).await {
+        Ok(None) => Err(Error::invalid(format!("namespace {ns:?} does not exist"))
+            .hint("check -n (or the context's namespace): kubectl get namespaces lists them")),
+        Ok(Some(_)) | Err(_) => Ok(()),
+    }
 }
 
 /// A recorded revision's objects as manifests, checked as a tag's files are, so they go

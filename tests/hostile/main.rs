@@ -1973,6 +1973,56 @@ fn a_failing_exec_credential_plugin_never_shows_its_output() {
     report(failures);
 }
 
+/// `history` and `status` read a namespace the same way, and as README's exit codes say for
+/// the read-only verbs: a namespace the user may not read and one that does not exist are both
+/// errors (exit 2, one line naming the namespace), never an empty history (exit 0) or an API
+/// failure (exit 1). An existing namespace without records still has an empty history.
+#[test]
+fn history_and_status_agree_on_a_forbidden_or_missing_namespace() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("hostile-readns");
+    let missing = format!("{ns}-does-not-exist");
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for verb in ["history", "status"] {
+        for (case, target, extra, needle) in [
+            (
+                "forbidden",
+                ns.as_str(),
+                &["--context", "restricted"][..],
+                ns.as_str(),
+            ),
+            ("missing", missing.as_str(), &[][..], "does not exist"),
+        ] {
+            let mut args = strings(&[verb, "-n", target]);
+            args.extend(strings(extra));
+            let (o, done) = kubectl_gitops_within(&args, dir.path(), 60);
+            let name = format!("{verb} {case}");
+            if !done {
+                failures.push(format!("[{name}] still running after 60 s"));
+                continue;
+            }
+            failures.extend(check_error(&name, &o, 2, needle));
+            if case == "missing" && !text(&o.stderr).contains(&missing) {
+                failures.push(format!(
+                    "[{name}] the namespace is not named: {}",
+                    text(&o.stderr)
+                ));
+            }
+        }
+    }
+    let (o, _) = kubectl_gitops_within(&strings(&["history", "-n", &ns]), dir.path(), 60);
+    if o.status.code() != Some(0) || !text(&o.stdout).contains("no revisions recorded") {
+        failures.push(format!(
+            "[history empty] exit {:?}: {}{}",
+            o.status.code(),
+            text(&o.stdout),
+            text(&o.stderr)
+        ));
+    }
+    report(failures);
+}
+
 /// A Lease is anyone's to write in the namespace: a holder name that would forge a second
 /// `error:` line is shown escaped, and a Lease "renewed" in year 9999 is a held lock (exit 3
 /// naming it), not a crash or an API failure.
