@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success (also: nothing to do)
-  1  refused or failed (diverged branches, locked environment, no terminal to confirm, push refused)
+  1  refused or failed (unmet gates of the target, diverged branches, locked environment, no
+     terminal to confirm, push refused)
   2  invalid input or usage (unknown environment or tag, untrusted deploy tag, malformed gitops.yaml,
      not a repository, shallow clone)
   3  lost a race: a ref changed between reading and writing, or the remote has changes this clone
@@ -165,6 +166,14 @@ pub struct PromoteArgs {
     /// Promote even if the target environment is locked
     #[arg(long)]
     pub ignore_lock: bool,
+    /// Promote even if gates of the target (gitops.yaml `gates:`) are unmet; the reason is
+    /// recorded in the new tag as its Deploy-Gate-Override trailer
+    #[arg(long, value_name = "reason")]
+    pub override_gates: Option<String>,
+    /// Output format: text prints the new tag's name on stdout; json prints one document
+    /// with the gates, the ref updates and the tag (also with --dry-run, and when gates refuse)
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
     #[command(flatten)]
     pub write: WriteArgs,
 }

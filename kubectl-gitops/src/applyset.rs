@@ -83,6 +83,25 @@ pub fn parse_group_kinds(value: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The Helm release `obj` belongs to, `namespace/name` (or `name` when the release's
+/// namespace is not recorded), from the annotations `helm install` and `helm upgrade` set.
+pub fn helm_release(obj: &Value) -> Option<String> {
+    let annotation = |key: &str| {
+        let meta = obj.get("metadata")?;
+        meta.get("annotations")
+            .and_then(|a| a.get(key))
+            .or_else(|| meta.get("labels").and_then(|l| l.get(key)))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let release = annotation("meta.helm.sh/release-name")?;
+    Some(match annotation("meta.helm.sh/release-namespace") {
+        Some(ns) => format!("{ns}/{release}"),
+        None => release,
+    })
+}
+
 /// Why `obj` looks managed by someone else (Argo CD, Flux, Helm, kapp, another ApplySet), or
 /// `None` when nothing but us (set `our_id`) claims it. Adopting such an object would start a
 /// tug of war with the other tool, so callers refuse unless told otherwise.
@@ -110,12 +129,14 @@ pub fn foreign_owner(obj: &Value, our_id: &str) -> Option<String> {
         };
         owners.push(format!("Flux Kustomization {owner}"));
     }
-    if let Some(release) = mark("meta.helm.sh/release-name") {
-        let owner = match mark("meta.helm.sh/release-namespace") {
-            Some(ns) => format!("{ns}/{release}"),
-            None => release,
-        };
-        owners.push(format!("Helm release {owner}"));
+    // Helm's marks on a member of our own set are not another owner's: a chart we render
+    // labels its objects `app.kubernetes.io/managed-by: Helm` (`.Release.Service`), and an
+    // object adopted from a `helm install` keeps Helm's release annotations (Helm cannot take
+    // over a member of ours, which lacks them, without being told to).
+    let ours = field("labels", LABEL_PART_OF).as_deref() == Some(our_id);
+    if ours {
+    } else if let Some(release) = helm_release(obj) {
+        owners.push(format!("Helm release {release}"));
     } else if mark("app.kubernetes.io/managed-by").as_deref() == Some("Helm") {
         owners.push("Helm (app.kubernetes.io/managed-by: Helm)".to_string());
     }
@@ -270,5 +291,29 @@ mod tests {
             ),
             None
         );
+    }
+
+    #[test]
+    fn helm_marks_on_our_own_members_are_ours() {
+        let ours = "applyset-ours-v1";
+        // What a chart we rendered and applied looks like live.
+        let rendered = json!({"metadata": {"name": "web", "labels": {
+            "app.kubernetes.io/managed-by": "Helm", LABEL_PART_OF: ours}}});
+        assert_eq!(foreign_owner(&rendered, ours), None);
+        // Adopted from `helm install`: Helm's annotations stay on the object.
+        let adopted = json!({"metadata": {"name": "web",
+            "labels": {"app.kubernetes.io/managed-by": "Helm", LABEL_PART_OF: ours},
+            "annotations": {"meta.helm.sh/release-name": "web", "meta.helm.sh/release-namespace": "shop"}}});
+        assert_eq!(foreign_owner(&adopted, ours), None);
+        assert_eq!(helm_release(&adopted).as_deref(), Some("shop/web"));
+        // The same object in another set, or in none, is Helm's.
+        let installed = json!({"metadata": {"name": "web",
+            "labels": {"app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {"meta.helm.sh/release-name": "web", "meta.helm.sh/release-namespace": "shop"}}});
+        assert_eq!(
+            foreign_owner(&installed, ours).as_deref(),
+            Some("Helm release shop/web")
+        );
+        assert!(foreign_owner(&rendered, "applyset-other-v1").is_some());
     }
 }

@@ -10,8 +10,12 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   diff:          0 no differences, 1 differences, 2 or more on error (as kubectl diff)
   sync, revert:  0 done (or nothing to do), 1 failed, refused or not ready in time (--wait),
-                 2 invalid input, 3 another sync or revert holds the namespace
+                 2 invalid input, 3 another sync or revert holds the namespace; sync --verify
+                 then exits as verify does
   status:        0 (with --exit-code: in sync and healthy), 1 drifted or unhealthy, 2 error
+  verify:        0 verified and recorded, 1 not verified (the reasons are listed; nothing written)
+                 or a push refused, 2 invalid input, 3 lost a race for refs/notes/deploy (another
+                 verification was written or pushed first; nothing written, retry)
   history:       0, or 2 on error";
 
 /// How `--wait` and `status` judge health (README: "--wait"); a macro so that `concat!` can
@@ -47,7 +51,9 @@ that is still rolling out, its ReplicaSets and Pods are listed (if allowed) to f
     about = "Diff, sync and revert a namespace to the manifests recorded at a git tag",
     long_about = "Diff, sync and revert a namespace to the manifests recorded at a git tag.\n\n\
 Manifests are read straight from the git objects of the tag (never a checkout); a kustomization \
-is rendered with `kubectl kustomize`. Objects are applied with server-side apply (field manager \
+is rendered with `kubectl kustomize`, a Helm chart (a directory with Chart.yaml) with `helm \
+template`, with the values of the environment's helm: block in gitops.yaml, offline, and only \
+with dependencies vendored in the chart's charts/. Objects are applied with server-side apply (field manager \
 kubectl-gitops) and tracked as an ApplySet, so only what we applied is ever pruned. Each sync is \
 recorded in the namespace.",
     after_help = EXIT_CODES,
@@ -146,6 +152,23 @@ pub enum Command {
         )
     )]
     Status(StatusArgs),
+    /// Record in git that an environment's latest deploy runs in sync and healthy
+    #[command(
+        after_help = EXIT_CODES,
+        long_about = concat!(
+            "Record in git that an environment's latest deploy runs in sync and healthy.\n\n\
+The namespace's current revision must have succeeded and be the environment's latest trusted \
+deploy tag, and the namespace must be in sync with that tag's manifests (no object changed, \
+missing or left over) and healthy. Then a note is appended to the deploy's tag object under \
+refs/notes/deploy, made of trailers: Verified-Env, Verified-Namespace, Verified-Cluster (the API \
+server's URL), Verified-Revision, Verified-At (RFC 3339, UTC) and Verified-By (the user the API \
+server authenticated). git deploy promote reads it for the `verified` and `soak` gates. The notes \
+ref is updated by compare-and-swap; --push pushes it atomically with a lease on what the remote \
+has. Otherwise it exits 1, lists the reasons and writes nothing.\n\n",
+            health_rules!()
+        )
+    )]
+    Verify(VerifyArgs),
 }
 
 pub use shared::output::Format;
@@ -291,9 +314,19 @@ pub struct SourceArgs {
     /// context default to the environment's entry in gitops.yaml at that tag
     #[arg(long, value_name = "env")]
     pub env: Option<String>,
-    /// Manifests path inside the repository (default: the environment's path)
+    /// Manifests path inside the repository (default: the environment's path). A directory
+    /// with a Chart.yaml is a Helm chart, rendered with `helm template` (HELM_PATH, else helm
+    /// on PATH)
     #[arg(long, value_name = "path")]
     pub path: Option<String>,
+    /// Helm chart values file, a path inside the tag's tree (repeatable; read after the values
+    /// of gitops.yaml's helm: block). Only with --tag: what an environment deploys is in git
+    #[arg(long = "values", value_name = "file", conflicts_with = "env")]
+    pub values: Vec<String>,
+    /// Set a Helm chart value as `helm --set` reads it (repeatable; read last). Only with --tag
+    #[arg(long = "set", value_name = "key=value", conflicts_with = "env",
+          value_parser = helm_set)]
+    pub set: Vec<String>,
     #[command(flatten)]
     pub scope: ScopeArgs,
     #[command(flatten)]
@@ -301,6 +334,14 @@ pub struct SourceArgs {
     /// Show Secret values instead of masking them
     #[arg(long)]
     pub show_secrets: bool,
+}
+
+/// `--set` takes `key=value` (Helm reads the rest: commas, dots, indexes).
+fn helm_set(value: &str) -> Result<String, String> {
+    match value.split_once('=') {
+        Some((key, _)) if !key.trim().is_empty() => Ok(value.to_string()),
+        _ => Err("expected key=value, e.g. --set replicaCount=2".into()),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -319,6 +360,41 @@ pub struct SyncArgs {
     pub source: SourceArgs,
     #[command(flatten)]
     pub apply: ApplyArgs,
+    /// After --wait, verify the environment's deploy as `kubectl gitops verify` does and record
+    /// it in git (needs --env and --wait)
+    #[arg(long, requires = "wait", requires = "env", conflicts_with = "dry_run")]
+    pub verify: bool,
+    /// With --verify: push the note to the remote (default origin) atomically, leased on what it
+    /// has: --push=<remote>
+    #[arg(long, value_name = "remote", num_args = 0..=1, require_equals = true,
+          default_missing_value = "origin", requires = "verify")]
+    pub push: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The environment whose latest deploy to verify; its namespace and context come from its
+    /// entry in gitops.yaml (--context overrides the context; -n may only repeat the namespace,
+    /// as a verification elsewhere would not count for the environment's gates)
+    #[arg(long, value_name = "env")]
+    pub env: String,
+    /// The config repository (default: the git repository containing the working directory);
+    /// -C as in git and git deploy
+    #[arg(short = 'C', long, value_name = "path")]
+    pub repo: Option<PathBuf>,
+    /// Push the note to the remote (default origin) in one atomic push, leased on what the
+    /// remote has; a remote with notes this clone lacks stops it (exit 3): --push=<remote>
+    #[arg(long, value_name = "remote", num_args = 0..=1, require_equals = true,
+          default_missing_value = "origin")]
+    pub push: Option<String>,
+    /// Check and print the note and the ref update, and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format: text or json (the checks, and the verification when recorded)
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
 }
 
 #[cfg(test)]

@@ -309,6 +309,33 @@ impl Cluster {
         })
     }
 
+    /// What a Helm chart's templates see as `Capabilities`: the server's version (`GET
+    /// /version`) and, from this run's discovery, every `group/version` it serves and every
+    /// `group/version/Kind`, as Helm itself lists them when it installs.
+    pub async fn capabilities(&self) -> Result<crate::manifest::helm::Capabilities> {
+        let info = idempotent(|| self.client.apiserver_version())
+            .await
+            .map_err(|e| api_error("reading the server's version", e))?;
+        let mut api_versions = std::collections::BTreeSet::new();
+        for group in self.discovery.groups() {
+            for version in group.versions() {
+                let group_version = if group.name().is_empty() {
+                    version.to_string()
+                } else {
+                    format!("{}/{version}", group.name())
+                };
+                for (resource, _) in group.versioned_resources(version) {
+                    api_versions.insert(format!("{group_version}/{}", resource.kind));
+                }
+                api_versions.insert(group_version);
+            }
+        }
+        Ok(crate::manifest::helm::Capabilities {
+            kube_version: info.git_version,
+            api_versions: api_versions.into_iter().collect(),
+        })
+    }
+
     /// Makes the kinds that CRDs in `objects` define resolvable before they are installed.
     pub fn learn_crds<'a>(&mut self, objects: impl IntoIterator<Item = &'a Value>) {
         for o in objects {

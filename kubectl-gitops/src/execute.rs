@@ -40,11 +40,15 @@ pub fn check_blockers(plan: &Plan, adopt: bool, force_conflicts: bool) -> Result
         .map(|i| format!("{}: {}", i.key, i.owner.as_deref().unwrap_or_default()))
         .collect();
     if !owned.is_empty() {
+        let mut hint = "pass --adopt to take them over".to_string();
+        if !plan.helm_releases.is_empty() {
+            hint.push_str(&format!("; then {}", helm_record_advice(plan)));
+        }
         return Err(Error::refused(format!(
             "refusing to take over objects another tool owns; nothing was written:\n  {}",
             owned.join("\n  ")
         ))
-        .hint("pass --adopt to take them over"));
+        .hint(hint));
     }
     let conflicts: Vec<String> = plan
         .items
@@ -60,6 +64,29 @@ pub fn check_blockers(plan: &Plan, adopt: bool, force_conflicts: bool) -> Result
         .hint("pass --force-conflicts to take those fields over"));
     }
     Ok(())
+}
+
+/// What to do about the records of Helm releases whose objects a sync adopts: while a record
+/// exists, `helm upgrade` and `helm uninstall` still act on the objects (an uninstall deletes
+/// them). Deleting the record (Helm's default storage: Secrets labelled `owner=helm`,
+/// `name=<release>`) leaves the objects alone.
+pub fn helm_record_advice(plan: &Plan) -> String {
+    let commands: Vec<String> = plan
+        .helm_releases
+        .iter()
+        .map(|release| {
+            let (ns, name) = release
+                .split_once('/')
+                .unwrap_or((plan.namespace.as_str(), release.as_str()));
+            format!("kubectl delete secret -n {ns} -l owner=helm,name={name}")
+        })
+        .collect();
+    format!(
+        "remove the old Helm release record{} so that `helm upgrade` and `helm uninstall` no \
+         longer act on these objects (the objects stay): {}",
+        if commands.len() == 1 { "" } else { "s" },
+        commands.join("; ")
+    )
 }
 
 /// What the ApplySet parent lists: the member kinds and the namespaces besides its own.

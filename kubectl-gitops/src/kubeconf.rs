@@ -12,6 +12,8 @@ pub struct Connection {
     pub default_namespace: String,
     /// Who we act as, for revision records: the impersonated user or the kubeconfig user.
     pub user: String,
+    /// The API server's URL, as the kubeconfig or --server gives it.
+    pub server: String,
 }
 
 fn load_kubeconfig(args: &KubeArgs) -> Result<Option<Kubeconfig>> {
@@ -131,6 +133,7 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
     config.default_retry = false;
     let user = args.as_user.clone().unwrap_or(user);
     let default_namespace = config.default_namespace.clone();
+    let server = config.cluster_url.to_string();
     // Building the client runs the kubeconfig's exec credential plugin, a child process: off
     // the runtime's threads.
     let client = tokio::task::spawn_blocking(move || kube::Client::try_from(config))
@@ -148,6 +151,7 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
         client,
         default_namespace,
         user,
+        server,
     })
 }
 

@@ -8,6 +8,7 @@ mod cluster;
 mod cmd;
 mod execute;
 mod health;
+mod inspect;
 mod kubeconf;
 mod lock;
 mod log;
@@ -71,5 +72,7 @@ async fn run(cli: Cli) -> Result<i32> {
             kind: ErrorKind::Invalid,
             ..e
         }),
+        // verify: 1 not verified or a push refused, 2 invalid input, 3 a lost race.
+        Command::Verify(args) => cmd::verify::run(&cli.kube, args).await,
     }
 }

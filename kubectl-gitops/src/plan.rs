@@ -79,6 +79,9 @@ pub struct Plan {
     pub unowned: Vec<ObjectKey>,
     /// With `for_write`: the newest recorded revision before the plan read anything (0: none).
     pub latest_revision: Option<u64>,
+    /// Helm releases (`namespace/name`) that objects of the manifests belong to live, not yet
+    /// adopted: taking them over leaves the release's record behind (see `--adopt`).
+    pub helm_releases: BTreeSet<String>,
 }
 
 impl Plan {
@@ -210,7 +213,9 @@ pub async fn build(
         .map(|run| decide(run, &mut live, &id, opts))
         .collect();
     items.extend(prunes(&mut live, &items, opts));
-    Ok(assemble(opts, id, found, items, live.unowned))
+    let mut plan = assemble(opts, id, found, items, live.unowned);
+    plan.helm_releases = live.helm_releases;
+    Ok(plan)
 }
 
 /// An object of the manifests, ready to apply: its key, its API resource, and the object with
@@ -436,6 +441,8 @@ pub struct Live {
     /// Wanted objects an apply would provably not change, with their foreign owner mark (sync
     /// refuses those even unchanged).
     pub proven: BTreeMap<ObjectKey, Option<String>>,
+    /// Helm releases that wanted objects outside our set belong to.
+    pub helm_releases: BTreeSet<String>,
 }
 
 /// Step 3: one LIST per kind in the namespace (cluster-scoped kinds: our members only), one
@@ -498,11 +505,18 @@ pub async fn list_live(
         members: BTreeMap::new(),
         unowned: Vec::new(),
         proven: BTreeMap::new(),
+        helm_releases: BTreeSet::new(),
     };
     let selector = format!("{}={id}", applyset::LABEL_PART_OF);
     let wanted_index: BTreeMap<&ObjectKey, &Value> =
         wanted.iter().map(|d| (&d.key, &d.object)).collect();
     let admit = |key: ObjectKey, mut v: Value, live: &mut Live| {
+        if wanted_index.contains_key(&key)
+            && v["metadata"]["labels"][applyset::LABEL_PART_OF].as_str() != Some(id)
+            && let Some(release) = applyset::helm_release(&v)
+        {
+            live.helm_releases.insert(release);
+        }
         if !opts.check_all
             && let Some(obj) = wanted_index.get(&key)
             && crate::unchanged::apply_is_noop(MANAGER, obj, &v)
@@ -814,6 +828,7 @@ pub fn assemble(
         items,
         unowned,
         latest_revision: found.latest_revision,
+        helm_releases: BTreeSet::new(),
     }
 }
 
@@ -968,6 +983,7 @@ mod tests {
             members: BTreeMap::new(),
             unowned: Vec::new(),
             proven: BTreeMap::new(),
+            helm_releases: BTreeSet::new(),
         }
     }
 
@@ -1055,6 +1071,7 @@ mod tests {
                 members: l.members.clone(),
                 unowned: vec![],
                 proven: BTreeMap::new(),
+                helm_releases: BTreeSet::new(),
             };
             prunes(&mut l, &decided, o)
                 .into_iter()

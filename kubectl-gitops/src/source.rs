@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::manifest::Manifest;
+use crate::manifest::{Content, helm};
 use gix::ObjectId;
 use shared::git::Repo;
 use shared::tag::TagName;
@@ -19,6 +19,9 @@ pub struct Location<'a> {
     pub tag: Option<&'a str>,
     pub env: Option<&'a str>,
     pub path: Option<&'a str>,
+    /// `--values FILE` and `--set key=value` for a Helm chart.
+    pub values: &'a [String],
+    pub set: &'a [String],
 }
 
 impl<'a> From<&'a SourceArgs> for Location<'a> {
@@ -28,6 +31,8 @@ impl<'a> From<&'a SourceArgs> for Location<'a> {
             tag: args.tag.as_deref(),
             env: args.env.as_deref(),
             path: args.path.as_deref(),
+            values: &args.values,
+            set: &args.set,
         }
     }
 }
@@ -39,6 +44,8 @@ pub struct Request {
     pub tag: Option<String>,
     pub env: Option<String>,
     pub path: Option<String>,
+    pub values: Vec<String>,
+    pub set: Vec<String>,
 }
 
 impl Request {
@@ -48,6 +55,8 @@ impl Request {
             tag: l.tag.map(str::to_string),
             env: l.env.map(str::to_string),
             path: l.path.map(str::to_string),
+            values: l.values.to_vec(),
+            set: l.set.to_vec(),
         }
     }
 }
@@ -62,6 +71,8 @@ pub async fn load(location: Location<'_>) -> Result<Source> {
             tag: r.tag.as_deref(),
             env: r.env.as_deref(),
             path: r.path.as_deref(),
+            values: &r.values,
+            set: &r.set,
         })
     })
     .await
@@ -75,7 +86,8 @@ pub struct Source {
     pub env: Option<String>,
     pub namespace: Option<String>,
     pub context: Option<String>,
-    pub manifests: Vec<Manifest>,
+    /// The objects, or a Helm chart to render once the cluster is known.
+    pub content: Content,
 }
 
 /// `KUBECTL_PATH` is set by kubectl for its plugins; otherwise `kubectl` from PATH.
@@ -167,7 +179,13 @@ pub fn resolve(args: Location<'_>) -> Result<Source> {
             .hint("name the manifests directory with --path, or use --env"));
         }
     };
-    let manifests = crate::manifest::load_at(&repo, commit, &path, &kubectl_binary())?;
+    let values = helm::Values {
+        env: env.as_ref().map(|e| e.name.clone()),
+        settings: env.as_ref().and_then(|e| e.helm.clone()),
+        files: args.values.to_vec(),
+        set: args.set.to_vec(),
+    };
+    let content = crate::manifest::open_at(&repo, commit, &path, &kubectl_binary(), &values)?;
     Ok(Source {
         tag,
         commit,
@@ -175,6 +193,6 @@ pub fn resolve(args: Location<'_>) -> Result<Source> {
         env: env.as_ref().map(|e| e.name.clone()),
         namespace: env.as_ref().map(|e| e.namespace.clone()),
         context: env.and_then(|e| e.context),
-        manifests,
+        content,
     })
 }

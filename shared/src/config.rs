@@ -3,6 +3,8 @@
 //! Both tools read it through this module, always from a specific commit (the one being
 //! deployed), so what is promoted and how it is deployed come from the same snapshot.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -28,6 +30,55 @@ pub struct Environment {
     pub path: String,
     pub namespace: String,
     pub context: Option<String>,
+    /// How a Helm chart at `path` is rendered for this environment (`helm:`).
+    pub helm: Option<Helm>,
+    /// What a deploy must have shown before it is promoted *into* this environment.
+    pub gates: Gates,
+}
+
+/// Promotion gates of an environment, checked on the source deploy when promoting into it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gates {
+    /// The source deploy was verified healthy in the source environment
+    /// (`kubectl gitops verify`), recorded as a note on its tag.
+    pub verified: bool,
+    /// ...and has stayed the source environment's deploy this long since its first
+    /// verification (with `verified`) or since it was tagged.
+    pub soak: Option<Duration>,
+}
+
+impl Gates {
+    pub fn is_empty(&self) -> bool {
+        !self.verified && self.soak.is_none()
+    }
+
+    /// Each gate at its strictest of the two: where several descriptions of an environment
+    /// apply, loosening a gate in one of them does not loosen it.
+    pub fn strictest(&self, other: &Gates) -> Gates {
+        Gates {
+            verified: self.verified || other.verified,
+            soak: self.soak.max(other.soak),
+        }
+    }
+}
+
+/// The `helm:` block of an environment: the release and its values, for a `path` that holds a
+/// Helm chart.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Helm {
+    /// The release name; `None` means the environment's name.
+    pub release: Option<String>,
+    /// Values files relative to the chart directory, in the order Helm reads them.
+    pub values_files: Vec<String>,
+    /// Values given inline, read after the files (highest precedence).
+    pub values: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl Helm {
+    /// The release name for environment `env`.
+    pub fn release_for<'a>(&'a self, env: &'a str) -> &'a str {
+        self.release.as_deref().unwrap_or(env)
+    }
 }
 
 #[derive(Deserialize)]
@@ -45,9 +96,33 @@ struct RawEnvironment {
     namespace: Spanned<String>,
     #[serde(default)]
     context: Option<Spanned<String>>,
+    #[serde(default)]
+    helm: Option<Spanned<RawHelm>>,
+    #[serde(default)]
+    gates: Option<RawGates>,
 }
 
-const FIELDS_HINT: &str = "each environment needs name, branch, path and namespace, and may have context; see the gitops.yaml reference in the README";
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawHelm {
+    #[serde(default)]
+    release: Option<Spanned<String>>,
+    #[serde(default)]
+    values_files: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    values: Option<Spanned<serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGates {
+    #[serde(default)]
+    verified: Option<bool>,
+    #[serde(default)]
+    soak: Option<Spanned<String>>,
+}
+
+const FIELDS_HINT: &str = "each environment needs name, branch, path and namespace, and may have context, helm (release, valuesFiles, values) and gates (verified, soak); see the gitops.yaml reference in the README";
 
 fn at(file: &str, loc: serde_saphyr::Location, message: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{file}:{}:{}: {message}", loc.line(), loc.column()))
@@ -112,6 +187,10 @@ impl Config {
                     "context is empty; remove the key to use the current kube context",
                 ));
             }
+            let helm = match env.helm {
+                Some(raw) => Some(helm_block(file, &env.name, &env.path.value, raw)?),
+                None => None,
+            };
             for (name, branch, loc) in &seen {
                 if *name == env.name.value {
                     return Err(at(
@@ -137,6 +216,18 @@ impl Config {
                     .hint("each environment needs its own branch"));
                 }
             }
+            let gates = match env.gates {
+                Some(raw) => Gates {
+                    verified: raw.verified.unwrap_or(false),
+                    soak: match raw.soak {
+                        Some(soak) => parse_soak(&soak.value).map_err(|why| {
+                            at(file, soak.referenced, format!("gates.soak: {why}"))
+                        })?,
+                        None => None,
+                    },
+                },
+                None => Gates::default(),
+            };
             seen.push((
                 env.name.value.clone(),
                 env.branch.value.clone(),
@@ -148,6 +239,8 @@ impl Config {
                 path: refname::normalize_repo_path(&env.path.value),
                 namespace: env.namespace.value,
                 context: env.context.map(|c| c.value),
+                helm,
+                gates,
             });
         }
         Ok(Config { environments })
@@ -207,9 +300,152 @@ impl Config {
             if let Some(ctx) = &env.context {
                 out.push_str(&format!("    context: {}\n", quote(ctx)));
             }
+            if env.helm.as_ref() == Some(&Helm::default()) {
+                out.push_str("    helm: {}\n");
+            } else if let Some(helm) = &env.helm {
+                out.push_str("    helm:\n");
+                if let Some(release) = &helm.release {
+                    out.push_str(&format!("      release: {}\n", quote(release)));
+                }
+                if !helm.values_files.is_empty() {
+                    let files: Vec<String> = helm.values_files.iter().map(|f| quote(f)).collect();
+                    out.push_str(&format!("      valuesFiles: [{}]\n", files.join(", ")));
+                }
+                if let Some(values) = &helm.values {
+                    // JSON is YAML in flow style: every value keeps its type.
+                    let json = serde_json::to_string(values).expect("values always serialise");
+                    out.push_str(&format!("      values: {json}\n"));
+                }
+            }
+            if !env.gates.is_empty() {
+                out.push_str("    gates:\n");
+                if env.gates.verified {
+                    out.push_str("      verified: true\n");
+                }
+                if let Some(soak) = env.gates.soak {
+                    out.push_str(&format!(
+                        "      soak: {}\n",
+                        quote(&crate::duration::format_duration(soak))
+                    ));
+                }
+            }
         }
         out
     }
+}
+
+/// Checks an environment's `helm:` block. Values files may use `..` (a values directory beside
+/// the chart is common), but must stay inside the repository when resolved from the chart's
+/// `path`.
+fn helm_block(
+    file: &str,
+    env: &Spanned<String>,
+    chart_path: &str,
+    raw: Spanned<RawHelm>,
+) -> Result<Helm, Error> {
+    let raw_loc = raw.referenced;
+    let raw = raw.value;
+    if let Some(release) = &raw.release
+        && let Some(problem) = refname::helm_release_problem(&release.value)
+    {
+        return Err(at(
+            file,
+            release.referenced,
+            format!("helm.release {:?} {problem}", release.value),
+        )
+        .hint(
+            "Helm release names are lowercase letters, digits, '-' and '.', at most 53 characters",
+        ));
+    }
+    if raw.release.is_none()
+        && let Some(problem) = refname::helm_release_problem(&env.value)
+    {
+        return Err(at(
+            file,
+            raw_loc,
+            format!(
+                "helm.release is needed: the release name defaults to the environment's name, and {:?} {problem}",
+                env.value
+            ),
+        )
+        .hint("set helm.release to a lowercase name of letters, digits, '-' and '.'"));
+    }
+    let mut values_files = Vec::new();
+    for entry in raw.values_files.unwrap_or_default() {
+        if let Some(problem) = values_file_problem(chart_path, &entry.value) {
+            return Err(at(
+                file,
+                entry.referenced,
+                format!("helm.valuesFiles entry {:?} {problem}", entry.value),
+            )
+            .hint("values files are paths relative to the chart directory (the environment's path), inside the repository"));
+        }
+        values_files.push(entry.value);
+    }
+    let values = match raw.values {
+        None => None,
+        Some(Spanned {
+            value: serde_json::Value::Object(map),
+            ..
+        }) => Some(map),
+        Some(Spanned {
+            value: serde_json::Value::Null,
+            ..
+        }) => None,
+        Some(other) => {
+            return Err(at(
+                file,
+                other.referenced,
+                "helm.values must be a mapping of chart values, e.g. {replicaCount: 2}",
+            ));
+        }
+    };
+    Ok(Helm {
+        release: raw.release.map(|r| r.value),
+        values_files,
+        values,
+    })
+}
+
+/// Why `entry` (relative to the chart at `chart_path`) cannot name a values file.
+pub fn values_file_problem(chart_path: &str, entry: &str) -> Option<&'static str> {
+    if entry.trim().is_empty() {
+        return Some("is empty");
+    }
+    if entry.starts_with('/') {
+        return Some("is absolute; give a path relative to the chart directory");
+    }
+    if entry.contains('\\') {
+        return Some("contains '\\'; use '/' as the separator");
+    }
+    if entry.contains('\0') || entry.contains("://") {
+        return Some("is not a path inside the repository");
+    }
+    if resolve_in_repo(chart_path, entry).is_none() {
+        return Some("points outside the repository");
+    }
+    None
+}
+
+/// `entry` relative to the directory `base` (repository-relative, `""` the root), resolved by
+/// path text; `None` when `..` leaves the repository.
+pub fn resolve_in_repo(base: &str, entry: &str) -> Option<String> {
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for part in entry.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// A soak time, spelled as every duration of both tools (`crate::duration`); `0` means none.
+fn parse_soak(text: &str) -> Result<Option<Duration>, String> {
+    crate::duration::parse(text).map(|d| (!d.is_zero()).then_some(d))
 }
 
 fn quote(s: &str) -> String {
@@ -251,6 +487,9 @@ environments:
     branch: env/prod
     path: deploy/overlays/production
     namespace: production
+    gates:
+      verified: true
+      soak: 30m
 ";
 
     #[test]
@@ -264,6 +503,74 @@ environments:
         assert_eq!(c.previous_of("prod").unwrap().name, "staging");
         assert!(c.next_after("prod").is_none());
         assert!(c.previous_of("dev").is_none());
+        assert_eq!(
+            c.env("prod").unwrap().gates,
+            Gates {
+                verified: true,
+                soak: Some(Duration::from_secs(1800))
+            }
+        );
+        assert!(c.env("staging").unwrap().gates.is_empty());
+    }
+
+    #[test]
+    fn gates_take_go_and_longer_duration_spellings() {
+        let soak = |s: &str| {
+            let text = format!(
+                "environments:\n  - name: a\n    branch: a\n    path: a\n    namespace: a\n    gates:\n      soak: {s}\n"
+            );
+            Config::parse("gitops.yaml", &text).map(|c| c.environments[0].gates.soak)
+        };
+        assert_eq!(soak("1h30m").unwrap(), Some(Duration::from_secs(5400)));
+        assert_eq!(soak("\"1h 30m\"").unwrap(), Some(Duration::from_secs(5400)));
+        assert_eq!(soak("45s").unwrap(), Some(Duration::from_secs(45)));
+        assert_eq!(soak("0").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_gates_name_line_column_and_what_to_write() {
+        let base = "environments:\n  - name: a\n    branch: a\n    path: a\n    namespace: a\n    gates:\n";
+        let e = err(&format!("{base}      soak: soon\n"));
+        assert!(
+            e.starts_with("gitops.yaml:7:13: gates.soak: \"soon\" is not a duration"),
+            "{e}"
+        );
+        assert!(e.contains("a duration such as 30s, 5m, 1h30m or 0"), "{e}");
+        let e = err(&format!("{base}      soak: 30\n"));
+        assert!(
+            e.starts_with("gitops.yaml:7:13: gates.soak: \"30\" has no unit"),
+            "{e}"
+        );
+        let e = err(&format!("{base}      soak: -5m\n"));
+        assert!(e.contains("negative"), "{e}");
+        let e = err(&format!("{base}      verified: maybe\n"));
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        let e = err(&format!("{base}      approved: true\n"));
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(e.contains("approved"), "{e}");
+    }
+
+    #[test]
+    fn the_strictest_of_two_gates_keeps_each_gate() {
+        let a = Gates {
+            verified: true,
+            soak: Some(Duration::from_secs(60)),
+        };
+        let b = Gates {
+            verified: false,
+            soak: Some(Duration::from_secs(600)),
+        };
+        assert_eq!(
+            a.strictest(&b),
+            Gates {
+                verified: true,
+                soak: Some(Duration::from_secs(600))
+            }
+        );
+        assert_eq!(
+            Gates::default().strictest(&Gates::default()),
+            Gates::default()
+        );
     }
 
     #[test]
@@ -324,5 +631,79 @@ environments:
         assert!(e.contains("empty"), "{e}");
         let e = err("environments: [\n");
         assert!(e.starts_with("gitops.yaml:"), "{e}");
+    }
+
+    const HELM: &str = "\
+environments:
+  - name: dev
+    branch: env/dev
+    path: deploy/podinfo
+    namespace: dev
+  - name: prod
+    branch: env/prod
+    path: deploy/podinfo
+    namespace: prod
+    helm:
+      release: podinfo
+      valuesFiles: [values.yaml, values-prod.yaml, ../values/prod.yaml]
+      values: {replicaCount: 3, ui: {message: \"hello\"}, tags: [a, b]}
+";
+
+    #[test]
+    fn helm_blocks_parse_and_round_trip() {
+        let c = Config::parse("gitops.yaml", HELM).unwrap();
+        assert_eq!(c.env("dev").unwrap().helm, None);
+        let helm = c.env("prod").unwrap().helm.clone().unwrap();
+        assert_eq!(helm.release.as_deref(), Some("podinfo"));
+        assert_eq!(helm.release_for("prod"), "podinfo");
+        assert_eq!(
+            helm.values_files,
+            ["values.yaml", "values-prod.yaml", "../values/prod.yaml"]
+        );
+        let values = helm.values.unwrap();
+        assert_eq!(values["replicaCount"], 3);
+        assert_eq!(values["ui"]["message"], "hello");
+        assert_eq!(values["tags"][1], "b");
+        assert_eq!(Config::parse("x", &c.to_yaml()).unwrap(), c);
+        let empty =
+            "environments:\n  - {name: dev, branch: env/dev, path: c, namespace: dev, helm: {}}\n";
+        let c = Config::parse("gitops.yaml", empty).unwrap();
+        assert_eq!(c.env("dev").unwrap().helm, Some(Helm::default()));
+        assert_eq!(Config::parse("x", &c.to_yaml()).unwrap(), c);
+    }
+
+    #[test]
+    fn helm_block_errors_name_line_column_and_the_fix() {
+        let with = |block: &str| {
+            err(&format!(
+                "environments:\n  - name: dev\n    branch: env/dev\n    path: deploy/chart\n    namespace: dev\n    helm:\n{block}"
+            ))
+        };
+        let e = with("      relase: web\n");
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(e.contains("relase"), "{e}");
+        let e = with("      release: Web_1\n");
+        assert!(e.starts_with("gitops.yaml:7:16:"), "{e}");
+        assert!(e.contains("helm.release \"Web_1\""), "{e}");
+        let e = with("      valuesFiles: [values.yaml, ../../../etc/passwd]\n");
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(e.contains("points outside the repository"), "{e}");
+        let e = with("      valuesFiles: [/etc/passwd]\n");
+        assert!(e.contains("is absolute"), "{e}");
+        let e = with("      values: [1, 2]\n");
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(e.contains("helm.values must be a mapping"), "{e}");
+        let e = with("      valuesFiles: values.yaml\n");
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        // The release defaults to the environment's name, which must then be a valid one.
+        let e = err(
+            "environments:\n  - {name: Prod_1, branch: env/p, path: c, namespace: p, helm: {valuesFiles: [v.yaml]}}\n",
+        );
+        assert!(e.contains("helm.release is needed"), "{e}");
+        assert!(Config::parse(
+            "gitops.yaml",
+            "environments:\n  - {name: Prod_1, branch: env/p, path: c, namespace: p, helm: {release: prod}}\n"
+        )
+        .is_ok());
     }
 }

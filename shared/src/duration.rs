@@ -1,5 +1,5 @@
-//! One parser for every duration flag of both tools (`--timeout`, `--request-timeout`, and
-//! later a gate's soak time), so they all accept the same spellings: jiff's friendly format,
+//! One parser for every duration flag of both tools (`--timeout`, `--request-timeout`) and of
+//! gitops.yaml (a gate's `soak`), so they all accept the same spellings: jiff's friendly format,
 //! which reads Go's (`90s`, `2m30s`, `1h30m`, `1.5s`, `500ms`) and longer ones (`1h 30m`,
 //! `2 minutes`). `0` means none. Given to clap as value parsers, so a bad value stops the run
 //! before any request.

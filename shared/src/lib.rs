@@ -6,6 +6,7 @@
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod gates;
 pub mod git;
 pub mod output;
 pub mod prompt;
@@ -13,8 +14,9 @@ pub mod refname;
 pub mod render;
 pub mod signature;
 pub mod tag;
+pub mod verification;
 
-pub use config::{Config, Environment};
+pub use config::{Config, Environment, Gates};
 pub use error::{Error, ErrorKind, Result};
 
 /// Version string recorded in tags (`Deploy-Tool`) and ApplySet tooling annotations.

@@ -110,6 +110,32 @@ pub fn dns_label_problem(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Helm's rule for release names (`helm install` refuses others): at most 53 characters, a
+/// DNS subdomain of lowercase letters, digits, '-' and '.'.
+pub fn helm_release_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("is empty");
+    }
+    if name.len() > 53 {
+        return Some("is longer than 53 characters");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
+        return Some("may only contain lowercase letters, digits, '-' and '.'");
+    }
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && p.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    if !name.split('.').all(ok_part) {
+        return Some("must start and end with a letter or digit, also around each '.'");
+    }
+    None
+}
+
 /// A manifests path is relative to the repository root and may not leave it.
 pub fn repo_path_problem(path: &str) -> Option<&'static str> {
     if path.is_empty() {
@@ -198,6 +224,30 @@ mod tests {
         for bad in ["", "Team", "-a", "a-", "a_b", "a.b", &"a".repeat(64)] {
             assert!(
                 dns_label_problem(bad).is_some(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn helm_release_names_follow_helm() {
+        for good in ["podinfo", "web-1", "a.b-c", "x", &"a".repeat(53)] {
+            assert_eq!(helm_release_problem(good), None, "{good:?}");
+        }
+        for bad in [
+            "",
+            "Web",
+            "a_b",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "a/b",
+            &"a".repeat(54),
+        ] {
+            assert!(
+                helm_release_problem(bad).is_some(),
                 "{bad:?} should be rejected"
             );
         }

@@ -130,11 +130,14 @@ pub struct DeployRecord {
     pub source_commit: Option<String>,
     pub previous_tag: Option<String>,
     pub previous_commit: Option<String>,
+    /// Why a promotion went ahead although gates of the target were unmet
+    /// (`--override-gates`).
+    pub gate_override: Option<String>,
     pub branch: String,
     pub tool: String,
 }
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 10] = [
     "Deploy-Env",
     "Deploy-Action",
     "Deploy-Source-Env",
@@ -142,6 +145,7 @@ const KEYS: [&str; 9] = [
     "Deploy-Source-Commit",
     "Deploy-Previous-Tag",
     "Deploy-Previous-Commit",
+    "Deploy-Gate-Override",
     "Deploy-Branch",
     "Deploy-Tool",
 ];
@@ -181,6 +185,7 @@ impl DeployRecord {
             self.source_commit.as_deref(),
             self.previous_tag.as_deref(),
             self.previous_commit.as_deref(),
+            self.gate_override.as_deref(),
             Some(self.branch.as_str()),
             Some(self.tool.as_str()),
         ];
@@ -216,6 +221,7 @@ impl DeployRecord {
                 "Deploy-Source-Commit" => rec.source_commit = Some(value),
                 "Deploy-Previous-Tag" => rec.previous_tag = Some(value),
                 "Deploy-Previous-Commit" => rec.previous_commit = Some(value),
+                "Deploy-Gate-Override" => rec.gate_override = Some(value),
                 "Deploy-Branch" => rec.branch = value,
                 "Deploy-Tool" => rec.tool = value,
                 // git allows other trailers (Signed-off-by, ...) in the same block.
@@ -297,6 +303,7 @@ mod tests {
             source_commit: Some("abc1234abc1234abc1234abc1234abc1234abc12".into()),
             previous_tag: Some("deploy/prod/20251120T090000Z".into()),
             previous_commit: Some("def5678def5678def5678def5678def5678def56".into()),
+            gate_override: Some("hotfix for INC-42, approved by on-call".into()),
             branch: "env/prod".into(),
             tool: "git-deploy/0.1.0".into(),
         }
@@ -318,14 +325,20 @@ mod tests {
     #[test]
     fn body_cannot_inject_trailers() {
         let mut rec = sample();
-        rec.body =
-            Some("Deploy-Env: evil\nDeploy-Action: rollback\nDeploy-Source-Tag: forged".into());
+        rec.body = Some(
+            "Deploy-Env: evil\nDeploy-Action: rollback\nDeploy-Source-Tag: forged\nDeploy-Gate-Override: none"
+                .into(),
+        );
         let parsed = DeployRecord::parse(&rec.render()).unwrap();
         assert_eq!(parsed.env, "prod");
         assert_eq!(parsed.action, Some(Action::Promote));
         assert_eq!(
             parsed.source_tag.as_deref(),
             Some("deploy/staging/20251121T101320Z")
+        );
+        assert_eq!(
+            parsed.gate_override.as_deref(),
+            Some("hotfix for INC-42, approved by on-call")
         );
         assert_eq!(parsed.body, rec.body);
     }

@@ -4,7 +4,7 @@
 //! kubectl-gitops, which owns them.)
 
 use proptest::prelude::*;
-use shared::config::{Config, Environment};
+use shared::config::{Config, Environment, Helm};
 use shared::tag::{Action, DeployRecord, TagName};
 
 fn config() -> ProptestConfig {
@@ -79,13 +79,57 @@ fn maybe_valid_env() -> impl Strategy<Value = Environment> {
         prop_oneof!["[a-z0-9._/-]{0,20}", "\\PC{0,12}"],
         prop_oneof!["[a-z0-9-]{1,20}", "\\PC{0,8}"],
         prop::option::of("\\PC{0,16}"),
+        prop::option::of(maybe_valid_helm()),
+        (any::<bool>(), prop::option::of(1u64..400_000)),
     )
-        .prop_map(|(name, branch, path, namespace, context)| Environment {
-            name,
-            branch,
-            path,
-            namespace,
-            context,
+        .prop_map(
+            |(name, branch, path, namespace, context, helm, (verified, soak))| Environment {
+                name,
+                branch,
+                path,
+                namespace,
+                context,
+                helm,
+                gates: shared::config::Gates {
+                    verified,
+                    soak: soak.map(std::time::Duration::from_secs),
+                },
+            },
+        )
+}
+
+/// Chart values as YAML would give them: strings (hostile ones too), integers, booleans,
+/// null, lists and nested mappings.
+fn chart_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        "\\PC{0,12}".prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<bool>().prop_map(serde_json::Value::from),
+        Just(serde_json::Value::Null),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map("\\PC{1,8}", inner, 0..4)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn maybe_valid_helm() -> impl Strategy<Value = Helm> {
+    (
+        prop::option::of(prop_oneof!["[a-z0-9][a-z0-9.-]{0,20}", "\\PC{0,12}"]),
+        prop::collection::vec(prop_oneof!["[a-z0-9._/-]{1,20}", "\\PC{0,12}"], 0..3),
+        prop::option::of(prop::collection::btree_map(
+            "\\PC{1,8}",
+            chart_value(),
+            0..4,
+        )),
+    )
+        .prop_map(|(release, values_files, values)| Helm {
+            release,
+            values_files,
+            values: values.map(|m| m.into_iter().collect()),
         })
 }
 
@@ -132,6 +176,7 @@ fn record() -> impl Strategy<Value = DeployRecord> {
         prop::option::of("[0-9a-f]{40}"),
         single_line(),
         single_line(),
+        prop::option::of(single_line()),
     )
         .prop_map(
             |(
@@ -146,6 +191,7 @@ fn record() -> impl Strategy<Value = DeployRecord> {
                 previous_commit,
                 branch,
                 tool,
+                gate_override,
             )| DeployRecord {
                 env,
                 action,
@@ -156,6 +202,7 @@ fn record() -> impl Strategy<Value = DeployRecord> {
                 source_commit,
                 previous_tag,
                 previous_commit,
+                gate_override,
                 branch,
                 tool,
             },
@@ -172,6 +219,7 @@ fn forging_body() -> impl Strategy<Value = String> {
         Just("Deploy-Source-Commit: 0000000000000000000000000000000000000000".to_string()),
         Just("Deploy-Branch: env/evil".to_string()),
         Just("Deploy-Tool: evil/1".to_string()),
+        Just("Deploy-Gate-Override: forged".to_string()),
         Just(String::new()),
         Just("\r".to_string()),
         Just("   ".to_string()),
@@ -239,6 +287,7 @@ proptest! {
         prop_assert_eq!(&parsed.source_env, &rec.source_env);
         prop_assert_eq!(&parsed.source_tag, &rec.source_tag);
         prop_assert_eq!(&parsed.source_commit, &rec.source_commit);
+        prop_assert_eq!(&parsed.gate_override, &rec.gate_override);
         prop_assert_eq!(&parsed.previous_tag, &rec.previous_tag);
         prop_assert_eq!(&parsed.previous_commit, &rec.previous_commit);
         prop_assert_eq!(&parsed.branch, &rec.branch);

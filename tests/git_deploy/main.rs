@@ -1,6 +1,7 @@
 //! End-to-end tests of `git deploy` against real repositories, checked with the real `git`.
 
 mod fixture;
+mod gates;
 mod push;
 mod races;
 mod trust;

@@ -3,11 +3,17 @@
 
 #[path = "../common/cluster.rs"]
 mod cluster;
+mod gates;
 mod health;
+mod helm;
+#[path = "../install/common.rs"]
+mod install_common;
 #[path = "../common/repo.rs"]
 mod repo;
 mod rollouts;
 mod skip;
+#[path = "../common/tools.rs"]
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

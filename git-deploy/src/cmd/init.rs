@@ -47,6 +47,8 @@ fn parse_env(spec: &str) -> Result<Environment> {
         path: refname::normalize_repo_path(&path),
         namespace,
         context: None,
+        helm: None,
+        gates: Default::default(),
     })
 }
 
@@ -59,6 +61,8 @@ fn default_envs() -> Vec<Environment> {
             path: format!("deploy/{n}"),
             namespace: n.to_string(),
             context: None,
+            helm: None,
+            gates: Default::default(),
         })
         .collect()
 }
@@ -129,7 +133,7 @@ pub fn run(repo: &mut Repo, args: InitArgs) -> Result<()> {
     for (name, env) in missing {
         plan.add(name, None, Some(head), format!("environment {env}"));
     }
-    super::show_plan(repo, &plan, false);
+    super::show_plan(repo, &plan, false, false);
     plan.execute(repo)?;
     output::info(format!(
         "ready: environments {} (next: `git deploy tag {}`)",

@@ -44,7 +44,7 @@ pub fn lock(repo: &mut Repo, args: LockArgs) -> Result<()> {
         args.write.push.clone(),
     );
     plan.add(lock::lock_ref(&args.env), None, Some(id), "lock");
-    super::show_plan(repo, &plan, args.write.dry_run);
+    super::show_plan(repo, &plan, args.write.dry_run, false);
     if args.write.dry_run {
         return Ok(());
     }
@@ -75,7 +75,7 @@ pub fn unlock(repo: &mut Repo, args: UnlockArgs) -> Result<()> {
         None,
         format!("lock held by {} since {}", l.holder, l.since),
     );
-    super::show_plan(repo, &plan, args.write.dry_run);
+    super::show_plan(repo, &plan, args.write.dry_run, false);
     if args.write.dry_run {
         return Ok(());
     }

@@ -18,6 +18,7 @@ pub fn tag_json(repo: &Repo, info: &TagInfo) -> serde_json::Value {
         "source_commit": rec.and_then(|r| r.source_commit.clone()),
         "previous_tag": rec.and_then(|r| r.previous_tag.clone()),
         "previous_commit": rec.and_then(|r| r.previous_commit.clone()),
+        "gate_override": rec.and_then(|r| r.gate_override.clone()),
         "branch": rec.map(|r| r.branch.clone()),
         "tool": rec.map(|r| r.tool.clone()),
         "tagger": info.tagger.as_ref().map(|t| t.name.clone()),

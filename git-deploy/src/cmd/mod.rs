@@ -35,11 +35,16 @@ pub fn check_env_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Prints the plan; with `dry_run`, stops there.
-pub fn show_plan(repo: &Repo, plan: &Plan, dry_run: bool) {
+/// Prints the plan; with `dry_run`, stops there. With `json` stdout is kept for the caller's
+/// JSON document, and the plan goes to stderr.
+pub fn show_plan(repo: &Repo, plan: &Plan, dry_run: bool, json: bool) {
     if dry_run {
         output::info("dry run: these ref updates would be made; nothing was written");
-        anstream::print!("{}", plan.render(repo));
+        if json {
+            output::info(plan.render(repo).trim_end());
+        } else {
+            anstream::print!("{}", plan.render(repo));
+        }
     } else {
         output::info(plan.render(repo).trim_end());
     }
@@ -115,6 +120,36 @@ pub struct Deploy<'a> {
     pub respect_lock: bool,
     /// Question, `--yes`, and what is refused, for commands that confirm before writing.
     pub confirm: Option<(String, bool, String)>,
+    /// `-o json`: the caller prints a JSON document on stdout, so the plan goes to stderr.
+    pub json: bool,
+}
+
+/// What `write_deploy` did: the new tag (written unless `dry_run`) and the ref updates.
+pub struct Written {
+    pub tag: String,
+    pub updates: Vec<shared::git::RefUpdate>,
+    pub dry_run: bool,
+}
+
+impl Written {
+    /// The ref updates, for `-o json`.
+    pub fn updates_json(&self, repo: &Repo) -> serde_json::Value {
+        let id = |v: Option<ObjectId>| v.map(|v| v.to_string());
+        serde_json::Value::Array(
+            self.updates
+                .iter()
+                .map(|u| {
+                    serde_json::json!({
+                        "ref": u.name,
+                        "old": id(u.old),
+                        "new": id(u.new),
+                        "note": u.note,
+                        "short_new": u.new.map(|n| repo.short(n)),
+                    })
+                })
+                .collect(),
+        )
+    }
 }
 
 pub enum Branch {
@@ -129,9 +164,9 @@ pub enum Branch {
     },
 }
 
-/// Builds the tag, shows the plan, and (unless --dry-run) confirms and executes it; prints the
-/// new tag's name on stdout for scripts.
-pub fn write_deploy(repo: &mut Repo, d: Deploy<'_>) -> Result<()> {
+/// Builds the tag, shows the plan, and (unless --dry-run) confirms and executes it. Callers
+/// print the new tag's name (or their JSON) on stdout for scripts.
+pub fn write_deploy(repo: &mut Repo, d: Deploy<'_>) -> Result<Written> {
     let env = d.record.env.clone();
     let who = write::identity(repo)?;
     let name = write::free_tag_name(repo, &env, who.time.seconds)?;
@@ -157,14 +192,19 @@ pub fn write_deploy(repo: &mut Repo, d: Deploy<'_>) -> Result<()> {
             format!("environment {env} was locked"),
         );
     }
-    show_plan(repo, &plan, d.write.dry_run);
+    show_plan(repo, &plan, d.write.dry_run, d.json);
+    let mut written = Written {
+        tag: name,
+        updates: plan.updates.clone(),
+        dry_run: d.write.dry_run,
+    };
     if d.write.dry_run {
-        return Ok(());
+        return Ok(written);
     }
     if let Some((question, yes, what)) = &d.confirm {
         shared::prompt::confirm(question, *yes, what)?;
     }
     plan.execute(repo)?;
-    output::stdout_line(&name);
-    Ok(())
+    written.dry_run = false;
+    Ok(written)
 }

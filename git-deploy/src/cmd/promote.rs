@@ -1,83 +1,31 @@
+//! `git deploy promote <from> [<to>]`: moves the target branch to what <from> deployed and
+//! tags it, after the target's gates passed (or were overridden with a recorded reason).
+
 use gix::ObjectId;
-use shared::git::Repo;
-use shared::git::lock;
+use jiff::Timestamp;
+use serde_json::json;
+use shared::gates::{self, Evaluation};
+use shared::git::notes::{DEPLOY_NOTES_REF, newer_on_remotes};
+use shared::git::{Repo, TagInfo, lock, write};
 use shared::tag::{self, Action, DeployRecord};
 use shared::{Error, Result};
 
-use crate::cli::{PromoteArgs, Strategy};
+use crate::cli::{Output, PromoteArgs, Strategy};
 use crate::output;
-use shared::git::write;
 
+/// A pipeline of named steps: which deploy moves where, whether it is already there, the
+/// gates, the lock, how the branch moves, and the deploy that records it.
 pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
-    super::check_env_name(&args.from)?;
-    if let Some(to) = &args.to {
-        super::check_env_name(to)?;
-    }
-    if let Some(remote) = &args.write.push {
-        shared::git::push::check_remote(remote)?;
-    }
-    if let Some(m) = &args.message {
-        tag::check_body(m)?;
-    }
-
-    // What <from> deployed: its latest deploy tag, or the one named.
-    let source = match &args.tag {
-        Some(t) => super::require_deploy_tag(repo, &args.from, t)?,
-        None => match repo.deploys(&args.from)?.latest()? {
-            Some(t) => repo.tag_info_at(&t.name, t.target)?,
-            None => {
-                return Err(Error::invalid(format!(
-                    "environment {} has no deploy tag to promote",
-                    args.from
-                ))
-                .hint(format!(
-                    "tag what {0} runs first: `git deploy tag {0}`",
-                    args.from
-                )));
-            }
-        },
-    };
-    let src = source.commit;
-    let cfg = repo.config_at(src, &source.name)?;
-    let from = cfg
-        .require(&args.from, &format!("gitops.yaml at {}", source.name))?
-        .clone();
-    let to = match &args.to {
-        Some(name) => cfg.require(name, &format!("gitops.yaml at {}", source.name))?.clone(),
-        None => cfg.next_after(&from.name).cloned().ok_or_else(|| {
-            Error::invalid(format!("{} is the last environment in gitops.yaml; there is nothing after it to promote to", from.name))
-                .hint("name the target environment: git deploy promote <from> <to>")
-        })?,
-    };
-    if to.name == from.name {
-        return Err(Error::invalid(format!(
-            "cannot promote {} to itself",
-            to.name
-        )));
-    }
-    lock::check_unlocked(repo, &to.name, args.ignore_lock)?;
-
-    let branch_ref = format!("refs/heads/{}", to.branch);
+    check_args(&args)?;
+    let source = source_deploy(repo, &args)?;
+    let (from, to) = environments(repo, &args, &source)?;
     let old = repo.branch_head(&to.branch)?;
-    if let Some(old) = old
-        && repo.is_ancestor(src, old)?
-    {
-        output::info(format!(
-            "{} ({}) already contains {} ({}); nothing to promote",
-            to.branch,
-            repo.short(old),
-            source.name,
-            repo.short(src)
-        ));
-        if repo.deploys(&to.name)?.latest()?.is_none() {
-            output::info(format!(
-                "{0} has no deploy tag yet: `git deploy tag {0}` records that it runs this commit",
-                to.name
-            ));
-        }
+    if already_promoted(repo, &args, &source, &to, old)? {
         return Ok(());
     }
-
+    let gates = check_gates(repo, &args, &from, &to, &source)?;
+    lock::check_unlocked(repo, &to.name, args.ignore_lock)?;
+    let src = source.commit;
     let (new_head, how) = match old {
         None => (src, "new branch".to_string()),
         Some(old) if repo.is_ancestor(old, src)? => (src, "fast-forward".to_string()),
@@ -97,31 +45,13 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     super::print_changes(repo, old, new_head, &to.path)?;
 
     let succession = repo.deploys(&to.name)?.succession()?;
-    let previous = succession.previous.clone();
-    let record = DeployRecord {
-        env: to.name.clone(),
-        action: Some(Action::Promote),
-        subject: tag::subject(
-            &to.name,
-            Action::Promote,
-            &format!("{} {}", from.name, source.name),
-            &repo.short(src),
-        ),
-        body: args.message.clone(),
-        source_env: Some(from.name.clone()),
-        source_tag: Some(source.name.clone()),
-        source_commit: Some(src.to_string()),
-        previous_tag: previous.as_ref().map(|p| p.name.clone()),
-        previous_commit: old.map(|o| o.to_string()),
-        branch: to.branch.clone(),
-        tool: format!("git-deploy/{}", shared::VERSION),
-    };
-    super::write_deploy(
+    let record = record(repo, &args, &from, &to, &source, old, &succession, &gates);
+    let written = super::write_deploy(
         repo,
         super::Deploy {
             reason: format!("git-deploy: promote {} to {}", source.name, to.name),
             branch: super::Branch::Move {
-                name: branch_ref,
+                name: format!("refs/heads/{}", to.branch),
                 old,
                 note: how,
             },
@@ -136,8 +66,281 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
                 args.yes,
                 format!("promote to {}", to.name),
             )),
+            json: args.output == Output::Json,
         },
-    )
+    )?;
+    match args.output {
+        Output::Json => {
+            let mut doc = document(repo, &from, &to, &source, &gates);
+            doc["updates"] = written.updates_json(repo);
+            doc["tag"] = json!(written.tag);
+            doc["written"] = json!(!written.dry_run);
+            output::print_json(&doc);
+        }
+        Output::Text if !written.dry_run => output::stdout_line(&written.tag),
+        Output::Text => {}
+    }
+    Ok(())
+}
+
+fn check_args(args: &PromoteArgs) -> Result<()> {
+    super::check_env_name(&args.from)?;
+    if let Some(to) = &args.to {
+        super::check_env_name(to)?;
+    }
+    if let Some(remote) = &args.write.push {
+        shared::git::push::check_remote(remote)?;
+    }
+    if let Some(m) = &args.message {
+        tag::check_body(m)?;
+    }
+    if let Some(reason) = &args.override_gates
+        && (reason.trim().is_empty() || reason.contains('\0'))
+    {
+        return Err(Error::invalid(
+            "--override-gates needs a reason: it is recorded in the tag for whoever asks why",
+        )
+        .hint("e.g. --override-gates \"hotfix for INC-123, approved by the on-call\""));
+    }
+    Ok(())
+}
+
+/// What <from> deployed: its latest deploy tag, or the one named.
+fn source_deploy(repo: &Repo, args: &PromoteArgs) -> Result<TagInfo> {
+    if let Some(t) = &args.tag {
+        return super::require_deploy_tag(repo, &args.from, t);
+    }
+    match repo.deploys(&args.from)?.latest()? {
+        Some(t) => repo.tag_info_at(&t.name, t.target),
+        None => Err(Error::invalid(format!(
+            "environment {} has no deploy tag to promote",
+            args.from
+        ))
+        .hint(format!(
+            "tag what {0} runs first: `git deploy tag {0}`",
+            args.from
+        ))),
+    }
+}
+
+/// The two environments, as gitops.yaml at the promoted commit describes them.
+fn environments(
+    repo: &Repo,
+    args: &PromoteArgs,
+    source: &TagInfo,
+) -> Result<(shared::Environment, shared::Environment)> {
+    let cfg = repo.config_at(source.commit, &source.name)?;
+    let from = cfg
+        .require(&args.from, &format!("gitops.yaml at {}", source.name))?
+        .clone();
+    let to = match &args.to {
+        Some(name) => cfg.require(name, &format!("gitops.yaml at {}", source.name))?.clone(),
+        None => cfg.next_after(&from.name).cloned().ok_or_else(|| {
+            Error::invalid(format!("{} is the last environment in gitops.yaml; there is nothing after it to promote to", from.name))
+                .hint("name the target environment: git deploy promote <from> <to>")
+        })?,
+    };
+    if to.name == from.name {
+        return Err(Error::invalid(format!(
+            "cannot promote {} to itself",
+            to.name
+        )));
+    }
+    Ok((from, to))
+}
+
+/// The target already contains the source commit: nothing moves, so nothing is gated.
+fn already_promoted(
+    repo: &Repo,
+    args: &PromoteArgs,
+    source: &TagInfo,
+    to: &shared::Environment,
+    old: Option<ObjectId>,
+) -> Result<bool> {
+    let Some(old) = old else { return Ok(false) };
+    if !repo.is_ancestor(source.commit, old)? {
+        return Ok(false);
+    }
+    output::info(format!(
+        "{} ({}) already contains {} ({}); nothing to promote",
+        to.branch,
+        repo.short(old),
+        source.name,
+        repo.short(source.commit)
+    ));
+    if repo.deploys(&to.name)?.latest()?.is_none() {
+        output::info(format!(
+            "{0} has no deploy tag yet: `git deploy tag {0}` records that it runs this commit",
+            to.name
+        ));
+    }
+    if args.output == Output::Json {
+        output::print_json(&json!({
+            "from": args.from,
+            "to": to.name,
+            "source_tag": source.name,
+            "source_commit": source.commit.to_string(),
+            "up_to_date": true,
+            "updates": [],
+            "tag": null,
+            "written": false,
+        }));
+    }
+    Ok(true)
+}
+
+/// The gates of the target judged on the source deploy, and the override if one was given.
+struct GateCheck {
+    evaluation: Option<Evaluation>,
+    /// `--override-gates`, when it was needed.
+    overridden: Option<String>,
+    now: Timestamp,
+}
+
+/// Evaluates the target's gates before anything is built, asked or written; unmet gates
+/// refuse (exit 1, each gate listed) unless `--override-gates` gives a reason.
+fn check_gates(
+    repo: &Repo,
+    args: &PromoteArgs,
+    from: &shared::Environment,
+    to: &shared::Environment,
+    source: &TagInfo,
+) -> Result<GateCheck> {
+    let now = Timestamp::now();
+    let effective = gates::effective(repo, &to.name, &to.branch, Some(to))?;
+    if effective.is_empty() {
+        if args.override_gates.is_some() {
+            output::info(format!(
+                "{} has no gates; --override-gates is not needed and not recorded",
+                to.name
+            ));
+        }
+        return Ok(GateCheck {
+            evaluation: None,
+            overridden: None,
+            now,
+        });
+    }
+    for line in newer_on_remotes(repo, DEPLOY_NOTES_REF) {
+        output::warn(line);
+    }
+    // The source environment's namespace as the repository describes it (gitops.yaml at HEAD),
+    // not as the promoted commit would have it.
+    let (head_cfg, _) = repo.head_config()?;
+    let source_env = head_cfg.env(&from.name).unwrap_or(from);
+    let evaluation = gates::assess(repo, source_env, source, &effective, now)?;
+    let lines = evaluation.lines(now);
+    let mut check = GateCheck {
+        evaluation: Some(evaluation),
+        overridden: None,
+        now,
+    };
+    let met = check.evaluation.as_ref().is_some_and(Evaluation::met);
+    if met {
+        output::info(format!("gates of {} for {}: met", to.name, source.name));
+        for l in &lines {
+            output::info(format!("  {l}"));
+        }
+        if args.override_gates.is_some() {
+            output::info("--override-gates is not needed and not recorded");
+        }
+        return Ok(check);
+    }
+    if let Some(reason) = &args.override_gates {
+        output::warn(format!(
+            "gates of {} for {} are not met; overridden: {}",
+            to.name,
+            source.name,
+            reason.trim()
+        ));
+        for l in &lines {
+            output::info(format!("  {l}"));
+        }
+        check.overridden = Some(reason.trim().to_string());
+        return Ok(check);
+    }
+    if args.output == Output::Json {
+        output::print_json(&document(repo, from, to, source, &check));
+    }
+    Err(Error::refused(format!(
+        "gates of {} are not met for {}:\n  {}",
+        to.name,
+        source.name,
+        lines.join("\n  ")
+    ))
+    .hint(format!(
+        "promote once they are met, or anyway with --override-gates \"<reason>\" (recorded in the tag as Deploy-Gate-Override); `git deploy status` shows where {} stands",
+        to.name
+    )))
+}
+
+/// The new tag's record; an override adds its trailer and, in the body, the gates it passed by.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    repo: &Repo,
+    args: &PromoteArgs,
+    from: &shared::Environment,
+    to: &shared::Environment,
+    source: &TagInfo,
+    old: Option<ObjectId>,
+    succession: &shared::git::Succession,
+    gates: &GateCheck,
+) -> DeployRecord {
+    let mut body = args.message.clone();
+    if gates.overridden.is_some()
+        && let Some(e) = &gates.evaluation
+    {
+        let unmet = format!(
+            "Gates of {} not met at promotion (overridden):\n  {}",
+            to.name,
+            e.lines(gates.now).join("\n  ")
+        );
+        body = Some(match body {
+            Some(b) if !b.trim().is_empty() => format!("{}\n\n{unmet}", b.trim_end()),
+            _ => unmet,
+        });
+    }
+    DeployRecord {
+        env: to.name.clone(),
+        action: Some(Action::Promote),
+        subject: tag::subject(
+            &to.name,
+            Action::Promote,
+            &format!("{} {}", from.name, source.name),
+            &repo.short(source.commit),
+        ),
+        body,
+        source_env: Some(from.name.clone()),
+        source_tag: Some(source.name.clone()),
+        source_commit: Some(source.commit.to_string()),
+        previous_tag: succession.previous.as_ref().map(|p| p.name.clone()),
+        previous_commit: old.map(|o| o.to_string()),
+        gate_override: gates.overridden.clone(),
+        branch: to.branch.clone(),
+        tool: format!("git-deploy/{}", shared::VERSION),
+    }
+}
+
+/// `-o json`: what is promoted where, and the gates.
+fn document(
+    repo: &Repo,
+    from: &shared::Environment,
+    to: &shared::Environment,
+    source: &TagInfo,
+    gates: &GateCheck,
+) -> serde_json::Value {
+    json!({
+        "from": from.name,
+        "to": to.name,
+        "source_tag": source.name,
+        "source_commit": source.commit.to_string(),
+        "short_source_commit": repo.short(source.commit),
+        "gates": gates.evaluation.as_ref().map(|e| e.to_json(gates.now)),
+        "gate_override": gates.overridden,
+        "updates": [],
+        "tag": null,
+        "written": false,
+    })
 }
 
 /// The target has commits the source lacks (a hotfix). `ff` refuses and lists them; `merge`

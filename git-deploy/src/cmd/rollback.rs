@@ -72,10 +72,11 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
         source_commit: Some(target.commit.to_string()),
         previous_tag: Some(current.name.clone()),
         previous_commit: Some(head.to_string()),
+        gate_override: None,
         branch: env.branch.clone(),
         tool: format!("git-deploy/{}", shared::VERSION),
     };
-    super::write_deploy(
+    let written = super::write_deploy(
         repo,
         super::Deploy {
             reason: format!("git-deploy: roll back {} to {}", env.name, target.name),
@@ -95,8 +96,13 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
                 args.yes,
                 format!("roll back {}", env.name),
             )),
+            json: false,
         },
-    )
+    )?;
+    if !written.dry_run {
+        output::stdout_line(&written.tag);
+    }
+    Ok(())
 }
 
 /// The current deploy and the one to restore: named, or the most recent earlier deploy whose

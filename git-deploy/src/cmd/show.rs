@@ -1,12 +1,24 @@
+//! `git deploy show <tag>`: what a deploy tag records, and the verifications noted on it.
+
 use shared::Result;
 use shared::git::Repo;
+use shared::git::notes::{DEPLOY_NOTES_REF, newer_on_remotes};
+use shared::verification::format_time;
 
 use crate::cli::{Output, ShowArgs};
 use crate::output;
 
 pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
     let info = repo.tag_info(&args.tag)?;
-    let value = super::log::tag_json(repo, &info);
+    let mut value = super::log::tag_json(repo, &info);
+    let verifications = match info.tag_object {
+        Some(object) => repo.verifications(object)?,
+        None => Vec::new(),
+    };
+    value["verifications"] = serde_json::to_value(&verifications).unwrap_or_default();
+    for line in newer_on_remotes(repo, DEPLOY_NOTES_REF) {
+        output::warn(line);
+    }
     match args.output {
         Output::Json => output::print_json(&value),
         Output::Text => {
@@ -27,6 +39,7 @@ pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
                 ("Source commit", field("source_commit")),
                 ("Previous tag", field("previous_tag")),
                 ("Previous commit", field("previous_commit")),
+                ("Gate override", field("gate_override")),
                 (
                     "Tagger",
                     info.tagger
@@ -44,6 +57,21 @@ pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
                 if let Some(v) = v {
                     lines.push(format!("{k:<16} {v}"));
                 }
+            }
+            if verifications.is_empty() {
+                lines.push(format!("{:<16} none", "Verified"));
+            }
+            for (i, v) in verifications.iter().enumerate() {
+                lines.push(format!(
+                    "{:<16} {} {} (namespace {}) on {}, revision {}, by {}",
+                    if i == 0 { "Verified" } else { "" },
+                    format_time(v.at),
+                    v.env,
+                    v.namespace,
+                    v.cluster,
+                    v.revision,
+                    v.by
+                ));
             }
             if info.record.is_none() {
                 lines.push("(this tag carries no git-deploy record)".into());

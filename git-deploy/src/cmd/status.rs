@@ -1,13 +1,61 @@
+//! `git deploy status`: each environment's branch, latest deploy, pending promotion and the
+//! state of its gates, and locks.
+
 use serde_json::json;
-use shared::Result;
-use shared::git::Repo;
-use shared::git::lock;
+use shared::gates::{self, State};
+use shared::git::notes::{DEPLOY_NOTES_REF, newer_on_remotes};
+use shared::git::{Repo, lock};
+use shared::{Config, Environment, Result};
 
 use crate::cli::{Output, StatusArgs};
 use crate::output::{self, Cell};
 
+/// Where the pending promotion into an environment stands with its gates.
+enum Pending {
+    /// Nothing to promote: no commits pending, or the previous environment's latest deploy is
+    /// already on this branch.
+    Nothing,
+    /// Commits are pending, but the previous environment has no deploy to promote.
+    NoDeploy,
+    Gated(gates::Evaluation),
+}
+
+/// The gates of `env` judged on the latest deploy of `previous`, if that deploy is not on
+/// `env`'s branch yet.
+fn pending_gates(
+    repo: &Repo,
+    head_cfg: &Config,
+    previous: &Environment,
+    env: &Environment,
+    head: Option<gix::ObjectId>,
+    now: jiff::Timestamp,
+) -> Result<Pending> {
+    let Some(latest) = repo.deploys(&previous.name)?.latest()? else {
+        return Ok(Pending::NoDeploy);
+    };
+    if let Some(head) = head
+        && repo.is_ancestor(latest.commit, head)?
+    {
+        return Ok(Pending::Nothing);
+    }
+    let source = repo.tag_info_at(&latest.name, latest.target)?;
+    let at_source = repo.config_at(source.commit, &source.name).ok();
+    let gates = gates::effective(
+        repo,
+        &env.name,
+        &env.branch,
+        at_source.as_ref().and_then(|c| c.env(&env.name)),
+    )?;
+    let source_env = head_cfg.env(&previous.name).unwrap_or(previous);
+    Ok(Pending::Gated(gates::assess(
+        repo, source_env, &source, &gates, now,
+    )?))
+}
+
 pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
     let (cfg, _) = super::head_config(repo)?;
+    let now = jiff::Timestamp::now();
+    let mut read_notes = false;
     let mut rows = Vec::new();
     let mut json_envs = Vec::new();
     let mut heads = Vec::new();
@@ -29,6 +77,20 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
             _ => None,
         };
         let lock = lock::read_lock(repo, &env.name)?;
+        let gate = match (previous, pending) {
+            (Some(p), Some(n)) if n > 0 => pending_gates(repo, &cfg, p, env, head, now)?,
+            _ => Pending::Nothing,
+        };
+        let gate_json = match &gate {
+            Pending::Nothing => serde_json::Value::Null,
+            Pending::NoDeploy => json!({"state": "no deploy"}),
+            Pending::Gated(e) => {
+                read_notes |= !e.gates.is_empty();
+                let mut v = e.to_json(now);
+                v["label"] = json!(e.state().label());
+                v
+            }
+        };
         json_envs.push(json!({
             "name": env.name,
             "branch": env.branch,
@@ -40,6 +102,7 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
             "head_tag": head_tag,
             "pending": pending,
             "previous": previous.map(|p| p.name.clone()),
+            "gates": gate_json,
             "locked": lock.as_ref().map(|l| serde_json::to_value(l).unwrap_or_default()),
         }));
         let tagged = match (&head, &head_tag) {
@@ -64,6 +127,26 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
                 (Some(n), Some(p)) => Cell::styled(format!("{n} from {}", p.name), output::WARN),
                 _ => Cell::styled("-", output::DIM),
             },
+            match &gate {
+                Pending::Nothing => Cell::styled("-", output::DIM),
+                Pending::NoDeploy => Cell::styled(
+                    format!(
+                        "no deploy of {}",
+                        previous.map(|p| p.name.as_str()).unwrap_or("")
+                    ),
+                    output::WARN,
+                ),
+                Pending::Gated(e) => {
+                    let state = e.state();
+                    let style = match state {
+                        State::None => output::DIM,
+                        State::Ready => output::GOOD,
+                        State::Soaking { .. } | State::Unverified => output::WARN,
+                        State::Void => output::BAD,
+                    };
+                    Cell::styled(state.label(), style)
+                }
+            },
             match &lock {
                 Some(l) => {
                     Cell::styled(format!("locked by {}: {}", l.holder, l.reason), output::BAD)
@@ -71,6 +154,11 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
                 None => Cell::plain(""),
             },
         ]);
+    }
+    if read_notes {
+        for line in newer_on_remotes(repo, DEPLOY_NOTES_REF) {
+            output::warn(line);
+        }
     }
     match args.output {
         Output::Json => output::print_json(&json!({ "environments": json_envs })),
@@ -82,6 +170,7 @@ pub fn run(repo: &Repo, args: StatusArgs) -> Result<()> {
                 "LATEST TAG",
                 "TAGGED",
                 "PENDING",
+                "GATES",
                 "LOCK",
             ],
             rows,

@@ -81,7 +81,7 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
         tool: format!("git-deploy/{}", shared::VERSION),
         ..Default::default()
     };
-    super::write_deploy(
+    let written = super::write_deploy(
         repo,
         super::Deploy {
             reason: format!("git-deploy: tag {}", env.name),
@@ -96,6 +96,11 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
             sign: write::want_signature(repo, args.sign),
             write: &args.write,
             confirm: None,
+            json: false,
         },
-    )
+    )?;
+    if !written.dry_run {
+        output::stdout_line(&written.tag);
+    }
+    Ok(())
 }

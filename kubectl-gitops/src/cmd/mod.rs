@@ -1,12 +1,13 @@
 //! One module per verb. diff, sync and revert share how a plan is made (`prepare`,
 //! `plan_for`, one `plan_options` for all three) and sync and revert how it is shown,
-//! confirmed and executed (`apply_flow`).
+//! confirmed and executed (`apply_flow`); `sync --verify` ends with `verify`.
 
 pub mod diff;
 pub mod history;
 pub mod revert;
 pub mod status;
 pub mod sync;
+pub mod verify;
 
 use serde_json::json;
 use shared::Result;
@@ -14,7 +15,7 @@ use shared::Result;
 use crate::cli::{ApplyArgs, Format, KubeArgs, PlanningArgs, ScopeArgs, SourceArgs};
 use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
-use crate::manifest::Manifest;
+use crate::manifest::{Content, Manifest};
 use crate::plan::{self, Plan};
 use crate::{execute, health, log, report, source};
 
@@ -27,11 +28,12 @@ pub struct Prepared {
 }
 
 /// Connects (context from the flags, else the environment's) and builds the plan for
-/// `manifests` in the namespace from -n, else the environment's, else the context's
-/// (`opts.namespace` is resolved here; callers leave it empty).
+/// `content` in the namespace from -n, else the environment's, else the context's
+/// (`opts.namespace` is resolved here; callers leave it empty). A Helm chart is rendered here,
+/// for that namespace and with the server's version and APIs as its Capabilities.
 pub async fn plan_for(
     kube: &KubeArgs,
-    manifests: Vec<Manifest>,
+    content: Content,
     env_namespace: Option<&str>,
     env_context: Option<&str>,
     mut opts: plan::Options,
@@ -43,8 +45,35 @@ pub async fn plan_for(
         .or_else(|| env_namespace.map(str::to_string))
         .unwrap_or_else(|| conn.default_namespace.clone());
     let mut cluster = Cluster::discover(conn.client.clone()).await?;
+    let manifests = objects(content, &cluster, &opts.namespace).await?;
     let plan = plan::build(&mut cluster, manifests, &opts).await?;
     Ok((conn, cluster, plan))
+}
+
+/// The objects of `content`: a Helm chart is rendered for `namespace`, with the server's
+/// version and APIs as its Capabilities.
+pub async fn objects(
+    content: Content,
+    cluster: &Cluster,
+    namespace: &str,
+) -> Result<Vec<Manifest>> {
+    match content {
+        Content::Objects(manifests) => Ok(manifests),
+        Content::Chart(chart) => {
+            let caps = cluster.capabilities().await?;
+            let manifests = chart.render(&caps, namespace)?;
+            log::info(
+                1,
+                format!(
+                    "chart {}: release {}, {} objects",
+                    chart.path(),
+                    chart.release(),
+                    manifests.len()
+                ),
+            );
+            Ok(manifests)
+        }
+    }
 }
 
 /// How every command that applies (or shows what applying would do) plans: one function, so
@@ -79,7 +108,7 @@ pub async fn prepare(
     log::info(
         1,
         format!(
-            "{}{} ({}) path {:?}: {} objects",
+            "{}{} ({}) path {:?}: {}",
             source
                 .env
                 .as_deref()
@@ -88,13 +117,16 @@ pub async fn prepare(
             source.tag,
             &source.commit.to_string()[..12],
             source.path,
-            source.manifests.len()
+            match &source.content {
+                Content::Objects(m) => format!("{} objects", m.len()),
+                Content::Chart(_) => "a Helm chart".to_string(),
+            }
         ),
     );
     let flags = plan_options(&args.scope, &args.planning, apply);
     let (conn, cluster, plan) = plan_for(
         kube,
-        source.manifests,
+        source.content,
         source.namespace.as_deref(),
         source.context.as_deref(),
         flags,
@@ -170,6 +202,18 @@ pub async fn apply_flow(
         success,
     };
     let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info).await?;
+    if args.adopt && !p.plan.helm_releases.is_empty() {
+        shared::output::warn(format!(
+            "adopted objects of Helm release {}: {}",
+            p.plan
+                .helm_releases
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            execute::helm_record_advice(&p.plan)
+        ));
+    }
     eprintln!(
         "{} {} to {}: {} applied, {} pruned, revision {}",
         if revert.is_some() {

@@ -3,7 +3,7 @@
 //! from git. Either way the objects are only a candidate: they go through the same validation
 //! and plan as a sync's (a record is anyone's who may write Secrets in the namespace).
 
-use crate::manifest::Manifest;
+use crate::manifest::Content;
 use shared::{Error, Result};
 
 use super::{Prepared, apply_flow, plan_for, plan_options};
@@ -14,7 +14,7 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     let target = target(kube, &args).await?;
     let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
     let (conn, cluster, plan) =
-        plan_for(kube, target.manifests, Some(&target.namespace), None, flags).await?;
+        plan_for(kube, target.content, Some(&target.namespace), None, flags).await?;
     eprintln!("revert {} to {}", plan.namespace, target.describe);
     let p = Prepared {
         tag: target.tag,
@@ -34,7 +34,7 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
 }
 
 pub struct Target {
-    pub manifests: Vec<Manifest>,
+    pub content: Content,
     pub namespace: String,
     pub tag: String,
     pub commit: String,
@@ -54,6 +54,8 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             tag: Some(tag),
             env: None,
             path: args.path.as_deref(),
+            values: &[],
+            set: &[],
         })
         .await?;
         let conn = crate::kubeconf::connect(kube, source.context.as_deref()).await?;
@@ -63,7 +65,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             .or(source.namespace.clone())
             .unwrap_or(conn.default_namespace);
         return Ok(Target {
-            manifests: source.manifests,
+            content: source.content,
             namespace,
             describe: format!("tag {}", source.tag),
             tag: source.tag,
@@ -123,7 +125,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
     };
     let manifests = record::load(&cluster, &namespace, &meta).await?;
     Ok(Target {
-        manifests,
+        content: Content::Objects(manifests),
         namespace,
         describe: format!("revision {} (tag {})", meta.revision, meta.tag),
         tag: meta.tag.clone(),

@@ -4,13 +4,10 @@
 
 use std::io::Write;
 
-use futures::StreamExt;
 use serde_json::json;
 use shared::{Error, Result};
 
 use crate::cli::{Format, KubeArgs, StatusArgs};
-use crate::health::{self, Verdict};
-use crate::plan::{self, Action};
 
 pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
     let crate::record::Recorded {
@@ -26,46 +23,23 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
         );
     };
     let manifests = crate::record::load(&cluster, &namespace, &current).await?;
-    let opts = plan::Options {
-        namespace: namespace.clone(),
-        allow_other_namespaces: true,
-        allow_cluster_scoped: true,
-        create_namespace: false,
-        allow_empty: true,
-        concurrency: args.planning.concurrency as usize,
-        prune_protected: false,
-        prune: true,
-        check_all: args.planning.check_all,
-        for_write: false,
-        keep_unchanged_live: true,
-    };
-    let plan = plan::build(&mut cluster, manifests, &opts).await?;
-    let keys = |a: Action| {
-        plan.items
-            .iter()
-            .filter(|i| i.action == a)
-            .map(|i| i.key.to_string())
-            .collect::<Vec<_>>()
-    };
-    let changed = keys(Action::Update);
-    let missing = keys(Action::Create);
-    let extra = keys(Action::Prune);
-    let unowned: Vec<String> = plan.unowned.iter().map(|k| k.to_string()).collect();
-    let limit = std::time::Duration::from_secs(30);
-    let health_rows: Vec<(String, Verdict)> =
-        futures::stream::iter(plan.items.iter().filter(|i| i.desired.is_some()))
-            .map(|item| async {
-                let verdict = match &item.live {
-                    Some(live) => health::judge_live(&cluster, live, limit).await,
-                    None => Verdict::failed("Missing", "not in the namespace"),
-                };
-                (item.key.to_string(), verdict)
-            })
-            .buffered(args.planning.concurrency as usize)
-            .collect()
-            .await;
-    let unhealthy = health_rows.iter().filter(|(_, v)| !v.is_ready()).count();
-    let in_sync = changed.is_empty() && missing.is_empty() && extra.is_empty();
+    let inspection = crate::inspect::inspect(
+        &mut cluster,
+        &namespace,
+        manifests,
+        args.planning.concurrency as usize,
+        args.planning.check_all,
+    )
+    .await?;
+    let crate::inspect::Inspection {
+        changed,
+        missing,
+        extra,
+        unowned,
+        health: health_rows,
+    } = &inspection;
+    let unhealthy = inspection.unhealthy();
+    let in_sync = inspection.in_sync();
     let ok = in_sync && unhealthy == 0;
     match args.output {
         Format::Json => {
@@ -116,10 +90,10 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
                 if in_sync { " (in sync)" } else { "" }
             );
             for (label, list) in [
-                ("changed", &changed),
-                ("missing", &missing),
-                ("extra", &extra),
-                ("unowned", &unowned),
+                ("changed", changed),
+                ("missing", missing),
+                ("extra", extra),
+                ("unowned", unowned),
             ] {
                 for k in list.iter() {
                     let _ = writeln!(out, "  {label}: {k}");

@@ -1,18 +1,39 @@
-//! `kubectl gitops sync`: make the namespace match the manifests at a tag.
+//! `kubectl gitops sync`: make the namespace match the manifests at a tag; with `--wait
+//! --verify`, then record in git that the environment's deploy runs healthy.
 
 use shared::Result;
 
-use super::{apply_flow, prepare};
-use crate::cli::{KubeArgs, SyncArgs};
+use super::{apply_flow, prepare, verify};
+use crate::cli::{Format, KubeArgs, SyncArgs};
 
 pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
+    if let Some(remote) = &args.push {
+        shared::git::push::check_remote(remote)?;
+    }
     let p = prepare(kube, &args.source, Some(&args.apply)).await?;
-    apply_flow(
+    let code = apply_flow(
         p,
         &args.apply,
         args.source.show_secrets,
         args.source.planning.concurrency as usize,
         None,
+    )
+    .await?;
+    let (true, 0, Some(env)) = (args.verify, code, args.source.env.as_deref()) else {
+        return Ok(code);
+    };
+    verify::verify(
+        kube,
+        verify::Request {
+            env,
+            repo: args.source.repo.as_deref(),
+            push: args.push.as_deref(),
+            dry_run: false,
+            // stdout carries the sync's own output (its plan with -o json).
+            output: Format::Text,
+            concurrency: args.source.planning.concurrency as usize,
+            check_all: args.source.planning.check_all,
+        },
     )
     .await
 }

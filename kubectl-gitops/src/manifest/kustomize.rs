@@ -5,15 +5,15 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
 
-use gix::bstr::ByteSlice;
 use serde_json::Value;
 
 use shared::error::{Error, Result};
 use shared::git::Repo;
 
 use super::Manifest;
+use super::export::{export_commit, without_network};
 use super::parse::{parse_yaml_stream, with_parser_stack, yaml_message, yaml_options};
-use super::tree::{join, link_escapes, records, resolve_link};
+use super::tree::{join, resolve_link};
 
 /// Names kustomize accepts for a kustomization, in its order of preference.
 pub const KUSTOMIZATION_FILES: [&str; 3] =
@@ -33,8 +33,7 @@ pub(super) fn render_kustomization(
         .prefix("gitops-kustomize-")
         .tempdir()
         .map_err(|e| Error::context("creating a temporary directory", e))?;
-    let links = export_tree(repo, root, tmp.path())?;
-    check_links_stay_inside(tmp.path(), &links)?;
+    export_commit(repo, root, tmp.path())?;
     check_kustomizations_are_local(tmp.path(), path, short)?;
 
     let dir = if path.is_empty() {
@@ -47,19 +46,10 @@ pub(super) fn render_kustomization(
         if path.is_empty() { "." } else { path }
     );
     let mut cmd = Command::new(kubectl);
-    cmd.arg("kustomize")
-        .arg(&dir)
-        .current_dir(tmp.path())
-        // Belt and braces after the checks above: remote bases are cloned with git and
-        // remote files fetched over HTTP(S); both fail fast here instead of reaching out.
-        .env("GIT_ALLOW_PROTOCOL", "file")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("HTTP_PROXY", "http://127.0.0.1:9")
-        .env("HTTPS_PROXY", "http://127.0.0.1:9")
-        .env("http_proxy", "http://127.0.0.1:9")
-        .env("https_proxy", "http://127.0.0.1:9")
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy");
+    cmd.arg("kustomize").arg(&dir).current_dir(tmp.path());
+    // Belt and braces after the checks above: remote bases are cloned with git and remote
+    // files fetched over HTTP(S); both fail fast instead of reaching out.
+    without_network(&mut cmd);
     let tool = format!(
         "{} kustomize ({label} at commit {short})",
         kubectl.display()
@@ -103,90 +93,6 @@ fn kubectl_message(stderr: &str, export: &Path) -> String {
         }
     }
     lines.join("\n").trim().to_string()
-}
-
-/// Writes every blob and symlink of `tree` below `dest`; returns the links written.
-fn export_tree(repo: &Repo, tree: &gix::Tree<'_>, dest: &Path) -> Result<Vec<String>> {
-    let mut links = Vec::new();
-    let write_err =
-        |p: &Path, e: std::io::Error| Error::context(format!("writing {}", p.display()), e);
-    for entry in records(tree)? {
-        let rel = entry.filepath.to_str().map_err(|_| {
-            Error::invalid(format!(
-                "{:?}: path is not UTF-8, which kustomize cannot read",
-                entry.filepath
-            ))
-        })?;
-        // Tree entries come from whoever made the commit; never let one name a place outside
-        // the export.
-        if rel
-            .split('/')
-            .any(|part| part.is_empty() || part == "." || part == ".." || part == ".git")
-        {
-            return Err(Error::invalid(format!(
-                "{rel:?}: unsafe path in the commit's tree"
-            )));
-        }
-        let out = dest.join(rel);
-        if entry.mode.is_tree() {
-            std::fs::create_dir(&out).map_err(|e| write_err(&out, e))?;
-        } else if entry.mode.is_link() {
-            let target = repo.blob(entry.oid)?;
-            if resolve_link(rel, &target).is_none() {
-                return Err(link_escapes(rel, &target, ""));
-            }
-            make_symlink(&target, &out).map_err(|e| write_err(&out, e))?;
-            links.push(rel.to_string());
-        } else if entry.mode.is_blob() {
-            let blob = repo.inner.find_object(entry.oid)?;
-            std::fs::write(&out, &blob.data).map_err(|e| write_err(&out, e))?;
-        }
-    }
-    Ok(links)
-}
-
-#[cfg(unix)]
-fn make_symlink(target: &[u8], at: &Path) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), at)
-}
-
-#[cfg(not(unix))]
-fn make_symlink(_target: &[u8], at: &Path) -> std::io::Result<()> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        format!(
-            "symbolic links are only exported on Unix ({})",
-            at.display()
-        ),
-    ))
-}
-
-/// Resolves each exported link on disk: a textual check cannot see a link whose target goes
-/// through another link (`a -> .`, `b -> a/..`).
-fn check_links_stay_inside(root: &Path, links: &[String]) -> Result<()> {
-    if links.is_empty() {
-        return Ok(());
-    }
-    let canonical_root = root
-        .canonicalize()
-        .map_err(|e| Error::context("resolving the export directory", e))?;
-    for link in links {
-        let target = std::fs::read_link(root.join(link)).unwrap_or_default();
-        let escapes = || link_escapes(link, target.as_os_str().as_encoded_bytes(), "");
-        match root.join(link).canonicalize() {
-            Ok(resolved) if resolved.starts_with(&canonical_root) => {}
-            Ok(_) => return Err(escapes()),
-            // A dangling link reads as a missing file, which kustomize reports itself.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(Error::invalid(format!(
-                    "{link}: symbolic link cannot be resolved: {e}"
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Whether a kustomize reference names something to download rather than a path.

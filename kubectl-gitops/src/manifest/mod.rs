@@ -2,8 +2,11 @@
 //! what we diff and apply is exactly what was committed, whatever the work tree holds. One file
 //! per job: `tree` walks the commit's tree and reads the blobs, `parse` splits YAML and JSON
 //! streams into documents with located errors, `validate` checks each object, `kustomize`
-//! renders a kustomization from an export of the tree. This file holds what they share.
+//! renders a kustomization and `helm` a Helm chart from an export of the tree (`export`). This
+//! file holds what they share.
 
+mod export;
+pub mod helm;
 mod kustomize;
 #[cfg(test)]
 mod load_tests;
@@ -20,8 +23,17 @@ use shared::error::Error;
 pub use parse::from_values;
 #[cfg(test)]
 pub use parse::parse_stream;
+#[cfg(test)]
 pub use tree::load_at;
+pub use tree::open_at;
 pub use validate::check_duplicates;
+
+/// What a path at a commit holds: objects, or a Helm chart, which can only be rendered once the
+/// cluster's version and APIs are known (its templates may ask for them).
+pub enum Content {
+    Objects(Vec<Manifest>),
+    Chart(helm::Chart),
+}
 
 /// One object from git, and where it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +44,8 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Source {
-    /// Repository-relative path, or `kustomize build <path>` for rendered output.
+    /// Repository-relative path, `kustomize build <path>` for a kustomization's output, or the
+    /// chart file that rendered it, `<file> (rendered by helm template)`.
     pub file: String,
     /// 1-based position in the file's document stream, counting empty documents too, so it
     /// matches what a reader counts between `---` lines.

@@ -10,17 +10,26 @@ use gix::bstr::ByteSlice;
 use shared::error::{Error, Result};
 use shared::git::{Repo, under};
 
-use super::Manifest;
 use super::kustomize::{KUSTOMIZATION_FILES, render_kustomization};
 use super::parse::{PARSER_STACK, parse_stream, parse_stream_here, with_parser_stack};
+use super::{Content, Manifest, helm};
 
-/// Manifests under `path` (normalised, repository-relative, empty for the root) at `commit`.
+/// What `path` (normalised, repository-relative, empty for the root) holds at `commit`.
 ///
-/// A directory with a kustomization is rendered with `<kubectl> kustomize` from an export of
-/// the commit's tree; any other directory contributes its `*.yaml`, `*.yml` and `*.json` files
-/// (recursively, in path order, skipping dot-directories and dot-files). Objects come from git
-/// objects only; the work tree is never read.
-pub fn load_at(repo: &Repo, commit: ObjectId, path: &str, kubectl: &Path) -> Result<Vec<Manifest>> {
+/// A directory with a `Chart.yaml` is a Helm chart: the commit's tree is exported and checked
+/// now, and rendered once the cluster is known ([`helm::Chart::render`]). A directory with a
+/// kustomization is rendered with `<kubectl> kustomize` from an export of the commit's tree;
+/// any other directory contributes its `*.yaml`, `*.yml` and `*.json` files (recursively, in
+/// path order, skipping dot-directories and dot-files). Objects come from git objects only;
+/// the work tree is never read. `values` (gitops.yaml's `helm:` block, `--values`, `--set`)
+/// only apply to a chart, and are refused anywhere else.
+pub fn open_at(
+    repo: &Repo,
+    commit: ObjectId,
+    path: &str,
+    kubectl: &Path,
+    values: &helm::Values,
+) -> Result<Content> {
     let path = path.trim_matches('/');
     let short = repo.short(commit);
     let root = repo.inner.find_commit(commit)?.tree()?;
@@ -28,14 +37,25 @@ pub fn load_at(repo: &Repo, commit: ObjectId, path: &str, kubectl: &Path) -> Res
         Error::invalid(format!("{path:?} does not exist at commit {short}"))
             .hint("check the environment's path in gitops.yaml against the files in that commit")
     };
+    let not_a_chart = |what: String| {
+        Error::invalid(format!(
+            "{what}, but {:?} at commit {short} is not a Helm chart (it has no {})",
+            if path.is_empty() { "." } else { path },
+            helm::CHART_FILE
+        ))
+        .hint("point the path at the chart directory, or remove the chart settings")
+    };
     let dir = if path.is_empty() {
         root.clone()
     } else {
         let entry = root.lookup_entry_by_path(path)?.ok_or_else(missing)?;
         let mode = entry.mode();
         if mode.is_blob() && is_manifest_file(path) {
+            if let Some(what) = values.asked_for() {
+                return Err(not_a_chart(what));
+            }
             let blob = entry.object()?;
-            return parse_stream(path, &blob.data);
+            return Ok(Content::Objects(parse_stream(path, &blob.data)?));
         }
         if !mode.is_tree() {
             return Err(Error::invalid(format!(
@@ -44,13 +64,32 @@ pub fn load_at(repo: &Repo, commit: ObjectId, path: &str, kubectl: &Path) -> Res
         }
         entry.object()?.into_tree()
     };
-    let has_kustomization = KUSTOMIZATION_FILES
-        .iter()
-        .any(|name| dir.find_entry(*name).is_some_and(|e| !e.mode().is_tree()));
-    if has_kustomization {
-        render_kustomization(repo, &root, path, &short, kubectl)
+    let has_file = |name: &str| dir.find_entry(name).is_some_and(|e| !e.mode().is_tree());
+    if has_file(helm::CHART_FILE) {
+        return Ok(Content::Chart(helm::prepare(
+            repo, &root, path, &short, values,
+        )?));
+    }
+    if let Some(what) = values.asked_for() {
+        return Err(not_a_chart(what));
+    }
+    let has_kustomization = KUSTOMIZATION_FILES.iter().any(|name| has_file(name));
+    Ok(Content::Objects(if has_kustomization {
+        render_kustomization(repo, &root, path, &short, kubectl)?
     } else {
-        load_directory(repo, &dir, path)
+        load_directory(repo, &dir, path)?
+    }))
+}
+
+/// The manifests under `path` at `commit`, for paths that hold no chart.
+#[cfg(test)]
+pub fn load_at(repo: &Repo, commit: ObjectId, path: &str, kubectl: &Path) -> Result<Vec<Manifest>> {
+    match open_at(repo, commit, path, kubectl, &helm::Values::default())? {
+        Content::Objects(manifests) => Ok(manifests),
+        Content::Chart(chart) => Err(Error::invalid(format!(
+            "{} holds a Helm chart",
+            chart.path()
+        ))),
     }
 }
 

@@ -4,6 +4,9 @@
 //! a `Plan`: by compare-and-swap locally and, with a push, with a lease on the remote's notes
 //! ref, so two writers never lose each other's notes (the second exits 3 and retries).
 
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
 
@@ -88,6 +91,87 @@ pub fn append_note(
         format!("note on {}", repo.short(object)),
     );
     Ok(commit)
+}
+
+/// How long `newer_on_remotes` waits for all remotes together: a remote that is down must not
+/// hold up a command that only reads.
+const REMOTE_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One line per configured remote whose `notes_ref` has notes this repository lacks (it is at
+/// a commit we do not have, or one our notes ref does not contain), saying how to fetch them.
+/// Notes are only ever appended, so what is missing can only add verifications: a decision made
+/// on the local notes is never too lenient, but may refuse what the remote's notes allow.
+/// Remotes that cannot be reached within a few seconds are skipped silently.
+pub fn newer_on_remotes(repo: &Repo, notes_ref: &str) -> Vec<String> {
+    let local = repo.ref_target(notes_ref).ok().flatten();
+    let remotes: Vec<String> = repo
+        .inner
+        .remote_names()
+        .iter()
+        .map(|n| n.to_str_lossy().into_owned())
+        .collect();
+    let children: Vec<(String, Child)> = remotes
+        .into_iter()
+        .filter_map(|remote| {
+            Command::new("git")
+                .arg("--git-dir")
+                .arg(repo.git_dir())
+                .args(["ls-remote", "--refs", &remote, notes_ref])
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok()
+                .map(|child| (remote, child))
+        })
+        .collect();
+    let deadline = Instant::now() + REMOTE_CHECK_TIMEOUT;
+    let mut lines = Vec::new();
+    for (remote, mut child) in children {
+        let Some(theirs) = remote_value(&mut child, deadline, notes_ref) else {
+            continue;
+        };
+        if Some(theirs) == local {
+            continue;
+        }
+        let contained = local.is_some_and(|local| {
+            repo.inner.has_object(theirs) && repo.is_ancestor(theirs, local).unwrap_or(false)
+        });
+        if contained {
+            continue;
+        }
+        lines.push(format!(
+            "{remote} has verifications this repository lacks ({notes_ref} is at {} there, {} here): \
+             fetch them with `git fetch {remote} {notes_ref}:{notes_ref}`",
+            repo.short(theirs),
+            local
+                .map(|l| repo.short(l))
+                .unwrap_or_else(|| "absent".into())
+        ));
+    }
+    lines
+}
+
+/// What `git ls-remote` printed for `notes_ref`, if it finished before `deadline`.
+fn remote_value(child: &mut Child, deadline: Instant, notes_ref: &str) -> Option<ObjectId> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut()?, &mut out).ok()?;
+    out.lines().find_map(|line| {
+        let (id, name) = line.split_once('\t')?;
+        (name == notes_ref).then(|| ObjectId::from_hex(id.as_bytes()).ok())?
+    })
 }
 
 fn appended(existing: Option<&[u8]>, text: &str) -> String {

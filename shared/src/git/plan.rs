@@ -350,6 +350,11 @@ impl Plan {
                     ),
                     "another deploy is running: check `git deploy status`, then retry",
                 )
+            } else if moved.iter().all(|m| m.starts_with("refs/notes/")) {
+                (
+                    format!("{} changed while this command ran", moved.join(", ")),
+                    "another note (a verification) was written first: retry, it appends to it",
+                )
             } else {
                 (
                     format!("{} changed while this command ran", moved.join(", ")),

@@ -104,14 +104,34 @@ pub fn prepare(
         }
     }
     if !refusals.is_empty() {
+        // When only the notes moved there (another verification was pushed first), fetching
+        // them is all it takes: the retry appends to what the remote has.
+        let notes: Vec<&str> = updates
+            .iter()
+            .filter(|u| u.name.starts_with("refs/notes/"))
+            .filter(|u| {
+                refusals
+                    .iter()
+                    .any(|r| r.starts_with(&format!("{}:", u.name)))
+            })
+            .map(|u| u.name.as_str())
+            .collect();
+        let hint = if !notes.is_empty() && notes.len() == refusals.len() {
+            format!(
+                "fetch them first (`git fetch {remote} {0}:{0}`), then retry",
+                notes[0]
+            )
+        } else {
+            format!(
+                "fetch first (`git fetch {remote} --tags '+refs/deploy/*:refs/deploy/*'` and update the \
+                 environment branches), check `git deploy status`, then retry"
+            )
+        };
         return Err(Error::race(format!(
             "{remote} has changes this repository lacks; nothing was written:\n  {}",
             refusals.join("\n  ")
         ))
-        .hint(format!(
-            "fetch first (`git fetch {remote} --tags '+refs/deploy/*:refs/deploy/*'` and update the \
-             environment branches), check `git deploy status`, then retry"
-        )));
+        .hint(hint));
     }
     if refs.is_empty() {
         return Ok(None);
