@@ -63,6 +63,56 @@ pub struct Options {
     /// Keep the live copy of unchanged objects too (status reports their health); diff and
     /// sync need only those of objects that change.
     pub keep_unchanged_live: bool,
+    /// An object whose dry-run the server rejects is a finding in [`Plan::rejected`] (diff,
+    /// status) rather than an error that ends planning (sync, revert: nothing is written).
+    pub report_rejections: bool,
+}
+
+/// A wanted object the server will not take as it stands (its dry-run answered 400, 413, 422
+/// or a schema error): re-applying it cannot work until the manifest or the live object
+/// changes.
+#[derive(Debug)]
+pub struct Rejection {
+    pub key: ObjectKey,
+    /// The error, Secret values masked: `dry-run of <key>: <server message> (<code>)`.
+    pub error: Error,
+    /// Its live copy, if it exists (status judges its health).
+    pub live: Option<Value>,
+}
+
+impl Rejection {
+    /// The server's words without the `dry-run of <key>: ` we put in front.
+    pub fn reason(&self) -> &str {
+        let prefix = format!("dry-run of {}: ", self.key);
+        self.error
+            .message
+            .strip_prefix(prefix.as_str())
+            .unwrap_or(&self.error.message)
+    }
+}
+
+/// Every rejection as one error (exit 2): one alone as the server gave it, several listed.
+pub fn rejections_error(rejected: &[Rejection]) -> Option<Error> {
+    match rejected {
+        [] => None,
+        [one] => Some(Error {
+            kind: one.error.kind,
+            message: one.error.message.clone(),
+            hint: one.error.hint.clone(),
+            source: None,
+        }),
+        many => Some(
+            Error::invalid(format!(
+                "the server rejects {} objects as they stand:\n  {}",
+                many.len(),
+                many.iter()
+                    .map(|r| format!("{}: {}", r.key, r.reason()))
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            ))
+            .hint("fix the manifests (or the live objects they clash with) and rerun"),
+        ),
+    }
 }
 
 pub struct Plan {
@@ -82,6 +132,8 @@ pub struct Plan {
     /// Helm releases (`namespace/name`) that objects of the manifests belong to live, not yet
     /// adopted: taking them over leaves the release's record behind (see `--adopt`).
     pub helm_releases: BTreeSet<String>,
+    /// Wanted objects the server rejects, with `report_rejections` (otherwise planning fails).
+    pub rejected: Vec<Rejection>,
 }
 
 impl Plan {
@@ -207,7 +259,17 @@ pub async fn build(
     let wanted = validate(manifests, opts, &id, |v, k| cluster.resolve(v, k))?;
     let found = discover(cluster, opts, &id, wanted.namespace_in_set).await?;
     let mut live = list_live(cluster, opts, &id, &wanted.objects, &found).await?;
-    let runs = dry_run(cluster, wanted.objects, &live.proven, &found, opts).await?;
+    let (runs, mut rejected) = dry_run(cluster, wanted.objects, &live.proven, &found, opts).await?;
+    if !opts.report_rejections
+        && let Some(e) = rejections_error(&rejected)
+    {
+        return Err(e);
+    }
+    // A rejected object is still wanted: its live copy goes with it, never to the prunes.
+    for r in &mut rejected {
+        r.live = live.objects.remove(&r.key);
+        live.members.remove(&r.key);
+    }
     let mut items: Vec<Item> = runs
         .into_iter()
         .map(|run| decide(run, &mut live, &id, opts))
@@ -215,6 +277,8 @@ pub async fn build(
     items.extend(prunes(&mut live, &items, opts));
     let mut plan = assemble(opts, id, found, items, live.unowned);
     plan.helm_releases = live.helm_releases;
+    rejected.sort_by(|a, b| a.key.cmp(&b.key));
+    plan.rejected = rejected;
     Ok(plan)
 }
 
@@ -627,17 +691,18 @@ pub struct DryRun {
 
 /// Step 4: a server-side dry-run of every wanted object not proven unchanged, bounded
 /// concurrency. A conflict is noted (and the dry-run repeated with force, to show the
-/// result); a manifest the server's schema rejects is invalid input.
+/// result); an object the server rejects as it stands is a [`Rejection`], every one of them
+/// found, not only the first; any other failure ends planning.
 pub async fn dry_run(
     cluster: &Cluster,
     wanted: Vec<Desired>,
     proven: &BTreeMap<ObjectKey, Option<String>>,
     found: &Discovered,
     opts: &Options,
-) -> Result<Vec<DryRun>> {
+) -> Result<(Vec<DryRun>, Vec<Rejection>)> {
     let namespace_exists = found.namespace_exists;
     let skip_dry_run = |r: &Resolved| r.pending || (r.namespaced && !namespace_exists);
-    futures::stream::iter(wanted.into_iter().map(|desired| {
+    let outcomes = futures::stream::iter(wanted.into_iter().map(|desired| {
         let api = cluster.api(
             &desired.resolved,
             desired.object["metadata"]["namespace"].as_str(),
@@ -646,26 +711,26 @@ pub async fn dry_run(
         let known_unchanged = proven.contains_key(&desired.key);
         async move {
             if known_unchanged {
-                return Ok(DryRun {
+                return Ok(Ok(DryRun {
                     desired,
                     merged: None,
                     conflict: None,
-                });
+                }));
             }
             if skip {
                 let merged = Some(desired.object.clone());
-                return Ok(DryRun {
+                return Ok(Ok(DryRun {
                     desired,
                     merged,
                     conflict: None,
-                });
+                }));
             }
             let key = &desired.key;
             let r = &desired.resolved;
             let pp = PatchParams::apply(MANAGER).dry_run();
             let patch = Patch::Apply(&desired.object);
-            let (merged, conflict) = match idempotent(|| api.patch(&key.name, &pp, &patch)).await
-            {
+            let failed = |e| dry_run_error(key, e, &desired.object);
+            let (merged, conflict) = match idempotent(|| api.patch(&key.name, &pp, &patch)).await {
                 Ok(merged) => (merged, None),
                 Err(e) if status_code(&e) == Some(409) => {
                     let conflict = match &e {
@@ -673,49 +738,73 @@ pub async fn dry_run(
                         other => other.to_string(),
                     };
                     let forced = pp.clone().force();
-                    let merged = idempotent(|| api.patch(&key.name, &forced, &patch))
-                        .await
-                        .map_err(|e| {
-                            crate::normalize::mask_error(
-                                api_error(format!("dry-run of {key}"), e),
+                    match idempotent(|| api.patch(&key.name, &forced, &patch)).await {
+                        Ok(merged) => {
+                            let conflict = crate::normalize::mask_secret_values_in(
+                                &conflict,
                                 &[&desired.object],
-                            )
-                        })?;
-                    let conflict =
-                        crate::normalize::mask_secret_values_in(&conflict, &[&desired.object]);
-                    (merged, Some(conflict))
+                            );
+                            (merged, Some(conflict))
+                        }
+                        Err(e) => return rejected(key, failed(e)),
+                    }
                 }
-                Err(e) => {
-                    let code = status_code(&e);
-                    // The server reports a manifest that does not fit the schema as 500
-                    // "failed to create typed patch object", and one it cannot decode (a
-                    // Secret's data that is not base64) as 500 "failed to convert new object":
-                    // that is bad input, not a failure.
-                    let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object") || s.message.contains("failed to convert new object"));
-                    let err = crate::normalize::mask_error(
-                        api_error(format!("dry-run of {key}"), e),
-                        &[&desired.object],
-                    );
-                    // 413: the object is larger than the server accepts in one request, so no
-                    // retry or permission can make it apply; the manifest has to change.
-                    return Err(if schema || matches!(code, Some(400) | Some(413) | Some(422)) { Error { kind: shared::ErrorKind::Invalid, ..err } } else { err });
-                }
+                Err(e) => return rejected(key, failed(e)),
             };
             let mut m = to_value(&merged, r);
             strip_managed_fields(&mut m);
             drop(patch);
-            Ok(DryRun {
+            Ok(Ok(DryRun {
                 desired,
                 merged: Some(m),
                 conflict,
-            })
+            }))
         }
     }))
     .buffer_unordered(opts.concurrency)
-    .collect::<Vec<Result<DryRun>>>()
-    .await
-    .into_iter()
-    .collect()
+    .collect::<Vec<Result<std::result::Result<DryRun, Rejection>>>>()
+    .await;
+    let mut runs = Vec::new();
+    let mut rejections = Vec::new();
+    for outcome in outcomes {
+        match outcome? {
+            Ok(run) => runs.push(run),
+            Err(r) => rejections.push(r),
+        }
+    }
+    Ok((runs, rejections))
+}
+
+/// A failed dry-run as an error, Secret values masked (the server may quote them). The server
+/// reports a manifest that does not fit the schema as 500 "failed to create typed patch
+/// object", and one it cannot decode (a Secret's data that is not base64) as 500 "failed to
+/// convert new object": that is bad input, not a failure. So are 400, 422 and 413 (larger
+/// than the server accepts in one request): no retry or permission makes them apply.
+fn dry_run_error(key: &ObjectKey, e: kube::Error, object: &Value) -> Error {
+    let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object") || s.message.contains("failed to convert new object"));
+    let invalid = schema || matches!(status_code(&e), Some(400 | 413 | 422));
+    let err = crate::normalize::mask_error(api_error(format!("dry-run of {key}"), e), &[object]);
+    if invalid {
+        Error {
+            kind: shared::ErrorKind::Invalid,
+            ..err
+        }
+    } else {
+        err
+    }
+}
+
+/// An invalid-input error is a finding about the object; anything else ends planning.
+fn rejected(key: &ObjectKey, error: Error) -> Result<std::result::Result<DryRun, Rejection>> {
+    if error.kind == shared::ErrorKind::Invalid {
+        Ok(Err(Rejection {
+            key: key.clone(),
+            error,
+            live: None,
+        }))
+    } else {
+        Err(error)
+    }
 }
 
 /// Step 5, for each wanted object: create, update or unchanged, from the live copy and the
@@ -829,6 +918,7 @@ pub fn assemble(
         unowned,
         latest_revision: found.latest_revision,
         helm_releases: BTreeSet::new(),
+        rejected: Vec::new(),
     }
 }
 
@@ -877,6 +967,7 @@ mod tests {
             check_all: false,
             for_write: false,
             keep_unchanged_live: false,
+            report_rejections: false,
         }
     }
 

@@ -127,6 +127,14 @@ pub fn plan_json(plan: &Plan, show_secrets: bool, extra: Value) -> Value {
         "protected": protected,
         "unchanged": unchanged,
     });
+    // Only diff plans with rejections (sync refuses them before showing anything).
+    if !plan.rejected.is_empty() {
+        v["rejected"] = plan
+            .rejected
+            .iter()
+            .map(|r| json!({"object": r.key.to_string(), "message": r.reason()}))
+            .collect();
+    }
     if let (Some(map), Value::Object(extra)) = (v.as_object_mut(), extra) {
         map.extend(extra);
     }

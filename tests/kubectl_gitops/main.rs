@@ -1689,3 +1689,125 @@ fn an_additional_namespace_the_user_may_not_read_is_named() {
         err(&o)
     );
 }
+
+/// A Service whose only port someone renamed by hand (`kubectl patch`, as in issue 13):
+/// re-applying ours would give two ports named `http`, so the server rejects the dry-run (422).
+fn service(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector:\n    app: {name}\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n"
+    )
+}
+
+/// A rejected dry-run is a finding about one object, not the end of the report: `status`
+/// lists every such object as drift (`cannot re-apply: <server message>`) beside the drift and
+/// health of the others (exit 1 with --exit-code); `diff` shows every diff it could compute and
+/// then all rejections in one error (exit 2); `sync` refuses before any write, naming them all.
+#[test]
+fn rejected_objects_are_reported_beside_the_rest() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("rejected");
+    let repo = Repo::new();
+    repo.write("app/frontend.yaml", service("frontend"));
+    repo.write("app/backend.yaml", service("backend"));
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n",
+    );
+    repo.tag("A");
+    let r = repo.path.to_str().unwrap();
+    ok(sync_app(r, "A", &ns, &[]));
+    for svc in ["frontend", "backend"] {
+        kubectl(&[
+            "patch",
+            "svc",
+            svc,
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"ports":[{"name":"http","port":81,"targetPort":8080}]}}"#,
+        ]);
+    }
+    kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"edited"}}"#,
+    ]);
+    let rejected = [
+        format!("Service/{ns}/backend"),
+        format!("Service/{ns}/frontend"),
+    ];
+
+    // status: every finding, the rejected ones as drift.
+    let o = run(&["status", "-n", &ns, "--exit-code", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", out(&o), err(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        s["drift"]["changed"],
+        serde_json::json!([format!("ConfigMap/{ns}/settings")]),
+        "{s:#}"
+    );
+    let objects: Vec<&str> = s["drift"]["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["object"].as_str().unwrap())
+        .collect();
+    assert_eq!(objects, rejected, "{s:#}");
+    assert!(
+        s["drift"]["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Duplicate value"),
+        "{s:#}"
+    );
+    assert_eq!(s["in_sync"], false);
+    assert_eq!(
+        s["health"].as_array().unwrap().len(),
+        3,
+        "every object's health, rejected ones too: {s:#}"
+    );
+    let o = run(&["status", "-n", &ns, "--exit-code"]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", out(&o), err(&o));
+    for k in &rejected {
+        assert!(
+            out(&o).contains(&format!("cannot re-apply: {k}: ")),
+            "{}",
+            out(&o)
+        );
+    }
+    assert!(out(&o).contains(&format!("changed: ConfigMap/{ns}/settings")));
+
+    // diff: the ConfigMap's diff, then both rejections in one error.
+    let o = diff_app(r, "A", &ns, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}\n{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("edited"),
+        "the computable diff: {}",
+        out(&o)
+    );
+    let errors = err(&o).lines().filter(|l| l.starts_with("error:")).count();
+    assert_eq!(errors, 1, "{}", err(&o));
+    for k in &rejected {
+        assert!(err(&o).contains(k.as_str()), "{}", err(&o));
+    }
+    let o = diff_app(r, "A", &ns, &["-o", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["rejected"].as_array().map(Vec::len), Some(2), "{d:#}");
+    assert_eq!(d["summary"]["update"], 1, "{d:#}");
+
+    // sync: refused before any write, both named.
+    let before = snapshot(&ns);
+    let o = sync_app(r, "A", &ns, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    for k in &rejected {
+        assert!(err(&o).contains(k.as_str()), "{}", err(&o));
+    }
+    assert_eq!(snapshot(&ns), before, "nothing written");
+}

@@ -96,6 +96,8 @@ pub fn plan_options(
         check_all: planning.check_all,
         for_write: apply.is_some_and(|a| !a.dry_run),
         keep_unchanged_live: false,
+        // diff shows every object it could compute, then every rejection (exit 2).
+        report_rejections: apply.is_none(),
     }
 }
 
