@@ -28,7 +28,41 @@ pub struct Resolved {
     pub pending: bool,
 }
 
+/// Marks (as an error's source) a failure that a later run may not meet: a timeout, a lost
+/// connection, throttling or an API server that is unavailable (429, 502, 503, 504). Anything
+/// else (a 500 such as "range is full", a refusal by RBAC, quota or an admission policy) the
+/// server answers the same way until something changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Transient;
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a transient failure: a rerun may not meet it")
+    }
+}
+
+impl std::error::Error for Transient {}
+
+/// Whether `e`, or an error it was made from, is [`Transient`].
+pub fn is_transient(e: &Error) -> bool {
+    e.causes().any(|c| c.is::<Transient>())
+}
+
 pub fn api_error(what: impl std::fmt::Display, err: kube::Error) -> Error {
+    let transient = match &err {
+        kube::Error::Api(s) => matches!(s.code, 429 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    };
+    let e = describe_api_error(what, err);
+    if transient {
+        e.with_source(Transient)
+    } else {
+        e
+    }
+}
+
+fn describe_api_error(what: impl std::fmt::Display, err: kube::Error) -> Error {
     match err {
         kube::Error::Api(status) => {
             let verb_hint = match status.code {

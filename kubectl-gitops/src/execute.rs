@@ -215,7 +215,8 @@ async fn wait_established(cluster: &Cluster, item: &Item) -> Result<()> {
             "{} did not become Established within {}s",
             item.key,
             LIMIT.as_secs()
-        ))),
+        ))
+        .with_source(crate::cluster::Transient)),
     }
 }
 
@@ -518,14 +519,18 @@ async fn record_and_finish(
                 }
             }
             if record_written {
-                msg.push_str(&format!(
-                    "\nrecorded as revision {revision} ({what}); rerunning the sync converges"
-                ));
+                msg.push_str(&format!("\nrecorded as revision {revision} ({what})"));
             } else {
-                msg.push_str(
-                    "\nnot recorded (see the warning above); rerunning the sync converges",
-                );
+                msg.push_str("\nnot recorded (see the warning above)");
             }
+            // Only a failure a rerun may not meet again is worth a plain rerun; the rest
+            // (a full Service range, a quota, a policy, RBAC) fails the same way every time.
+            let passing = interrupted || lost.is_some() || crate::cluster::is_transient(&e);
+            msg.push_str(if passing {
+                "; rerunning the sync converges"
+            } else {
+                "; a rerun fails the same way until what the error names is changed"
+            });
             Err(Error { message: msg, ..e })
         }
     }

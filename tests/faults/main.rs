@@ -329,6 +329,10 @@ fn api_server_stopped_mid_sync_fails_cleanly_and_a_rerun_converges() {
         "the list of objects not applied is cut short: {stderr}"
     );
     assert!(
+        stderr.contains("; rerunning the sync converges"),
+        "a lost connection is transient: {stderr}"
+    );
+    assert!(
         stderr.contains("not recorded") && !stderr.contains("recorded as revision"),
         "does not claim a record it could not write: {stderr}"
     );

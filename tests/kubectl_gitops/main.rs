@@ -1426,6 +1426,10 @@ fn an_interrupted_sync_is_recorded_and_a_rerun_converges() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr.contains("(interrupted); rerunning the sync converges"),
+        "{stderr}"
+    );
     let h = history(&ns);
     assert_eq!(h["revisions"][0]["outcome"], "interrupted", "{h}");
     assert!(
@@ -1810,4 +1814,67 @@ fn rejected_objects_are_reported_beside_the_rest() {
         assert!(err(&o).contains(k.as_str()), "{}", err(&o));
     }
     assert_eq!(snapshot(&ns), before, "nothing written");
+}
+
+/// A sync that fails on something every rerun meets again (here an admission policy that
+/// refuses the real write but not its dry-run, as a full Service IP range or a quota would)
+/// does not tell the user that rerunning converges; it says what must change. An interrupted
+/// one still does (`an_interrupted_sync_is_recorded_and_a_rerun_converges`).
+#[test]
+fn a_failure_a_rerun_meets_again_is_not_called_transient() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("refused");
+    let repo = Repo::new();
+    repo.write(
+        "app/fine.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fine\ndata:\n  a: b\n",
+    );
+    repo.write(
+        "app/refused.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: refused\ndata:\n  a: b\n",
+    );
+    repo.tag("v1");
+    let policy = format!("{ns}-no-real-writes");
+    let yaml = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: {policy}\nspec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - apiGroups: ['']\n      apiVersions: [v1]\n      operations: [CREATE, UPDATE]\n      resources: [configmaps]\n  validations:\n  - expression: \"request.dryRun == true || !object.metadata.name.startsWith('refused')\"\n    message: test policy refuses real writes\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata:\n  name: {policy}\nspec:\n  policyName: {policy}\n  validationActions: [Deny]\n  matchResources:\n    namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: {ns}\n"
+    );
+    let file = repo.tmp.path().join("policy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    // Policies take effect within a second or so: wait until a real write is refused.
+    wait_for("the policy to take effect", Duration::from_secs(30), || {
+        let o = c
+            .kubectl()
+            .args(["create", "configmap", "refused-probe", "-n", &ns])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            kubectl(&["delete", "configmap", "refused-probe", "-n", &ns]);
+            None
+        } else {
+            Some(())
+        }
+    });
+    let r = repo.path.to_str().unwrap();
+    let o = sync_app(r, "v1", &ns, &[]);
+    let _ = c
+        .kubectl()
+        .args([
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            &policy,
+        ])
+        .output();
+    let stderr = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("test policy refuses real writes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("(failed); a rerun fails the same way until what the error names is changed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("converges"), "{stderr}");
 }
