@@ -65,6 +65,8 @@ pub struct Corrupt {
     /// The revision its name carries, when that is a number in range.
     pub revision: Option<u64>,
     pub reason: String,
+    /// Secret name and uid of the other parts labelled with its revision.
+    pub parts: Vec<(String, Option<String>)>,
 }
 
 impl Corrupt {
@@ -184,6 +186,7 @@ fn check(secret: &str, meta_b64: Option<&str>, parts: &BTreeSet<String>) -> Resu
         name: secret.to_string(),
         revision: number,
         reason,
+        parts: Vec::new(),
     };
     let Some(n) = number else {
         return Err(corrupt(format!(
@@ -262,6 +265,8 @@ pub async fn list(cluster: &Cluster, ns: &str) -> Result<Records> {
         ..Records::default()
     };
     let mut incomplete: std::collections::BTreeMap<u64, Incomplete> = Default::default();
+    let mut headed: std::collections::BTreeMap<u64, Vec<(String, Option<String>)>> =
+        Default::default();
     for p in part_list.items {
         let Some(revision) = p
             .metadata
@@ -274,6 +279,10 @@ pub async fn list(cluster: &Cluster, ns: &str) -> Result<Records> {
             continue;
         };
         if head_names.contains(&name(revision, 0)) {
+            headed
+                .entry(revision)
+                .or_default()
+                .push((p.metadata.name.unwrap_or_default(), p.metadata.uid));
             continue;
         }
         let entry = incomplete.entry(revision).or_insert(Incomplete {
@@ -296,8 +305,11 @@ pub async fn list(cluster: &Cluster, ns: &str) -> Result<Records> {
         let meta = s.data["data"]["meta.json"].as_str();
         match check(&secret, meta, &parts) {
             Ok(m) => out.trusted.push(m),
-            Err(c) => {
+            Err(mut c) => {
                 warn_once(ns, &c);
+                if let Some(n) = c.revision {
+                    c.parts = headed.remove(&n).unwrap_or_default();
+                }
                 out.corrupt.push(c)
             }
         }
@@ -475,6 +487,7 @@ pub async fn manifests(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<V
             name: name(meta.revision, 0),
             revision: Some(meta.revision),
             reason,
+            parts: Vec::new(),
         }
         .error(ns)
     };
@@ -497,7 +510,9 @@ pub async fn manifests(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<V
 }
 
 /// Keeps the newest `keep` readable records, and removes parts that lost their part 0 long
-/// ago ([`Records::orphans`]). Corrupt records are left for a person to look at (`history`
+/// ago ([`Records::orphans`]). A corrupt record older (by the number in its name) than the
+/// oldest record kept is beyond the limit like any other and removed with its parts; newer
+/// ones, and one whose name carries no number, are left for a person to look at (`history`
 /// names them). Part 0 goes first, so a record interrupted while being deleted is gone rather
 /// than left without its parts (which become orphans, removed by a later run).
 pub async fn prune_history(cluster: &Cluster, ns: &str, keep: u32) -> Result<()> {
@@ -508,6 +523,21 @@ pub async fn prune_history(cluster: &Cluster, ns: &str, keep: u32) -> Result<()>
         remove_parts(&api, ns, &orphan.parts).await;
     }
     let excess = all.trusted.len().saturating_sub(keep as usize);
+    if let Some(oldest_kept) = all.trusted.get(excess).map(|m| m.revision) {
+        for c in all
+            .corrupt
+            .iter()
+            .filter(|c| c.revision.is_some_and(|n| n < oldest_kept))
+        {
+            crate::log::info(
+                2,
+                format!("removing corrupt revision record {}: {}", c.name, c.reason),
+            );
+            let head = [(c.name.clone(), None)];
+            remove_parts(&api, ns, &head).await;
+            remove_parts(&api, ns, &c.parts).await;
+        }
+    }
     for meta in all.trusted.iter().take(excess) {
         for k in 0..meta.parts {
             let part = name(meta.revision, k);
@@ -657,6 +687,7 @@ mod tests {
                 name: "kubectl-gitops.rev.7".into(),
                 revision: Some(7),
                 reason: "x".into(),
+                parts: vec![],
             }],
             ..Records::default()
         };
@@ -666,6 +697,7 @@ mod tests {
                 name: "n".into(),
                 revision: Some(MAX_REVISION),
                 reason: "x".into(),
+                parts: vec![],
             }],
             ..Records::default()
         };

@@ -1886,6 +1886,16 @@ fn corrupt_records_are_named_and_never_trusted() {
             ));
         }
         failures.extend(no_lease(name, &ns));
+        // Beyond the limit, the corrupt record goes as any other would, parts and all.
+        let left: Vec<String> = snapshot(&ns)
+            .into_iter()
+            .filter(|s| s.contains("kubectl-gitops.rev."))
+            .collect();
+        if left.len() != 1 || !left[0].contains("kubectl-gitops.rev.3") {
+            failures.push(format!(
+                "[{name}] --history-limit 1 should leave revision 3 alone: {left:?}"
+            ));
+        }
     }
     report(failures);
 }
