@@ -1,4 +1,4 @@
-//! Child processes we wait for (`kubectl kustomize`, a `KUBECTL_EXTERNAL_DIFF` tool) run with
+//! Child processes we wait for (`kubectl kustomize`, `helm`, a `KUBECTL_EXTERNAL_DIFF` tool) run with
 //! a time limit: one that hangs is killed and named in the error instead of holding the run
 //! for ever. The limits are documented in README ("Time limits") and can be changed with an
 //! environment variable each.
@@ -20,6 +20,12 @@ pub struct Limit {
 /// in well under a second; a very large one in seconds).
 pub const KUSTOMIZE: Limit = Limit {
     variable: "KUBECTL_GITOPS_KUSTOMIZE_TIMEOUT",
+    default: Duration::from_secs(5 * 60),
+};
+
+/// `helm template` (or `helm dependency list`) of one chart: rendering is local, in seconds.
+pub const HELM: Limit = Limit {
+    variable: "KUBECTL_GITOPS_HELM_TIMEOUT",
     default: Duration::from_secs(5 * 60),
 };
 

@@ -2119,6 +2119,11 @@ fn child_processes_that_hang_are_stopped_at_their_limit() {
     repo.write("app/cm.yaml", CM);
     repo.write("app/kustomization.yaml", "resources:\n- cm.yaml\n");
     repo.write("plain/cm.yaml", CM);
+    repo.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: hang\nversion: 0.1.0\n",
+    );
+    repo.write("chart/templates/cm.yaml", CM);
     repo.tag_fixture();
     let hang = repo.tmp.path().join("kubectl-that-hangs");
     std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
@@ -2186,6 +2191,22 @@ fn child_processes_that_hang_are_stopped_at_their_limit() {
     if !text(&o.stderr).contains("did not finish within 2s") || took.as_secs() > 20 {
         failures.push(format!(
             "[external-diff-hangs] not stopped at 2s (took {took:?}):\n{}",
+            text(&o.stderr)
+        ));
+    }
+    let (o, took) = run(
+        &[
+            "sync", "--repo", r, "--tag", "t", "--path", "chart", "-n", &ns, "--yes",
+        ],
+        &[
+            ("HELM_PATH", hang.to_str().unwrap()),
+            ("KUBECTL_GITOPS_HELM_TIMEOUT", "2s"),
+        ],
+    );
+    failures.extend(check_error("helm-hangs", &o, 1, "Helm chart at chart"));
+    if !text(&o.stderr).contains("did not finish within 2s") || took.as_secs() > 20 {
+        failures.push(format!(
+            "[helm-hangs] not stopped at 2s (took {took:?}):\n{}",
             text(&o.stderr)
         ));
     }

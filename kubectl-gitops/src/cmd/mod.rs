@@ -61,7 +61,8 @@ pub async fn objects(
         Content::Objects(manifests) => Ok(manifests),
         Content::Chart(chart) => {
             let caps = cluster.capabilities().await?;
-            let manifests = chart.render(&caps, namespace)?;
+            // Runs helm and parses its output: off the runtime's threads.
+            let manifests = tokio::task::block_in_place(|| chart.render(&caps, namespace))?;
             log::info(
                 1,
                 format!(
