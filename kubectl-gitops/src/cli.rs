@@ -16,7 +16,8 @@ Exit codes:
   verify:        0 verified and recorded, 1 not verified (the reasons are listed; nothing written)
                  or a push refused, 2 invalid input, 3 lost a race for refs/notes/deploy (another
                  verification was written or pushed first; nothing written, retry)
-  history:       0, or 2 on error";
+  history:       0, or 2 on error
+  trust:         0 done, 1 failed or refused (e.g. by RBAC), 2 invalid input";
 
 /// How `--wait` and `status` judge health (README: "--wait"); a macro so that `concat!` can
 /// put it into more than one help text.
@@ -138,6 +139,10 @@ pub enum Command {
     /// defaults: a record is a Secret that anyone who may write Secrets in the namespace can
     /// edit, so objects outside the namespace, cluster-scoped objects and an empty record are
     /// refused unless the flag a sync would need is given.
+    ///
+    /// Under a trust policy (see `trust`), --to-tag checks the tag's signature as sync does; a
+    /// recorded revision is allowed when it was verified when it was synced, by keys the policy
+    /// still lists (its manifests come from the record, where no signature can be checked).
     #[command(after_help = EXIT_CODES)]
     Revert(RevertArgs),
     /// The recorded revisions of the namespace, newest first
@@ -169,7 +174,65 @@ has. Otherwise it exits 1, lists the reasons and writes nothing.\n\n",
         )
     )]
     Verify(VerifyArgs),
+    /// Require signed tags: set, show or clear the namespace's trust policy
+    #[command(
+        subcommand,
+        after_help = EXIT_CODES,
+        long_about = TRUST_ABOUT
+    )]
+    Trust(TrustCommand),
 }
+
+const TRUST_ABOUT: &str = "\
+Require signed tags: set, show or clear the namespace's trust policy.
+
+The policy is the ConfigMap kubectl-gitops-trust in the namespace. While it exists, sync and \
+revert --to-tag check the tag's signature (and/or its commit's, per --mode) before anything is \
+written, and refuse (exit 1, nothing written) a tag that is not signed, is lightweight, is \
+signed by a key the policy does not list, carries a bad signature, or is signed with an expired \
+or revoked key or by a principal not allowed for that key; diff shows the same verdict as a \
+warning. SSH signatures are checked against an OpenSSH allowed_signers file (as git's \
+gpg.ssh.allowedSignersFile), OpenPGP signatures with gpg against a throw-away keyring of the \
+policy's keys. Who may change the policy is decided by RBAC on that ConfigMap.";
+
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Write the namespace's trust policy from git's own key files (replaces any policy)
+    Set(TrustSetArgs),
+    /// Show the namespace's trust policy: mode and trusted keys (never key material)
+    Show(TrustShowArgs),
+    /// Remove the namespace's trust policy: its deploys are no longer checked
+    Clear(TrustClearArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrustSetArgs {
+    /// An OpenSSH allowed_signers file, the format of git's gpg.ssh.allowedSignersFile: one
+    /// `principals [options] key-type base64-key` line per trusted SSH key
+    #[arg(long, value_name = "file")]
+    pub ssh_allowed_signers: Option<PathBuf>,
+    /// ASCII-armoured OpenPGP public keys, as `gpg --armor --export KEY...` writes them
+    #[arg(long, value_name = "file")]
+    pub gpg_keys: Option<PathBuf>,
+    /// Which signatures a deploy needs: the annotated tag's (tag), the tagged commit's
+    /// (commit; the tag may then be unsigned or lightweight), or both (tag-and-commit)
+    #[arg(long, value_name = "mode", default_value = "tag",
+          value_parser = clap::builder::PossibleValuesParser::new(["tag", "commit", "tag-and-commit"]))]
+    pub mode: String,
+    /// Print the ConfigMap that would be written (YAML) and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustShowArgs {
+    /// Output format: text or json
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustClearArgs {}
 
 pub use shared::output::Format;
 
@@ -213,6 +276,11 @@ pub struct ApplyArgs {
     /// Output format of the plan: text (the summary; with --dry-run, diffs) or json (the plan)
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// Do not check the namespace's trust policy (see `trust`): neither the tag's signature
+    /// nor, for revert, whether the recorded revision was verified when it was synced; a
+    /// warning says so and the revision records the check as skipped
+    #[arg(long)]
+    pub insecure_skip_signature: bool,
 }
 
 #[derive(Args, Debug)]
@@ -323,7 +391,8 @@ pub struct SourceArgs {
     /// of gitops.yaml's helm: block). Only with --tag: what an environment deploys is in git
     #[arg(long = "values", value_name = "file", conflicts_with = "env")]
     pub values: Vec<String>,
-    /// Set a Helm chart value as `helm --set` reads it (repeatable; read last). Only with --tag
+    /// Set a Helm chart value as `helm --set` reads it (repeatable; read last). Only with --tag.
+    /// Refused in a namespace with a trust policy: the value is not in the signed tag
     #[arg(long = "set", value_name = "key=value", conflicts_with = "env",
           value_parser = helm_set)]
     pub set: Vec<String>,

@@ -246,6 +246,8 @@ pub struct RecordInfo {
     pub reverted_to: Option<u64>,
     /// The outcome recorded on success: `succeeded`, `reverted to revision 3 (tag ...)`.
     pub success: String,
+    /// What was checked of the tag's signature (`trust::Gate`).
+    pub signature: crate::trust::SignatureRecord,
 }
 
 async fn ensure_namespace(cluster: &Cluster, plan: &Plan, applied: &mut Vec<String>) -> Result<()> {
@@ -448,6 +450,7 @@ async fn record_and_finish(
         objects,
         parts: 0,
         reverted_to: info.reverted_to,
+        signature: Some(info.signature),
     };
     let recorded = record_with_retry(cluster, &plan.namespace, meta, blob, holds_lease).await;
     let mut record_written = true;

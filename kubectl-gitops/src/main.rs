@@ -18,6 +18,7 @@ mod plan;
 mod record;
 mod report;
 mod source;
+mod trust;
 mod unchanged;
 
 #[cfg(test)]
@@ -68,6 +69,7 @@ async fn run(cli: Cli) -> Result<i32> {
             kind: ErrorKind::Invalid,
             ..e
         }),
+        Command::Trust(command) => cmd::trust::run(&cli.kube, command).await,
         Command::Status(args) => cmd::status::run(&cli.kube, args).await.map_err(|e| Error {
             kind: ErrorKind::Invalid,
             ..e

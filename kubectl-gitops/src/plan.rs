@@ -15,6 +15,7 @@ use crate::cluster::{Cluster, Resolved, api_error, idempotent, status_code};
 pub const MANAGER: &str = "kubectl-gitops";
 /// The ApplySet parent: a Secret in the namespace, as kubectl's own default.
 pub const PARENT_NAME: &str = "kubectl-gitops-applyset";
+use crate::trust::CONFIGMAP_NAME as TRUST_CONFIGMAP;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -355,6 +356,15 @@ pub fn validate(
             if let Some(meta) = obj["metadata"].as_object_mut() {
                 meta.remove("namespace");
             }
+        }
+        if kind == "ConfigMap" && resolved.resource.group.is_empty() && name == TRUST_CONFIGMAP {
+            // A deploy must not carry the policy that judges deploys.
+            problems.push(format!(
+                "{}: ConfigMap/{name} is a namespace's trust policy, which manifests may not \
+                 hold (set it with `kubectl gitops trust set`)",
+                where_(&m.source)
+            ));
+            continue;
         }
         let key = ObjectKey::of(&obj);
         if !is_target_namespace(&key, ns) {
@@ -928,7 +938,10 @@ fn infrastructure(v: &Value) -> bool {
     let kind = v["kind"].as_str().unwrap_or_default();
     matches!(
         (kind, name),
-        ("ConfigMap", "kube-root-ca.crt") | ("ServiceAccount", "default") | ("Secret", PARENT_NAME)
+        ("ConfigMap", "kube-root-ca.crt")
+            | ("ConfigMap", TRUST_CONFIGMAP)
+            | ("ServiceAccount", "default")
+            | ("Secret", PARENT_NAME)
     ) || v["type"] == "kubernetes.io/service-account-token"
         || v["type"] == crate::record::SECRET_TYPE
 }
@@ -1043,6 +1056,30 @@ mod tests {
             .err()
             .expect("refused");
         assert!(e.message.contains("no objects"), "{}", e.message);
+    }
+
+    #[test]
+    fn manifests_may_not_carry_a_trust_policy() {
+        let mut o = opts("dev");
+        o.allow_other_namespaces = true;
+        for ns in [None, Some("other")] {
+            let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "kubectl-gitops-trust"}, "data": {"mode": "tag"}});
+            if let Some(ns) = ns {
+                cm["metadata"]["namespace"] = json!(ns);
+            }
+            let e = validate(vec![manifest(cm)], &o, "id", resolve)
+                .err()
+                .expect("refused");
+            assert_eq!(e.kind, shared::ErrorKind::Invalid);
+            assert!(
+                e.message.contains(
+                    "app/x.yaml: document 1 (line 1): ConfigMap/kubectl-gitops-trust is a namespace's trust policy"
+                ),
+                "{}",
+                e.message
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! Format (documented in the README):
 //! - Secret `kubectl-gitops.rev.<N>` (type `kubectl-gitops/revision`) with labels
 //!   `app.kubernetes.io/managed-by=kubectl-gitops` and `gitops.kubectl.io/revision=<N>`;
-//!   data `meta.json` (revision, tag, commit, time, user, outcome, objects, parts) and
+//!   data `meta.json` (revision, tag, commit, time, user, outcome, objects, parts, signature) and
 //!   `manifests.0`; further parts in `kubectl-gitops.rev.<N>.<k>` with data `manifests.<k>`.
 //! - The manifests are a JSON array of the applied objects, gzip-compressed, split in parts.
 //!
@@ -56,6 +56,10 @@ pub struct Meta {
     pub parts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverted_to: Option<u64>,
+    /// What was checked of the tag's signature; `None` in records written before signed
+    /// deploys existed (treated as never verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::trust::SignatureRecord>,
 }
 
 /// A record that cannot be trusted: why, and the Secret that holds it.

@@ -11,6 +11,7 @@ mod install_common;
 #[path = "../common/repo.rs"]
 mod repo;
 mod rollouts;
+mod signed;
 mod skip;
 #[path = "../common/tools.rs"]
 mod tools;

@@ -6,6 +6,7 @@ use shared::output::{self, Cell};
 
 use crate::cli::{Format, HistoryArgs, KubeArgs};
 use crate::record::{Corrupt, Incomplete, Meta};
+use crate::trust::SignatureRecord;
 
 /// Every record that exists, readable or not: a forged record or one whose write never
 /// finished is seen, never silently skipped.
@@ -54,6 +55,7 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         "outcome": m.outcome,
                         "objects": m.objects.len(),
                         "reverted_to": m.reverted_to,
+                        "signature": m.signature,
                     }),
                     Row::Corrupt(c) => json!({
                         "revision": c.revision,
@@ -81,6 +83,7 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         Cell::plain(&m.user),
                         Cell::plain(&m.outcome),
                         Cell::plain(m.objects.len().to_string()),
+                        signed_by(m),
                     ],
                     Row::Corrupt(c) => vec![
                         Cell::plain(c.revision.map(|n| n.to_string()).unwrap_or("?".into())),
@@ -93,6 +96,7 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                             output::BAD,
                         ),
                         Cell::plain("-"),
+                        Cell::plain("-"),
                     ],
                     Row::Incomplete(i) => vec![
                         Cell::plain(i.revision.to_string()),
@@ -102,13 +106,21 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         Cell::plain("-"),
                         Cell::styled(i.describe(), output::BAD),
                         Cell::plain("-"),
+                        Cell::plain("-"),
                     ],
                 })
                 .collect();
             let empty = rows.is_empty();
             output::print_table(
                 &[
-                    "REVISION", "TAG", "COMMIT", "TIME", "USER", "OUTCOME", "OBJECTS",
+                    "REVISION",
+                    "TAG",
+                    "COMMIT",
+                    "TIME",
+                    "USER",
+                    "OUTCOME",
+                    "OBJECTS",
+                    "SIGNED BY",
                 ],
                 rows,
             );
@@ -118,4 +130,14 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Who signed the revision's tag (or commit), `skipped` (--insecure-skip-signature), `no
+/// policy`, or `-` for a record written before signed deploys.
+fn signed_by(m: &Meta) -> Cell {
+    match &m.signature {
+        None => Cell::plain("-"),
+        Some(s @ SignatureRecord::Skipped) => Cell::styled(s.short(), output::WARN),
+        Some(s) => Cell::plain(s.short()),
+    }
 }

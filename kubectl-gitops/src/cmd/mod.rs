@@ -7,6 +7,7 @@ pub mod history;
 pub mod revert;
 pub mod status;
 pub mod sync;
+pub mod trust;
 pub mod verify;
 
 use serde_json::json;
@@ -17,6 +18,7 @@ use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
 use crate::manifest::{Content, Manifest};
 use crate::plan::{self, Plan};
+use crate::trust::{Enforce, Gate, SignatureRecord};
 use crate::{execute, health, log, report, source};
 
 pub struct Prepared {
@@ -25,28 +27,52 @@ pub struct Prepared {
     pub conn: Connection,
     pub cluster: Cluster,
     pub plan: Plan,
+    /// What the revision records about the tag's signature.
+    pub signature: SignatureRecord,
 }
 
-/// Connects (context from the flags, else the environment's) and builds the plan for
-/// `content` in the namespace from -n, else the environment's, else the context's
-/// (`opts.namespace` is resolved here; callers leave it empty). A Helm chart is rendered here,
-/// for that namespace and with the server's version and APIs as its Capabilities.
+/// Connects (context from the flags, else the environment's) and names the target namespace:
+/// -n, else the environment's, else the context's.
+pub async fn connect(
+    kube: &KubeArgs,
+    env_namespace: Option<&str>,
+    env_context: Option<&str>,
+) -> Result<(Connection, String)> {
+    let conn = kubeconf::connect(kube, env_context).await?;
+    let namespace = kube
+        .namespace
+        .clone()
+        .or_else(|| env_namespace.map(str::to_string))
+        .unwrap_or_else(|| conn.default_namespace.clone());
+    Ok((conn, namespace))
+}
+
+/// Builds the plan for `content` in `namespace` (`opts.namespace` is set here; callers leave
+/// it empty). A Helm chart is rendered here, for that namespace and with the server's version
+/// and APIs as its Capabilities.
+pub async fn plan_in(
+    conn: &Connection,
+    namespace: String,
+    content: Content,
+    mut opts: plan::Options,
+) -> Result<(Cluster, Plan)> {
+    opts.namespace = namespace;
+    let mut cluster = Cluster::discover(conn.client.clone()).await?;
+    let manifests = objects(content, &cluster, &opts.namespace).await?;
+    let plan = plan::build(&mut cluster, manifests, &opts).await?;
+    Ok((cluster, plan))
+}
+
+/// [`connect`], then [`plan_in`].
 pub async fn plan_for(
     kube: &KubeArgs,
     content: Content,
     env_namespace: Option<&str>,
     env_context: Option<&str>,
-    mut opts: plan::Options,
+    opts: plan::Options,
 ) -> Result<(Connection, Cluster, Plan)> {
-    let conn = kubeconf::connect(kube, env_context).await?;
-    opts.namespace = kube
-        .namespace
-        .clone()
-        .or_else(|| env_namespace.map(str::to_string))
-        .unwrap_or_else(|| conn.default_namespace.clone());
-    let mut cluster = Cluster::discover(conn.client.clone()).await?;
-    let manifests = objects(content, &cluster, &opts.namespace).await?;
-    let plan = plan::build(&mut cluster, manifests, &opts).await?;
+    let (conn, namespace) = connect(kube, env_namespace, env_context).await?;
+    let (cluster, plan) = plan_in(&conn, namespace, content, opts).await?;
     Ok((conn, cluster, plan))
 }
 
@@ -102,50 +128,62 @@ pub fn plan_options(
     }
 }
 
+/// The tag is read once and its signature checked against the namespace's trust policy
+/// (`enforce`) before anything is rendered; the manifests are those of the commit that was
+/// checked.
 pub async fn prepare(
     kube: &KubeArgs,
     args: &SourceArgs,
     apply: Option<&ApplyArgs>,
+    enforce: Enforce,
 ) -> Result<Prepared> {
-    let source = source::load(args.into()).await?;
+    // Reading git objects, parsing and rendering (kubectl kustomize) block: off the runtime's
+    // threads.
+    let location: source::Location = args.into();
+    let located = tokio::task::block_in_place(|| source::locate(location))?;
+    let (conn, namespace) = connect(
+        kube,
+        located.namespace.as_deref(),
+        located.context.as_deref(),
+    )
+    .await?;
+    let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
+    gate.check_command_line_values(&args.set)?;
+    let commit = gate.commit().unwrap_or_else(|| located.commit());
+    let content = tokio::task::block_in_place(|| located.load(commit))?;
     log::info(
         1,
         format!(
             "{}{} ({}) path {:?}: {}",
-            source
+            located
                 .env
                 .as_deref()
                 .map(|e| format!("{e}: "))
                 .unwrap_or_default(),
-            source.tag,
-            &source.commit.to_string()[..12],
-            source.path,
-            match &source.content {
+            located.name(),
+            &commit.to_string()[..12],
+            located.path,
+            match &content {
                 Content::Objects(m) => format!("{} objects", m.len()),
                 Content::Chart(_) => "a Helm chart".to_string(),
             }
         ),
     );
     let flags = plan_options(&args.scope, &args.planning, apply);
-    let (conn, cluster, plan) = plan_for(
-        kube,
-        source.content,
-        source.namespace.as_deref(),
-        source.context.as_deref(),
-        flags,
-    )
-    .await?;
+    let (cluster, plan) = plan_in(&conn, namespace, content, flags).await?;
+    gate.check_plan(&conn.client, &plan).await?;
     Ok(Prepared {
-        tag: source.tag,
-        commit: source.commit.to_string(),
+        tag: located.name().to_string(),
+        commit: commit.to_string(),
         conn,
         cluster,
         plan,
+        signature: gate.record,
     })
 }
 
 pub fn source_json(p: &Prepared) -> serde_json::Value {
-    json!({"tag": p.tag, "commit": p.commit})
+    json!({"tag": p.tag, "commit": p.commit, "signature": p.signature})
 }
 
 /// Shows the plan, refuses what must be refused, confirms, executes, waits: sync and revert.
@@ -203,6 +241,7 @@ pub async fn apply_flow(
         user: p.conn.user.clone(),
         reverted_to,
         success,
+        signature: p.signature.clone(),
     };
     let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info).await?;
     if args.adopt && !p.plan.helm_releases.is_empty() {

@@ -5,12 +5,14 @@ use shared::Result;
 
 use super::{apply_flow, prepare, verify};
 use crate::cli::{Format, KubeArgs, SyncArgs};
+use crate::trust::Enforce;
 
 pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
     if let Some(remote) = &args.push {
         shared::git::push::check_remote(remote)?;
     }
-    let p = prepare(kube, &args.source, Some(&args.apply)).await?;
+    let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
+    let p = prepare(kube, &args.source, Some(&args.apply), enforce).await?;
     let code = apply_flow(
         p,
         &args.apply,

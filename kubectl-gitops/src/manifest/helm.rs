@@ -3,8 +3,9 @@
 //! so what is deployed is what is in git; Helm runs with empty, temporary configuration and
 //! cache directories, an empty kubeconfig and no usable proxy, so it can reach no repository,
 //! registry or cluster. The work is split in two because the render needs the server's
-//! discovery: [`prepare`] does everything that can fail on the commit alone (before any
-//! connection), [`Chart::render`] runs Helm with the cluster's version and APIs.
+//! discovery: [`prepare`] does everything that can fail on the commit alone (before Helm runs;
+//! sync calls it once the tag's signature is checked, so nothing of an untrusted tag is
+//! read), [`Chart::render`] runs Helm with the cluster's version and APIs.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
