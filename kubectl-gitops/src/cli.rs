@@ -265,14 +265,47 @@ pub struct ApplyArgs {
         long,
         long_help = concat!(
             "Wait until what was applied is ready (rolled out, complete, bound, established), \
-             at most --timeout; exit 1 at the first object that failed.\n\n",
+             at most --timeout; exit 1 at the first object that failed. The revision is \
+             recorded once the wait is over, as failed if it did not end with everything \
+             ready. Manifests with sync waves or hooks are waited for wave by wave in any \
+             case.\n\n",
             health_rules!()
         )
     )]
     pub wait: bool,
-    /// How long --wait waits: a duration such as 90s, 5m or 1h30m
+    /// How long --wait (and the waves and hooks of a sync) may wait in all: a duration such as
+    /// 90s, 5m or 1h30m; a hook Job's activeDeadlineSeconds gives it its own
     #[arg(long, value_name = "duration", default_value = "5m", value_parser = shared::duration::parse)]
     pub timeout: std::time::Duration,
+    /// With --wait: when what was applied fails or is not ready in time (or on Ctrl-C), go
+    /// back to the last successful revision (revert: to the revision current before it), wait
+    /// for that, and exit 1
+    #[arg(
+        long,
+        requires = "wait",
+        long_help = "With --wait: when what was applied fails (an early signal of --wait: \
+ProgressDeadlineExceeded, CrashLoopBackOff after 3 restarts, ImagePullBackOff, ErrImagePull, \
+InvalidImageName or CreateContainerConfigError 30s after the Pod was created, a Job at its \
+backoff limit, Stalled=True) or is not ready within --timeout, or on Ctrl-C, put the namespace \
+back as it was: revert to the last successful revision of the records (a revert rolls back to \
+the revision that was current before it), with the same plan as `kubectl gitops revert` \
+(pruning, order, waves, hooks), wait for that with --rollback-timeout, and exit 1. The failed \
+revision is recorded as `failed: <reason>` (or `interrupted`) and marked as rolled back; the \
+rollback as a new revision, `rolled back to revision N (tag T) after failed revision M`. A \
+second Ctrl-C stops the rollback itself (recorded as `interrupted`). Without a successful \
+revision before (a first sync) nothing is rolled back: what was applied stays, exit 1."
+    )]
+    pub rollback_on_failure: bool,
+    /// How long the rollback of --rollback-on-failure may wait (default: --timeout), so a slow
+    /// failure cannot eat the time the rollback needs
+    #[arg(long, value_name = "duration", requires = "rollback_on_failure", value_parser = shared::duration::parse)]
+    pub rollback_timeout: Option<std::time::Duration>,
+    /// Delete and recreate an object whose apply would change an immutable field (a Job's
+    /// template, a selector, a Service's clusterIP), as the annotation
+    /// gitops.kubectl.io/sync-options: Replace=true does for one object; never for
+    /// Namespaces, PersistentVolumeClaims and CustomResourceDefinitions
+    #[arg(long)]
+    pub replace_immutable: bool,
     /// Output format of the plan: text (the summary; with --dry-run, diffs) or json (the plan)
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -433,6 +466,9 @@ pub struct SyncArgs {
     /// it in git (needs --env and --wait)
     #[arg(long, requires = "wait", requires = "env", conflicts_with = "dry_run")]
     pub verify: bool,
+    /// Sync a tag whose earlier sync failed and was rolled back without warning about it
+    #[arg(long)]
+    pub force: bool,
     /// With --verify: push the note to the remote (default origin) atomically, leased on what it
     /// has: --push=<remote>
     #[arg(long, value_name = "remote", num_args = 0..=1, require_equals = true,

@@ -85,6 +85,7 @@ pub async fn inspect(
         check_all,
         for_write: false,
         keep_unchanged_live: true,
+        replace_immutable: false,
         report_rejections: true,
     };
     let plan = plan::build(cluster, manifests, &opts).await?;
@@ -96,11 +97,12 @@ pub async fn inspect(
             .collect::<Vec<_>>()
     };
     let cluster = &*cluster;
-    // Every object of the manifests, rejected ones too: their live copies still run.
+    // Every object of the manifests, rejected ones too (their live copies still run); a
+    // hook's run is judged when it runs, and its record outlives it.
     let judged = plan
         .items
         .iter()
-        .filter(|i| i.desired.is_some())
+        .filter(|i| i.desired.is_some() && !i.is_hook())
         .map(|i| (&i.key, &i.live))
         .chain(plan.rejected.iter().map(|r| (&r.key, &r.live)));
     let health: Vec<(String, Verdict)> = futures::stream::iter(judged)

@@ -8,18 +8,23 @@ mod cluster;
 mod cmd;
 mod execute;
 mod health;
+mod hooks;
 mod inspect;
+mod interrupt;
 mod kubeconf;
 mod lock;
 mod log;
 mod manifest;
 mod normalize;
+mod phases;
 mod plan;
 mod record;
 mod report;
+mod rollback;
 mod source;
 mod trust;
 mod unchanged;
+mod waves;
 
 #[cfg(test)]
 mod properties;

@@ -41,6 +41,9 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.revision()));
     let records = rows;
+    let any_hooks = records
+        .iter()
+        .any(|r| matches!(r, Row::Readable(m) if !m.hooks.is_empty()));
     match args.output {
         Format::Json => {
             let list: Vec<_> = records
@@ -56,6 +59,8 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         "objects": m.objects.len(),
                         "reverted_to": m.reverted_to,
                         "signature": m.signature,
+                        "rolled_back_to": m.rolled_back_to,
+                        "hooks": m.hooks,
                     }),
                     Row::Corrupt(c) => json!({
                         "revision": c.revision,
@@ -75,16 +80,25 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
             let rows: Vec<Vec<Cell>> = records
                 .iter()
                 .map(|r| match r {
-                    Row::Readable(m) => vec![
-                        Cell::plain(m.revision.to_string()),
-                        Cell::plain(&m.tag),
-                        Cell::plain(m.commit.chars().take(7).collect::<String>()),
-                        Cell::plain(&m.time),
-                        Cell::plain(&m.user),
-                        Cell::plain(&m.outcome),
-                        Cell::plain(m.objects.len().to_string()),
-                        signed_by(m),
-                    ],
+                    Row::Readable(m) => {
+                        let mut row = vec![
+                            Cell::plain(m.revision.to_string()),
+                            Cell::plain(&m.tag),
+                            Cell::plain(m.commit.chars().take(7).collect::<String>()),
+                            Cell::plain(&m.time),
+                            Cell::plain(&m.user),
+                            Cell::plain(match m.rolled_back_to {
+                                Some(n) => format!("{} (rolled back to {n})", m.outcome),
+                                None => m.outcome.clone(),
+                            }),
+                            Cell::plain(m.objects.len().to_string()),
+                            signed_by(m),
+                        ];
+                        if any_hooks {
+                            row.push(Cell::plain(hooks_cell(m)));
+                        }
+                        row
+                    }
                     Row::Corrupt(c) => vec![
                         Cell::plain(c.revision.map(|n| n.to_string()).unwrap_or("?".into())),
                         Cell::plain("-"),
@@ -97,7 +111,10 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         ),
                         Cell::plain("-"),
                         Cell::plain("-"),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(any_hooks.then(|| Cell::plain("-")))
+                    .collect(),
                     Row::Incomplete(i) => vec![
                         Cell::plain(i.revision.to_string()),
                         Cell::plain("-"),
@@ -107,23 +124,27 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         Cell::styled(i.describe(), output::BAD),
                         Cell::plain("-"),
                         Cell::plain("-"),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(any_hooks.then(|| Cell::plain("-")))
+                    .collect(),
                 })
                 .collect();
             let empty = rows.is_empty();
-            output::print_table(
-                &[
-                    "REVISION",
-                    "TAG",
-                    "COMMIT",
-                    "TIME",
-                    "USER",
-                    "OUTCOME",
-                    "OBJECTS",
-                    "SIGNED BY",
-                ],
-                rows,
-            );
+            let mut headers = vec![
+                "REVISION",
+                "TAG",
+                "COMMIT",
+                "TIME",
+                "USER",
+                "OUTCOME",
+                "OBJECTS",
+                "SIGNED BY",
+            ];
+            if any_hooks {
+                headers.push("HOOKS");
+            }
+            output::print_table(&headers, rows);
             if empty {
                 output::stdout_line(format!("no revisions recorded in namespace {namespace}"));
             }
@@ -140,4 +161,19 @@ fn signed_by(m: &Meta) -> Cell {
         Some(s @ SignatureRecord::Skipped) => Cell::styled(s.short(), output::WARN),
         Some(s) => Cell::plain(s.short()),
     }
+}
+
+/// `migrate PreSync succeeded 4.1s, notify-x7k2p SyncFail succeeded 1.0s`.
+fn hooks_cell(m: &Meta) -> String {
+    if m.hooks.is_empty() {
+        return "-".into();
+    }
+    m.hooks
+        .iter()
+        .map(|h| {
+            let name = h.object.rsplit('/').next().unwrap_or(&h.object);
+            format!("{name} {} {} {}s", h.phase, h.outcome, h.seconds)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -9,7 +9,7 @@ use shared::{Error, Result};
 use super::{Prepared, apply_flow, connect, plan_for, plan_in, plan_options};
 use crate::cli::{KubeArgs, RevertArgs};
 use crate::kubeconf::Connection;
-use crate::record::{self, Meta};
+use crate::record;
 use crate::trust::{Enforce, Gate};
 
 pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
@@ -17,11 +17,25 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
     let (conn, cluster, plan) = match target.conn {
         Some(conn) => {
-            let (cluster, plan) =
-                plan_in(&conn, target.namespace.clone(), target.content, flags).await?;
+            let (cluster, plan) = plan_in(
+                &conn,
+                target.namespace.clone(),
+                target.content,
+                flags.clone(),
+            )
+            .await?;
             (conn, cluster, plan)
         }
-        None => plan_for(kube, target.content, Some(&target.namespace), None, flags).await?,
+        None => {
+            plan_for(
+                kube,
+                target.content,
+                Some(&target.namespace),
+                None,
+                flags.clone(),
+            )
+            .await?
+        }
     };
     target.gate.check_plan(&conn.client, &plan).await?;
     eprintln!("revert {} to {}", plan.namespace, target.describe);
@@ -32,6 +46,7 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
         cluster,
         plan,
         signature: target.gate.record.clone(),
+        flags,
     };
     apply_flow(
         p,
@@ -55,10 +70,6 @@ pub struct Target {
     pub conn: Option<Connection>,
     /// The signature check, passed before the manifests were loaded.
     pub gate: Gate,
-}
-
-fn succeeded(m: &Meta) -> bool {
-    m.outcome == "succeeded" || m.outcome.starts_with("reverted to")
 }
 
 async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
@@ -131,7 +142,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             .iter()
             .rev()
             .filter(|m| m.revision < current.revision)
-            .find(|m| succeeded(m))
+            .find(|m| m.succeeded())
             .cloned()
             .ok_or_else(|| {
                 Error::invalid(format!(
