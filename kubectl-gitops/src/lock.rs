@@ -29,6 +29,8 @@ const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// A holder that could not renew for this long stops writing: another run may take the Lease
 /// over once it has seen it unchanged for the full 30 s, and this leaves 10 s to spare.
 const RENEW_DEADLINE: Duration = Duration::from_secs(20);
+/// The longest a run spends giving its Lease back (the server may be gone).
+const RELEASE_LIMIT: Duration = Duration::from_secs(5);
 /// How often a Lease that looks expired is read while it is watched.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// The longest a Lease is watched, whatever duration it claims (anyone may write one).
@@ -378,6 +380,7 @@ pub async fn acquire(client: kube::Client, ns: &str, user: &str) -> Result<Guard
             lost: None,
             renewed,
         }),
+        lost: std::sync::atomic::AtomicBool::new(false),
     });
     let background = inner.clone();
     let renewer = tokio::spawn(async move {
@@ -405,6 +408,9 @@ struct Inner {
     identity: String,
     acquired: MicroTime,
     state: tokio::sync::Mutex<State>,
+    /// Set once the Lease is lost: readable without waiting for a renewal in flight (which,
+    /// with the server gone, spends its retries while holding `state`).
+    lost: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
@@ -448,6 +454,9 @@ impl Inner {
         if state.lost.is_none() && state.renewed.elapsed() > RENEW_DEADLINE {
             state.lost = Some(Lost::NotRenewed(RENEW_DEADLINE));
         }
+        if state.lost.is_some() {
+            self.lost.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 }
 
@@ -481,14 +490,30 @@ impl Guard {
         }
     }
 
-    /// Whether the Lease is still ours as far as this run knows.
+    /// Whether the Lease is still ours as far as this run knows, without waiting for a
+    /// renewal in flight.
     pub async fn held(&self) -> bool {
-        self.inner.state.lock().await.lost.is_none()
+        !self.inner.lost.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Gives the lease back, only if it is still ours (uid and resourceVersion preconditions).
+    /// Best effort and bounded: a server that does not answer gets [`RELEASE_LIMIT`], then the
+    /// Lease is left to expire, which the next run judges by observation.
     pub async fn release(self) {
         self.renewer.abort();
+        let ns = self.inner.leases.ns.clone();
+        if tokio::time::timeout(RELEASE_LIMIT, self.give_back())
+            .await
+            .is_err()
+        {
+            crate::log::warn(format!(
+                "could not release Lease {ns}/{LEASE_NAME} within {}s; it expires on its own",
+                RELEASE_LIMIT.as_secs()
+            ));
+        }
+    }
+
+    async fn give_back(&self) {
         let leases = &self.inner.leases;
         let Ok(Some(seen)) = leases.read().await else {
             return;
