@@ -421,6 +421,11 @@ pub async fn execute(
         record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()))
     })?;
     let mut created = Vec::new();
+    // From the first write on (the namespace, the Lease) a Ctrl-C is counted, not fatal: one
+    // that arrives between taking the Lease and applying stops the run, which records it and
+    // releases the Lease, instead of ending the process with the Lease left behind.
+    crate::interrupt::arm();
+    let seen = crate::interrupt::count();
     let (guard, keep_on_failure) = match lease {
         Lease::Take { keep_on_failure } if plan.writes_objects() => {
             // The lease lives in the namespace, so the namespace comes first; creating it is
@@ -441,7 +446,17 @@ pub async fn execute(
         }
         Lease::Held(guard) => (Some(*guard), false),
     };
-    let result = record_and_finish(cluster, plan, opts, info, &blob, guard.as_ref(), created).await;
+    let result = record_and_finish(
+        cluster,
+        plan,
+        opts,
+        info,
+        &blob,
+        guard.as_ref(),
+        created,
+        seen,
+    )
+    .await;
     match (result, guard) {
         (Ok(mut outcome), Some(guard)) if keep_on_failure && outcome.failure.is_some() => {
             outcome.lease = Some(guard);
@@ -516,6 +531,7 @@ async fn record_with_retry(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn record_and_finish(
     cluster: &mut Cluster,
     plan: &Plan,
@@ -524,6 +540,7 @@ async fn record_and_finish(
     blob: &[u8],
     guard: Option<&Guard>,
     created: Vec<String>,
+    seen: u32,
 ) -> Result<Outcome> {
     let previous = record::list(cluster, &plan.namespace).await?;
     let latest = previous.newest_number();
@@ -534,9 +551,8 @@ async fn record_and_finish(
         return Err(changed_meanwhile(&plan.namespace, previous.newest()));
     }
     let revision = previous.next_number(&plan.namespace)?;
-    // From here on a Ctrl-C is counted, not fatal: the run stops, records, releases the lease.
-    crate::interrupt::arm();
-    let seen = crate::interrupt::count();
+    // A Ctrl-C since `seen` (counted from before the Lease was taken) stops the run, which
+    // records it and releases the lease.
     let mut progress = Progress {
         applied: created,
         ..Progress::default()
