@@ -81,6 +81,12 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
                 .map_err(|e| Error::invalid(format!("kubeconfig: {e}")))?;
             (config, user.unwrap_or_default())
         }
+        // In a Pod (the exporter's Deployment): its ServiceAccount, as kubectl does.
+        None if args.server.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+            let config = Config::incluster()
+                .map_err(|e| Error::invalid(format!("in-cluster configuration: {e}")))?;
+            (config, String::new())
+        }
         None => {
             let Some(server) = &args.server else {
                 return Err(Error::invalid(

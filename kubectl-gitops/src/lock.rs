@@ -91,6 +91,20 @@ fn escape(s: &str) -> String {
         .collect()
 }
 
+/// Whether the Lease's holder stopped renewing it in time by this machine's clock (or it was
+/// never filled in): what the exporter reports as not locked. Never used to take a Lease
+/// over: a writer judges that by observation ([`acquire`]).
+pub fn expired(lease: &Lease) -> bool {
+    let Some(spec) = &lease.spec else { return true };
+    let (Some(renew), Some(secs)) = (&spec.renew_time, spec.lease_duration_seconds) else {
+        return true;
+    };
+    renew
+        .0
+        .checked_add(jiff::SignedDuration::from_secs(secs as i64))
+        .is_ok_and(|until| until < jiff::Timestamp::now())
+}
+
 /// A Lease as read, tolerantly: its timestamps are kept as text, since any value the server
 /// accepts (year 9999, say) must be judged rather than fail the read.
 #[derive(Clone, Debug)]

@@ -15,7 +15,10 @@ mod kubeconf;
 mod lock;
 mod log;
 mod manifest;
+mod metrics;
 mod normalize;
+mod notify;
+mod outcome;
 mod phases;
 mod plan;
 mod record;
@@ -34,8 +37,13 @@ use cli::{Cli, Command};
 use shared::{Error, ErrorKind, Result};
 
 fn main() {
-    let cli = Cli::parse();
+    notify::started();
+    let mut cli = Cli::parse();
     log::set_level(cli.kube.verbosity);
+    if let Err(err) = cli.kube.settle(matches!(cli.command, Command::Metrics(_))) {
+        shared::output::print_error(&err);
+        std::process::exit(err.exit_code());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -79,6 +87,7 @@ async fn run(cli: Cli) -> Result<i32> {
             kind: ErrorKind::Invalid,
             ..e
         }),
+        Command::Metrics(args) => cmd::metrics::run(&cli.kube, args).await,
         // verify: 1 not verified or a push refused, 2 invalid input, 3 a lost race.
         Command::Verify(args) => cmd::verify::run(&cli.kube, args).await,
     }

@@ -361,6 +361,24 @@ pub async fn list(cluster: &Cluster, ns: &str) -> Result<Records> {
     Ok(out)
 }
 
+/// One record's meta exactly as [`list`] reads it (same bounds; a corrupt one is warned
+/// about once), for readers that learn the Secrets some other way: the exporter watches
+/// their metadata and fetches each record once. `parts` holds the names of the part Secrets
+/// in the namespace.
+pub fn read_meta(
+    ns: &str,
+    secret: &str,
+    meta_b64: Option<&str>,
+    parts: &BTreeSet<String>,
+) -> Result<Meta, Corrupt> {
+    check(secret, meta_b64, parts).inspect_err(|c| warn_once(ns, c))
+}
+
+/// The revision a record's Secret name carries (its part 0), if any.
+pub fn revision_of(secret: &str) -> Option<u64> {
+    number_in_name(secret)
+}
+
 /// A run lists the records several times; each corrupt one is worth one warning.
 fn warn_once(ns: &str, c: &Corrupt) {
     static WARNED: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());

@@ -50,6 +50,8 @@ pub struct Located {
     pub env: Option<String>,
     pub namespace: Option<String>,
     pub context: Option<String>,
+    /// The environment's `notify:` webhooks in gitops.yaml at the tag.
+    pub notify: Vec<shared::config::NotifyTarget>,
     /// What decides a Helm chart's render besides the chart (the environment's `helm:` block
     /// at the tag, `--values`, `--set`).
     values: helm::Values,
@@ -188,6 +190,7 @@ pub fn locate(args: Location<'_>) -> Result<Located> {
         path,
         env: env.as_ref().map(|e| e.name.clone()),
         namespace: env.as_ref().map(|e| e.namespace.clone()),
+        notify: env.as_ref().map(|e| e.notify.clone()).unwrap_or_default(),
         context: env.and_then(|e| e.context),
         values,
     })

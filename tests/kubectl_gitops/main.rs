@@ -8,6 +8,8 @@ mod health;
 mod helm;
 #[path = "../install/common.rs"]
 mod install_common;
+mod metrics;
+mod notify;
 #[path = "../common/repo.rs"]
 mod repo;
 mod rollback;
