@@ -119,11 +119,13 @@ pub struct KubeArgs {
     /// Server name to use for certificate validation
     #[arg(long, global = true, value_name = "name")]
     pub tls_server_name: Option<String>,
-    /// Time to wait for a single request: a duration such as 30s or 1m, or plain seconds as
-    /// kubectl takes them; 0 means no timeout
-    #[arg(long, global = true, value_name = "duration", default_value = "0",
+    /// Time to wait for the answer to each request: a duration such as 30s or 1m, or plain
+    /// seconds as kubectl takes them (default 60s; 0 waits without a limit). Connecting, TLS
+    /// handshake included, takes at most 10s (or this, if shorter); a request that timed out is
+    /// not retried
+    #[arg(long, global = true, value_name = "duration",
           value_parser = shared::duration::parse_seconds_or_duration)]
-    pub request_timeout: std::time::Duration,
+    pub request_timeout: Option<std::time::Duration>,
     /// Log verbosity: 0 quiet, 4 requests, 6+ details (logs go to stderr and never show secret values)
     #[arg(
         short = 'v',

@@ -2,6 +2,7 @@
 //! outcomes to the documented exit codes; each verb is in `cmd/`, the machinery beside it.
 
 mod applyset;
+mod child;
 mod cli;
 mod cluster;
 mod cmd;
@@ -75,9 +76,13 @@ async fn run(cli: Cli) -> Result<i32> {
             }),
         Command::Sync(args) => cmd::sync::run(&cli.kube, args).await,
         Command::Revert(args) => cmd::revert::run(&cli.kube, args).await,
-        Command::History(args) => cmd::history::run(&cli.kube, args).await,
+        // The read-only verbs agree with diff: every error is 2 (for status, 1 is "drifted or
+        // unhealthy" with --exit-code), a forbidden namespace as much as a missing one.
+        Command::History(args) => cmd::history::run(&cli.kube, args).await.map_err(|e| Error {
+            kind: ErrorKind::Invalid,
+            ..e
+        }),
         Command::Trust(command) => cmd::trust::run(&cli.kube, command).await,
-        // status: 1 is "drifted or unhealthy" with --exit-code; errors are 2.
         Command::Status(args) => cmd::status::run(&cli.kube, args).await.map_err(|e| Error {
             kind: ErrorKind::Invalid,
             ..e

@@ -92,7 +92,8 @@ pub async fn objects(
         Content::Objects(manifests) => Ok(manifests),
         Content::Chart(chart) => {
             let caps = cluster.capabilities().await?;
-            let manifests = chart.render(&caps, namespace)?;
+            // Runs helm and parses its output: off the runtime's threads.
+            let manifests = tokio::task::block_in_place(|| chart.render(&caps, namespace))?;
             log::info(
                 1,
                 format!(
@@ -128,6 +129,8 @@ pub fn plan_options(
         for_write: apply.is_some_and(|a| !a.dry_run),
         keep_unchanged_live: false,
         replace_immutable: apply.is_some_and(|a| a.replace_immutable),
+        // diff shows every object it could compute, then every rejection (exit 2).
+        report_rejections: apply.is_none(),
     }
 }
 
@@ -140,7 +143,9 @@ pub async fn prepare(
     apply: Option<&ApplyArgs>,
     enforce: Enforce,
 ) -> Result<Prepared> {
-    let located = source::locate(args.into())?;
+    // Reading git objects and parsing block: off the runtime's threads.
+    let location: source::Location = args.into();
+    let located = tokio::task::block_in_place(|| source::locate(location))?;
     plan_located(kube, located, args, apply, enforce).await
 }
 
@@ -161,7 +166,7 @@ pub async fn plan_located(
     let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
     gate.check_command_line_values(&args.set)?;
     let commit = gate.commit().unwrap_or_else(|| located.commit());
-    let content = located.load(commit)?;
+    let content = tokio::task::block_in_place(|| located.load(commit))?;
     log::info(
         1,
         format!(
@@ -323,7 +328,8 @@ async fn run_apply(
         p.plan.namespace,
         p.tag
     );
-    shared::prompt::confirm(&question, args.yes, verb)?;
+    // Reads the terminal: a blocking wait, off the runtime's thread.
+    tokio::task::block_in_place(|| shared::prompt::confirm(&question, args.yes, verb))?;
     facts.meant_to_write = true;
     let opts = execute::SyncOptions {
         force_conflicts: args.force_conflicts,

@@ -116,14 +116,16 @@ pub struct Target {
 async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
     let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
     if let Some(tag) = &args.to_tag {
-        let located = crate::source::locate(crate::source::Location {
+        let location = crate::source::Location {
             repo: args.repo.as_deref(),
             tag: Some(tag),
             env: None,
             path: args.path.as_deref(),
             values: &[],
             set: &[],
-        })?;
+        };
+        // Reads git objects: off the runtime's threads.
+        let located = tokio::task::block_in_place(|| crate::source::locate(location))?;
         let (conn, namespace) = connect(
             kube,
             located.namespace.as_deref(),
@@ -133,7 +135,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
         let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
         let commit = gate.commit().unwrap_or_else(|| located.commit());
         return Ok(Target {
-            content: located.load(commit)?,
+            content: tokio::task::block_in_place(|| located.load(commit))?,
             namespace,
             describe: format!("tag {}", located.name()),
             tag: located.name().to_string(),

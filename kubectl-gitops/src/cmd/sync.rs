@@ -13,7 +13,9 @@ pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
         shared::git::push::check_remote(remote)?;
     }
     let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
-    let located = crate::source::locate((&args.source).into())?;
+    // Reading git objects: off the runtime's threads.
+    let location: crate::source::Location = (&args.source).into();
+    let located = tokio::task::block_in_place(|| crate::source::locate(location))?;
     // Checked before planning: an unusable webhook is bad input, and a run that fails while
     // planning is told too.
     let webhooks = notify::targets(

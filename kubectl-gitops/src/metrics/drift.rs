@@ -140,12 +140,15 @@ async fn compute(exporter: &Exporter, ns: &str) -> Result<Checked> {
         for_write: false,
         keep_unchanged_live: false,
         replace_immutable: false,
+        report_rejections: true,
     };
     let plan = plan::build(&mut cluster, manifests, &opts).await?;
     Ok(Checked {
         revision: current.revision,
         drift: Drift {
-            changed: plan.count(Action::Update),
+            // An object the server rejects as recorded is drift status lists as `cannot
+            // re-apply`: here it counts as changed.
+            changed: plan.count(Action::Update) + plan.rejected.len(),
             missing: plan.count(Action::Create),
             extra: plan.count(Action::Prune),
             unowned: plan.unowned.len(),
