@@ -85,8 +85,8 @@ pub struct KubeArgs {
     /// The kubeconfig user to use
     #[arg(long, global = true, value_name = "name")]
     pub user: Option<String>,
-    /// Namespace to act on (default: from --env's gitops.yaml entry, else the context's);
-    /// `metrics` takes it more than once
+    /// Namespace to act on (default: with --env, the environment's namespace in gitops.yaml;
+    /// else the context's); `metrics` takes it more than once
     #[arg(
         short = 'n',
         long = "namespace",
