@@ -44,9 +44,36 @@ pub fn api_error(what: impl std::fmt::Display, err: kube::Error) -> Error {
                 None => e,
             }
         }
-        other => Error::refused(format!("{what}: {other}"))
+        other => Error::refused(format!("{what}: {}", with_causes(&other)))
             .hint("check that the API server is reachable (kubectl cluster-info)"),
     }
+}
+
+/// A transport error with what caused it: kube and hyper say only "client error (Connect)" at
+/// the top, and the cause (connection refused, reset by peer, timed out) is what tells a user
+/// whether the server is down, the network cut or the server silent.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        // The timeout's own words ("deadline has elapsed") do not say which deadline.
+        let timed_out = cause.is::<tokio::time::error::Elapsed>()
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
+        let said = if timed_out {
+            "timed out waiting for the server (--request-timeout, or the 30s connect timeout)"
+                .to_string()
+        } else {
+            cause.to_string()
+        };
+        if !said.is_empty() && !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 pub fn status_code(err: &kube::Error) -> Option<u16> {
@@ -313,5 +340,36 @@ mod tests {
         let calls = AtomicU32::new(0);
         assert!(when_throttled(|| flaky(429, 2, &calls)).await.is_ok());
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[derive(Debug)]
+    struct Top(std::io::Error);
+    impl std::fmt::Display for Top {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+    impl std::error::Error for Top {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn transport_errors_carry_their_cause() {
+        let reset = Top(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(
+            with_causes(&reset),
+            "client error (Connect): connection reset"
+        );
+        let silent = Top(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "deadline has elapsed",
+        ));
+        assert_eq!(
+            with_causes(&silent),
+            "client error (Connect): timed out waiting for the server (--request-timeout, or \
+             the 30s connect timeout)"
+        );
     }
 }
