@@ -280,6 +280,8 @@ pub fn validate(
         if !is_target_namespace(&key, ns) {
             obj["metadata"]["labels"][applyset::LABEL_PART_OF] = json!(id);
         }
+        // Last: the digest covers everything sent.
+        crate::unchanged::stamp(&mut obj);
         objects.push(Desired {
             key,
             resolved,
