@@ -63,7 +63,7 @@ pub enum Command {
     /// Show commits and file changes in one environment that another lacks
     #[command(after_help = EXIT_CODES)]
     Diff(DiffArgs),
-    /// Show what a deploy tag records
+    /// Show what a deploy tag records, and its signature as `git tag -v` would judge it
     #[command(after_help = EXIT_CODES)]
     Show(ShowArgs),
     /// Lock an environment: promote, rollback and tag refuse until it is unlocked
@@ -131,7 +131,9 @@ pub struct TagArgs {
     /// Message added to the tag, below its subject line
     #[arg(short, long, value_name = "msg")]
     pub message: Option<String>,
-    /// Sign the tag with GPG (also when the git config tag.gpgSign is true)
+    /// Sign the tag as `git tag -s` does (also when the git config tag.gpgSign is true): with
+    /// gpg, or with ssh-keygen when gpg.format=ssh; the key is user.signingKey (for SSH a key
+    /// file or a literal `key::ssh-ed25519 AAAA...` whose private key is in ssh-agent)
     #[arg(long)]
     pub sign: bool,
     /// Tag even if the environment is locked
@@ -160,9 +162,17 @@ pub struct PromoteArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
-    /// Sign the tag with GPG (also when the git config tag.gpgSign is true)
+    /// Sign the tag as `git tag -s` does (also when the git config tag.gpgSign is true): with
+    /// gpg, or with ssh-keygen when gpg.format=ssh; the key is user.signingKey (for SSH a key
+    /// file or a literal `key::ssh-ed25519 AAAA...` whose private key is in ssh-agent)
     #[arg(long)]
     pub sign: bool,
+    /// Refuse to promote unless the source deploy tag carries a signature git's own
+    /// configuration trusts, as `git tag -v` judges it: a key in gpg.ssh.allowedSignersFile
+    /// (SSH) or in your GPG keyring (OpenPGP). Also when the git config deploy.verifySource is
+    /// true
+    #[arg(long)]
+    pub verify_source: bool,
     /// Promote even if the target environment is locked
     #[arg(long)]
     pub ignore_lock: bool,
@@ -191,7 +201,9 @@ pub struct RollbackArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
-    /// Sign the tag with GPG (also when the git config tag.gpgSign is true)
+    /// Sign the tag as `git tag -s` does (also when the git config tag.gpgSign is true): with
+    /// gpg, or with ssh-keygen when gpg.format=ssh; the key is user.signingKey (for SSH a key
+    /// file or a literal `key::ssh-ed25519 AAAA...` whose private key is in ssh-agent)
     #[arg(long)]
     pub sign: bool,
     /// Roll back even if the environment is locked

@@ -16,7 +16,8 @@ Exit codes:
   verify:        0 verified and recorded, 1 not verified (the reasons are listed; nothing written)
                  or a push refused, 2 invalid input, 3 lost a race for refs/notes/deploy (another
                  verification was written or pushed first; nothing written, retry)
-  history:       0, or 2 on error";
+  history:       0, or 2 on error
+  trust:         0 done, 1 failed or refused (e.g. by RBAC), 2 invalid input";
 
 /// How `--wait` and `status` judge health (README: "--wait"); a macro so that `concat!` can
 /// put it into more than one help text.
@@ -136,6 +137,10 @@ pub enum Command {
     /// defaults: a record is a Secret that anyone who may write Secrets in the namespace can
     /// edit, so objects outside the namespace, cluster-scoped objects and an empty record are
     /// refused unless the flag a sync would need is given.
+    ///
+    /// Under a trust policy (see `trust`), --to-tag checks the tag's signature as sync does; a
+    /// recorded revision is allowed when it was verified when it was synced, by keys the policy
+    /// still lists (its manifests come from the record, where no signature can be checked).
     #[command(after_help = EXIT_CODES)]
     Revert(RevertArgs),
     /// The recorded revisions of the namespace, newest first
@@ -167,7 +172,65 @@ has. Otherwise it exits 1, lists the reasons and writes nothing.\n\n",
         )
     )]
     Verify(VerifyArgs),
+    /// Require signed tags: set, show or clear the namespace's trust policy
+    #[command(
+        subcommand,
+        after_help = EXIT_CODES,
+        long_about = TRUST_ABOUT
+    )]
+    Trust(TrustCommand),
 }
+
+const TRUST_ABOUT: &str = "\
+Require signed tags: set, show or clear the namespace's trust policy.
+
+The policy is the ConfigMap kubectl-gitops-trust in the namespace. While it exists, sync and \
+revert --to-tag check the tag's signature (and/or its commit's, per --mode) before anything is \
+written, and refuse (exit 1, nothing written) a tag that is not signed, is lightweight, is \
+signed by a key the policy does not list, carries a bad signature, or is signed with an expired \
+or revoked key or by a principal not allowed for that key; diff shows the same verdict as a \
+warning. SSH signatures are checked against an OpenSSH allowed_signers file (as git's \
+gpg.ssh.allowedSignersFile), OpenPGP signatures with gpg against a throw-away keyring of the \
+policy's keys. Who may change the policy is decided by RBAC on that ConfigMap.";
+
+#[derive(Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Write the namespace's trust policy from git's own key files (replaces any policy)
+    Set(TrustSetArgs),
+    /// Show the namespace's trust policy: mode and trusted keys (never key material)
+    Show(TrustShowArgs),
+    /// Remove the namespace's trust policy: its deploys are no longer checked
+    Clear(TrustClearArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrustSetArgs {
+    /// An OpenSSH allowed_signers file, the format of git's gpg.ssh.allowedSignersFile: one
+    /// `principals [options] key-type base64-key` line per trusted SSH key
+    #[arg(long, value_name = "file")]
+    pub ssh_allowed_signers: Option<PathBuf>,
+    /// ASCII-armoured OpenPGP public keys, as `gpg --armor --export KEY...` writes them
+    #[arg(long, value_name = "file")]
+    pub gpg_keys: Option<PathBuf>,
+    /// Which signatures a deploy needs: the annotated tag's (tag), the tagged commit's
+    /// (commit; the tag may then be unsigned or lightweight), or both (tag-and-commit)
+    #[arg(long, value_name = "mode", default_value = "tag",
+          value_parser = clap::builder::PossibleValuesParser::new(["tag", "commit", "tag-and-commit"]))]
+    pub mode: String,
+    /// Print the ConfigMap that would be written (YAML) and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustShowArgs {
+    /// Output format: text or json
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustClearArgs {}
 
 pub use shared::output::Format;
 
@@ -200,17 +263,55 @@ pub struct ApplyArgs {
         long,
         long_help = concat!(
             "Wait until what was applied is ready (rolled out, complete, bound, established), \
-             at most --timeout; exit 1 at the first object that failed.\n\n",
+             at most --timeout; exit 1 at the first object that failed. The revision is \
+             recorded once the wait is over, as failed if it did not end with everything \
+             ready. Manifests with sync waves or hooks are waited for wave by wave in any \
+             case.\n\n",
             health_rules!()
         )
     )]
     pub wait: bool,
-    /// How long --wait waits: a duration such as 90s, 5m or 1h30m
+    /// How long --wait (and the waves and hooks of a sync) may wait in all: a duration such as
+    /// 90s, 5m or 1h30m; a hook Job's activeDeadlineSeconds gives it its own
     #[arg(long, value_name = "duration", default_value = "5m", value_parser = shared::duration::parse)]
     pub timeout: std::time::Duration,
+    /// With --wait: when what was applied fails or is not ready in time (or on Ctrl-C), go
+    /// back to the last successful revision (revert: to the revision current before it), wait
+    /// for that, and exit 1
+    #[arg(
+        long,
+        requires = "wait",
+        long_help = "With --wait: when what was applied fails (an early signal of --wait: \
+ProgressDeadlineExceeded, CrashLoopBackOff after 3 restarts, ImagePullBackOff, ErrImagePull, \
+InvalidImageName or CreateContainerConfigError 30s after the Pod was created, a Job at its \
+backoff limit, Stalled=True) or is not ready within --timeout, or on Ctrl-C, put the namespace \
+back as it was: revert to the last successful revision of the records (a revert rolls back to \
+the revision that was current before it), with the same plan as `kubectl gitops revert` \
+(pruning, order, waves, hooks), wait for that with --rollback-timeout, and exit 1. The failed \
+revision is recorded as `failed: <reason>` (or `interrupted`) and marked as rolled back; the \
+rollback as a new revision, `rolled back to revision N (tag T) after failed revision M`. A \
+second Ctrl-C stops the rollback itself (recorded as `interrupted`). Without a successful \
+revision before (a first sync) nothing is rolled back: what was applied stays, exit 1."
+    )]
+    pub rollback_on_failure: bool,
+    /// How long the rollback of --rollback-on-failure may wait (default: --timeout), so a slow
+    /// failure cannot eat the time the rollback needs
+    #[arg(long, value_name = "duration", requires = "rollback_on_failure", value_parser = shared::duration::parse)]
+    pub rollback_timeout: Option<std::time::Duration>,
+    /// Delete and recreate an object whose apply would change an immutable field (a Job's
+    /// template, a selector, a Service's clusterIP), as the annotation
+    /// gitops.kubectl.io/sync-options: Replace=true does for one object; never for
+    /// Namespaces, PersistentVolumeClaims and CustomResourceDefinitions
+    #[arg(long)]
+    pub replace_immutable: bool,
     /// Output format of the plan: text (the summary; with --dry-run, diffs) or json (the plan)
     #[arg(short, long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+    /// Do not check the namespace's trust policy (see `trust`): neither the tag's signature
+    /// nor, for revert, whether the recorded revision was verified when it was synced; a
+    /// warning says so and the revision records the check as skipped
+    #[arg(long)]
+    pub insecure_skip_signature: bool,
 }
 
 #[derive(Args, Debug)]
@@ -321,7 +422,8 @@ pub struct SourceArgs {
     /// of gitops.yaml's helm: block). Only with --tag: what an environment deploys is in git
     #[arg(long = "values", value_name = "file", conflicts_with = "env")]
     pub values: Vec<String>,
-    /// Set a Helm chart value as `helm --set` reads it (repeatable; read last). Only with --tag
+    /// Set a Helm chart value as `helm --set` reads it (repeatable; read last). Only with --tag.
+    /// Refused in a namespace with a trust policy: the value is not in the signed tag
     #[arg(long = "set", value_name = "key=value", conflicts_with = "env",
           value_parser = helm_set)]
     pub set: Vec<String>,
@@ -362,6 +464,9 @@ pub struct SyncArgs {
     /// it in git (needs --env and --wait)
     #[arg(long, requires = "wait", requires = "env", conflicts_with = "dry_run")]
     pub verify: bool,
+    /// Sync a tag whose earlier sync failed and was rolled back without warning about it
+    #[arg(long)]
+    pub force: bool,
     /// With --verify: push the note to the remote (default origin) atomically, leased on what it
     /// has: --push=<remote>
     #[arg(long, value_name = "remote", num_args = 0..=1, require_equals = true,

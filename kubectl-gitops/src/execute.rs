@@ -1,11 +1,12 @@
-//! Executing a plan: namespace and ApplySet parent first, then objects by rank with
-//! server-side apply, then prunes in reverse order, then the revision record. A failure
-//! midway says what was applied and what was not, and is recorded as a failed revision.
+//! Executing a plan: namespace and ApplySet parent first, then the phases and waves
+//! ([`crate::waves`]: objects by rank with server-side apply, hooks, waits, prunes in reverse
+//! order), then the revision record. A failure midway says what was applied and what was not,
+//! runs the SyncFail hooks, and is recorded as a failed revision; so is a wait that ends
+//! without everything ready, and a Ctrl-C (`interrupted`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::wait::{await_condition, conditions};
@@ -15,19 +16,73 @@ use shared::{Error, Result};
 use crate::applyset;
 
 use crate::cluster::{Cluster, api_error, idempotent, status_code};
+use crate::health;
 use crate::plan::{Action, Item, MANAGER, PARENT_NAME, Plan, is_target_namespace};
 use crate::record::{self, Meta};
+use crate::waves::Stop;
 
 pub struct SyncOptions {
     pub force_conflicts: bool,
     pub concurrency: usize,
     pub history_limit: u32,
+    /// `--wait`: wait until what was applied is ready before recording. An ordered plan waits
+    /// after each wave anyway.
+    pub wait: bool,
+    /// How long the waits of a run may take together.
+    pub timeout: Duration,
+}
+
+/// What a run did, kept outside the run itself so that a Ctrl-C (which drops the run) loses
+/// none of it.
+#[derive(Default)]
+pub struct Progress {
+    pub applied: Vec<String>,
+    pub pruned: Vec<String>,
+    pub hooks: Vec<record::HookRun>,
+    /// The latest verdict on every object waited for.
+    pub health: Vec<health::Waited>,
+}
+
+impl Progress {
+    pub fn note_health(&mut self, report: &health::Report) {
+        for w in &report.waited {
+            match self.health.iter_mut().find(|h| h.key == w.key) {
+                Some(h) => *h = w.clone(),
+                None => self.health.push(w.clone()),
+            }
+        }
+    }
+}
+
+/// Why a run did not succeed.
+pub struct Failure {
+    /// What to exit with (1), saying what was applied, what failed and the revision.
+    pub error: Error,
+    /// The objects that failed or were not ready, with their verdicts (empty when the run
+    /// stopped for another reason).
+    pub not_ready: Vec<health::Waited>,
 }
 
 pub struct Outcome {
-    pub applied: Vec<String>,
-    pub pruned: Vec<String>,
-    pub revision: u64,
+    pub progress: Progress,
+    /// The revision recorded; `None` when a failed run could not be recorded.
+    pub revision: Option<u64>,
+    /// As recorded: `succeeded`, `failed: ...`, `interrupted`, `reverted to ...`.
+    pub outcome: String,
+    pub failure: Option<Failure>,
+    /// The namespace's lease, still held, when [`Lease::Take`] asked to keep it after a
+    /// failure (for a rollback); the caller releases it.
+    pub lease: Option<crate::lock::Guard>,
+}
+
+/// How a run holds the namespace's lease.
+pub enum Lease {
+    /// Take it (when anything is written) and release it at the end, unless `keep_on_failure`
+    /// and the run failed: then [`Outcome::lease`] hands it on.
+    Take { keep_on_failure: bool },
+    /// Already held (handed on by a failed run being rolled back): use it, release it at the
+    /// end.
+    Held(Box<crate::lock::Guard>),
 }
 
 /// Refusals that must happen before any write: foreign owners and field conflicts.
@@ -49,10 +104,53 @@ pub fn check_blockers(plan: &Plan, adopt: bool, force_conflicts: bool) -> Result
         ))
         .hint(hint));
     }
+    let taken: Vec<String> = plan
+        .items
+        .iter()
+        .filter(|i| i.action == Action::Hook)
+        .filter_map(|i| i.owner.as_ref().map(|o| format!("{}: {o}", i.key)))
+        .collect();
+    if !taken.is_empty() {
+        return Err(Error::refused(format!(
+            "hooks would delete objects no sync created; nothing was written:\n  {}",
+            taken.join("\n  ")
+        ))
+        .hint("rename the hooks, or delete those objects yourself if they may go"));
+    }
+    let immutable: Vec<String> = plan
+        .items
+        .iter()
+        .filter(|i| i.action == Action::Update)
+        .filter_map(|i| {
+            let fields = i.immutable.as_ref()?;
+            Some(if crate::plan::protected(&i.key) {
+                format!(
+                    "{}: {fields} cannot change (a {} is never replaced)",
+                    i.key, i.key.kind
+                )
+            } else {
+                format!("{}: {fields} cannot change", i.key)
+            })
+        })
+        .collect();
+    if !immutable.is_empty() {
+        return Err(Error::refused(format!(
+            "applying would change immutable fields; nothing was written:\n  {}",
+            immutable.join("\n  ")
+        ))
+        .hint(format!(
+            "to delete and recreate such an object, annotate it {}: Replace=true or pass \
+             --replace-immutable (never done for Namespaces, PVCs and CRDs)",
+            crate::phases::SYNC_OPTIONS
+        )));
+    }
     let conflicts: Vec<String> = plan
         .items
         .iter()
-        .filter(|i| !force_conflicts && matches!(i.action, Action::Create | Action::Update))
+        .filter(|i| {
+            !force_conflicts
+                && matches!(i.action, Action::Create | Action::Update | Action::Replace)
+        })
         .filter_map(|i| i.conflict.as_ref().map(|c| format!("{}: {c}", i.key)))
         .collect();
     if !conflicts.is_empty() {
@@ -131,7 +229,7 @@ async fn apply_parent(
     Ok(())
 }
 
-async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
+pub async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
     let obj = item
         .desired
         .as_ref()
@@ -152,11 +250,47 @@ async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<()> {
                 };
                 Error::refused(format!("{}: conflict: {msg}", item.key))
                     .hint("pass --force-conflicts to take those fields over")
+            } else if let Some(fields) = crate::plan::immutable_fields(&e) {
+                Error::refused(format!(
+                    "{}: {} cannot change (immutable)",
+                    item.key,
+                    fields.join(", ")
+                ))
+                .hint(format!(
+                    "to delete and recreate it, annotate it {}: Replace=true or pass \
+                     --replace-immutable",
+                    crate::phases::SYNC_OPTIONS
+                ))
             } else {
                 api_error(&item.key, e)
             }
         })?;
     Ok(())
+}
+
+/// Deletes the live object (exactly the one the plan saw) and, once it is gone, applies the
+/// manifest: for a change to an immutable field. Its dependents (a Job's Pods, a
+/// Deployment's ReplicaSets) are deleted with it.
+pub async fn replace_item(
+    cluster: &Cluster,
+    item: &Item,
+    force: bool,
+    deadline: tokio::time::Instant,
+) -> Result<()> {
+    let live = item.live.as_ref().expect("a replaced item is live");
+    let uid = live["metadata"]["uid"].as_str().map(str::to_string);
+    let ns = live["metadata"]["namespace"].as_str();
+    crate::log::info(
+        2,
+        format!(
+            "replacing {}: {} cannot change",
+            item.key,
+            item.immutable.as_deref().unwrap_or("a field")
+        ),
+    );
+    prune_item(cluster, item).await?;
+    crate::hooks::gone(cluster, &item.resolved, ns, &item.key.name, uid, deadline).await?;
+    apply_item(cluster, item, force).await
 }
 
 /// Custom resources of a CRD can be applied once the server reports it Established.
@@ -178,7 +312,7 @@ async fn wait_established(cluster: &Cluster, item: &Item) -> Result<()> {
     }
 }
 
-async fn prune_item(cluster: &Cluster, item: &Item) -> Result<()> {
+pub async fn prune_item(cluster: &Cluster, item: &Item) -> Result<()> {
     let live = item.live.as_ref().expect("pruned items are live");
     let api = cluster.api(&item.resolved, live["metadata"]["namespace"].as_str());
     // Delete exactly the object we saw: if it was replaced meanwhile, its uid differs.
@@ -204,6 +338,10 @@ pub struct RecordInfo {
     pub reverted_to: Option<u64>,
     /// The outcome recorded on success: `succeeded`, `reverted to revision 3 (tag ...)`.
     pub success: String,
+    /// What was checked of the tag's signature (`trust::Gate`).
+    pub signature: crate::trust::SignatureRecord,
+    /// Recorded on a failed or interrupted run: the revision a rollback will go back to.
+    pub rollback_to: Option<u64>,
 }
 
 async fn ensure_namespace(cluster: &Cluster, plan: &Plan, applied: &mut Vec<String>) -> Result<()> {
@@ -233,47 +371,45 @@ pub async fn execute(
     plan: &Plan,
     opts: &SyncOptions,
     info: RecordInfo,
+    lease: Lease,
 ) -> Result<Outcome> {
-    let mut applied = Vec::new();
-    let mut pruned = Vec::new();
     // Before any write: a render too large to record is refused, not applied unrecorded.
     let blob = record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()))?;
-    if !plan.writes_objects() {
-        // Nothing to change: the record is the only write, so no lease is taken (taking and
-        // releasing it would be two more). A run holding the lease means the namespace is
-        // changing under this plan: exit 3 as a locking run would. A run that takes the lease
-        // after this check records after us (see `record_with_retry`); one that recorded since
-        // our plan makes our record's create collide, also exit 3.
-        crate::lock::check_free(cluster.client.clone(), &plan.namespace).await?;
-        return record_and_finish(
-            cluster,
-            plan,
-            opts,
-            info,
-            &blob,
-            &mut applied,
-            &mut pruned,
-            false,
-        )
-        .await;
+    let mut created = Vec::new();
+    let (guard, keep_on_failure) = match lease {
+        Lease::Take { keep_on_failure } if plan.writes_objects() => {
+            // The lease lives in the namespace, so the namespace comes first; creating it is
+            // idempotent, so two racing writers may both do it.
+            ensure_namespace(cluster, plan, &mut created).await?;
+            let guard =
+                crate::lock::acquire(cluster.client.clone(), &plan.namespace, &info.user).await?;
+            (Some(guard), keep_on_failure)
+        }
+        Lease::Take { .. } => {
+            // Nothing to change: the record is the only write, so no lease is taken (taking
+            // and releasing it would be two more). A run holding the lease means the namespace
+            // is changing under this plan: exit 3 as a locking run would. A run that takes the
+            // lease after this check records after us (see `record_with_retry`); one that
+            // recorded since our plan makes our record's create collide, also exit 3.
+            crate::lock::check_free(cluster.client.clone(), &plan.namespace).await?;
+            (None, false)
+        }
+        Lease::Held(guard) => (Some(*guard), false),
+    };
+    let holds_lease = guard.is_some();
+    let result = record_and_finish(cluster, plan, opts, info, &blob, holds_lease, created).await;
+    match (result, guard) {
+        (Ok(mut outcome), Some(guard)) if keep_on_failure && outcome.failure.is_some() => {
+            outcome.lease = Some(guard);
+            Ok(outcome)
+        }
+        (result, guard) => {
+            if let Some(guard) = guard {
+                guard.release().await;
+            }
+            result
+        }
     }
-    // The lease lives in the namespace, so the namespace comes first; creating it is
-    // idempotent, so two racing writers may both do it.
-    ensure_namespace(cluster, plan, &mut applied).await?;
-    let guard = crate::lock::acquire(cluster.client.clone(), &plan.namespace, &info.user).await?;
-    let result = record_and_finish(
-        cluster,
-        plan,
-        opts,
-        info,
-        &blob,
-        &mut applied,
-        &mut pruned,
-        true,
-    )
-    .await;
-    guard.release().await;
-    result
 }
 
 fn changed_meanwhile(ns: &str, newest: Option<&Meta>) -> Error {
@@ -336,16 +472,14 @@ async fn record_with_retry(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn record_and_finish(
     cluster: &mut Cluster,
     plan: &Plan,
     opts: &SyncOptions,
     info: RecordInfo,
     blob: &[u8],
-    applied: &mut Vec<String>,
-    pruned: &mut Vec<String>,
     holds_lease: bool,
+    created: Vec<String>,
 ) -> Result<Outcome> {
     let previous = record::list(cluster, &plan.namespace).await?;
     let latest = previous.newest_number();
@@ -356,13 +490,33 @@ async fn record_and_finish(
         return Err(changed_meanwhile(&plan.namespace, previous.newest()));
     }
     let revision = previous.next_number(&plan.namespace)?;
-    let mut interrupted = false;
-    let result = tokio::select! {
-        r = run(cluster, plan, opts, applied, pruned) => r,
-        _ = tokio::signal::ctrl_c() => {
-            interrupted = true;
-            Err(Error::refused("interrupted (Ctrl-C)"))
+    // From here on a Ctrl-C is counted, not fatal: the run stops, records, releases the lease.
+    crate::interrupt::arm();
+    let seen = crate::interrupt::count();
+    let mut progress = Progress {
+        applied: created,
+        ..Progress::default()
+    };
+    // `biased`: a Ctrl-C during a wait ends the wait itself first, which shows where it was.
+    let stop = tokio::select! {
+        biased;
+        r = run(cluster, plan, opts, &mut progress, seen) => r.err(),
+        _ = crate::interrupt::after(seen) => Some(Stop::Interrupted),
+    };
+    if matches!(stop, Some(Stop::Failed(_)) | Some(Stop::NotReady { .. }))
+        && !matches!(&stop, Some(Stop::NotReady { report, .. }) if report.end == health::End::Interrupted)
+    {
+        let seen = crate::interrupt::count();
+        tokio::select! {
+            biased;
+            () = crate::waves::sync_fail(cluster, plan, opts, &mut progress) => {}
+            _ = crate::interrupt::after(seen) => {}
         }
+    }
+    let interrupted = match &stop {
+        Some(Stop::Interrupted) => true,
+        Some(Stop::NotReady { report, .. }) => report.end == health::End::Interrupted,
+        _ => false,
     };
     let objects: Vec<String> = plan
         .items
@@ -370,10 +524,16 @@ async fn record_and_finish(
         .filter(|i| i.desired.is_some())
         .map(|i| i.key.to_string())
         .collect();
-    let outcome = match &result {
-        Ok(()) => info.success.clone(),
-        Err(_) if interrupted => "interrupted".to_string(),
-        Err(e) => format!("failed: {}", e.message.lines().next().unwrap_or_default()),
+    let outcome = match &stop {
+        None => info.success.clone(),
+        Some(_) if interrupted => "interrupted".to_string(),
+        Some(Stop::NotReady { report, .. }) => report
+            .outcome()
+            .unwrap_or_else(|| "failed: not ready".to_string()),
+        Some(Stop::Failed(e)) => {
+            format!("failed: {}", e.message.lines().next().unwrap_or_default())
+        }
+        Some(Stop::Interrupted) => unreachable!("interrupted is handled above"),
     };
     let meta = Meta {
         revision,
@@ -383,30 +543,37 @@ async fn record_and_finish(
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string(),
         user: info.user,
-        outcome,
+        outcome: outcome.clone(),
         objects,
         parts: 0,
         reverted_to: info.reverted_to,
+        signature: Some(info.signature.clone()),
+        hooks: progress.hooks.clone(),
+        rolled_back_to: if stop.is_some() {
+            info.rollback_to
+        } else {
+            None
+        },
     };
     let recorded = record_with_retry(cluster, &plan.namespace, meta, blob, holds_lease).await;
-    let mut record_written = true;
-    let mut revision = revision;
-    match (&result, recorded) {
-        (Ok(()), Err(e)) => return Err(e),
-        (Err(_), Err(e)) => {
-            record_written = false;
+    let revision = match (&stop, recorded) {
+        (None, Err(e)) => return Err(e),
+        (Some(_), Err(e)) => {
             crate::log::warn(format!(
                 "could not record the failed revision: {}",
                 e.message
-            ))
+            ));
+            None
         }
-        (_, Ok(n)) => revision = n,
-    }
-    if result.is_ok() {
+        (_, Ok(n)) => Some(n),
+    };
+    let Some(stop) = stop else {
+        let revision = revision.expect("recorded");
         // Bounded (a record has at most record::MAX_PARTS parts), and Ctrl-C still stops it.
+        let seen = crate::interrupt::count();
         tokio::select! {
             r = record::prune_history(cluster, &plan.namespace, opts.history_limit) => r?,
-            _ = tokio::signal::ctrl_c() => {
+            _ = crate::interrupt::after(seen) => {
                 return Err(Error::refused(format!(
                     "interrupted (Ctrl-C) while deleting revision records beyond \
                      --history-limit {}; the run itself completed and is recorded as revision \
@@ -415,65 +582,111 @@ async fn record_and_finish(
                 )));
             }
         }
-    }
-    match result {
-        Ok(()) => Ok(Outcome {
-            applied: applied.clone(),
-            pruned: pruned.clone(),
-            revision,
-        }),
-        Err(e) => {
-            let total = plan
-                .items
+        return Ok(Outcome {
+            progress,
+            revision: Some(revision),
+            outcome,
+            failure: None,
+            lease: None,
+        });
+    };
+    let failure = describe_failure(plan, &progress, stop, interrupted, revision);
+    Ok(Outcome {
+        progress,
+        revision,
+        outcome,
+        failure: Some(failure),
+        lease: None,
+    })
+}
+
+/// The error a failed run exits with: what failed, what was applied and what not, and how it
+/// was recorded.
+fn describe_failure(
+    plan: &Plan,
+    progress: &Progress,
+    stop: Stop,
+    interrupted: bool,
+    revision: Option<u64>,
+) -> Failure {
+    let what = if interrupted { "interrupted" } else { "failed" };
+    let changed: Vec<String> = plan
+        .items
+        .iter()
+        .filter(|i| matches!(i.action, Action::Create | Action::Update | Action::Replace))
+        .map(|i| i.key.to_string())
+        .collect();
+    let not_applied: Vec<&String> = changed
+        .iter()
+        .filter(|k| !progress.applied.contains(k))
+        .collect();
+    let (e, not_ready) = match stop {
+        Stop::Failed(e) => (e, Vec::new()),
+        Stop::Interrupted => (Error::refused("interrupted (Ctrl-C)"), Vec::new()),
+        Stop::NotReady { report, step } => {
+            let mut e = report
+                .error()
+                .unwrap_or_else(|| Error::refused("not ready"));
+            if let Some((phase, wave)) = step {
+                e.message = format!("{phase} wave {wave}: {}", e.message);
+            }
+            let not_ready = report
+                .waited
                 .iter()
-                .filter(|i| matches!(i.action, Action::Create | Action::Update))
-                .count();
-            let not_applied: Vec<String> = plan
-                .items
-                .iter()
-                .filter(|i| matches!(i.action, Action::Create | Action::Update))
-                .map(|i| i.key.to_string())
-                .filter(|k| !applied.contains(k))
+                .filter(|w| !w.verdict.is_ready())
+                .cloned()
                 .collect();
-            let what = if interrupted { "interrupted" } else { "failed" };
-            let mut msg = format!(
-                "sync of {} {what} after applying {} of {total} changed objects: {}",
-                plan.namespace,
-                applied.len(),
-                e.message
-            );
-            // Thousands of names would bury the error itself.
-            const SHOWN: usize = 20;
-            if !not_applied.is_empty() {
-                msg.push_str(&format!(
-                    "\nnot applied: {}",
-                    not_applied[..not_applied.len().min(SHOWN)].join(", ")
-                ));
-                if not_applied.len() > SHOWN {
-                    msg.push_str(&format!(" and {} more", not_applied.len() - SHOWN));
-                }
-            }
-            if record_written {
-                msg.push_str(&format!(
-                    "\nrecorded as revision {revision} ({what}); rerunning the sync converges"
-                ));
-            } else {
-                msg.push_str(
-                    "\nnot recorded (see the warning above); rerunning the sync converges",
-                );
-            }
-            Err(Error { message: msg, ..e })
+            (e, not_ready)
         }
+    };
+    let mut msg = if not_ready.is_empty() || !not_applied.is_empty() {
+        format!(
+            "sync of {} {what} after applying {} of {} changed objects: {}",
+            plan.namespace,
+            progress.applied.len(),
+            changed.len(),
+            e.message
+        )
+    } else {
+        // Everything was applied; what failed is readiness, and the message says which.
+        e.message.clone()
+    };
+    // Thousands of names would bury the error itself.
+    const SHOWN: usize = 20;
+    if !not_applied.is_empty() {
+        let shown: Vec<&str> = not_applied.iter().take(SHOWN).map(|k| k.as_str()).collect();
+        msg.push_str(&format!("\nnot applied: {}", shown.join(", ")));
+        if not_applied.len() > SHOWN {
+            msg.push_str(&format!(" and {} more", not_applied.len() - SHOWN));
+        }
+    }
+    // Rerunning converges after an API error or a Ctrl-C, not after a rollout that failed.
+    let rerun = if not_ready.is_empty() {
+        "; rerunning the sync converges"
+    } else {
+        ""
+    };
+    match revision {
+        Some(revision) => msg.push_str(&format!(
+            "\nrecorded as revision {revision} ({what}){rerun}"
+        )),
+        None => msg.push_str(&format!("\nnot recorded (see the warning above){rerun}")),
+    }
+    Failure {
+        error: Error { message: msg, ..e },
+        not_ready,
     }
 }
 
+/// The ApplySet parent, then the phases and waves, then the parent again if fewer kinds hold
+/// members now.
 async fn run(
     cluster: &mut Cluster,
     plan: &Plan,
     opts: &SyncOptions,
-    applied: &mut Vec<String>,
-    pruned: &mut Vec<String>,
-) -> Result<()> {
+    progress: &mut Progress,
+    seen: u32,
+) -> std::result::Result<(), Stop> {
     let ns = &plan.namespace;
     let members = plan.member_kinds();
     let union: BTreeSet<_> = members.union(&plan.parent_kinds).cloned().collect();
@@ -487,64 +700,31 @@ async fn run(
             .find(|i| is_target_namespace(&i.key, ns) && i.action != Action::Unchanged)
         {
             apply_item(cluster, ns_item, opts.force_conflicts).await?;
-            applied.push(ns_item.key.to_string());
+            progress.applied.push(ns_item.key.to_string());
         }
         apply_parent(cluster, plan, &union).await?;
         parent_written = true;
     }
-    let mut ranks: Vec<u8> = plan.items.iter().map(|i| i.rank).collect();
-    ranks.sort();
-    ranks.dedup();
-    for rank in ranks {
-        let batch: Vec<&Item> = plan
-            .items
-            .iter()
-            .filter(|i| i.rank == rank && matches!(i.action, Action::Create | Action::Update))
-            .filter(|i| !applied.contains(&i.key.to_string()))
-            .collect();
-        let shared_cluster: &Cluster = cluster;
-        let mut results = futures::stream::iter(batch.iter().map(|item| async move {
-            let r = apply_item(shared_cluster, item, opts.force_conflicts).await;
-            (item, r)
-        }))
-        .buffer_unordered(opts.concurrency);
-        // Stop at the first failure: with the API server gone, going on would spend the
-        // retry budget once per remaining object. Requests still in flight are dropped; they
-        // count as not applied, and a rerun converges either way.
-        while let Some((item, r)) = results.next().await {
-            r?;
-            crate::log::info(4, format!("applied {}", item.key));
-            applied.push(item.key.to_string());
-        }
-        drop(results);
-        for item in batch
-            .iter()
-            .filter(|i| i.key.kind == "CustomResourceDefinition")
-        {
-            wait_established(cluster, item).await?;
-        }
-        if batch
-            .iter()
-            .any(|i| i.key.kind == "CustomResourceDefinition")
-        {
-            // Custom resources of the new CRDs need the server's refreshed discovery.
-            let client = cluster.client.clone();
-            *cluster = Cluster::discover(client).await?;
-        }
-    }
-    let mut prunes: Vec<&Item> = plan
-        .items
-        .iter()
-        .filter(|i| i.action == Action::Prune)
-        .collect();
-    prunes.sort_by(|a, b| (b.rank, &b.key).cmp(&(a.rank, &a.key)));
-    for item in prunes {
-        prune_item(cluster, item).await?;
-        crate::log::info(4, format!("pruned {}", item.key));
-        pruned.push(item.key.to_string());
-    }
+    crate::waves::run(cluster, plan, opts, progress, seen).await?;
     if members != union || (!parent_written && members != plan.parent_kinds) {
         apply_parent(cluster, plan, &members).await?;
+    }
+    Ok(())
+}
+
+/// After a batch of one kind was applied: its CRDs must be Established, and the server's
+/// refreshed discovery known, before custom resources of them are applied.
+pub async fn after_crds(cluster: &mut Cluster, batch: &[&Item]) -> Result<()> {
+    let crds: Vec<&&Item> = batch
+        .iter()
+        .filter(|i| i.key.kind == "CustomResourceDefinition")
+        .collect();
+    for item in &crds {
+        wait_established(cluster, item).await?;
+    }
+    if !crds.is_empty() {
+        let client = cluster.client.clone();
+        *cluster = Cluster::discover(client).await?;
     }
     Ok(())
 }

@@ -76,6 +76,7 @@ pub async fn inspect(
         check_all,
         for_write: false,
         keep_unchanged_live: true,
+        replace_immutable: false,
     };
     let plan = plan::build(cluster, manifests, &opts).await?;
     let keys = |a: Action| {
@@ -86,18 +87,22 @@ pub async fn inspect(
             .collect::<Vec<_>>()
     };
     let cluster = &*cluster;
-    let health: Vec<(String, Verdict)> =
-        futures::stream::iter(plan.items.iter().filter(|i| i.desired.is_some()))
-            .map(|item| async move {
-                let verdict = match &item.live {
-                    Some(live) => health::judge_live(cluster, live, JUDGE_LIMIT).await,
-                    None => Verdict::failed("Missing", "not in the namespace"),
-                };
-                (item.key.to_string(), verdict)
-            })
-            .buffered(concurrency)
-            .collect()
-            .await;
+    // A hook's run is judged when it runs; its record outlives it.
+    let judged = plan
+        .items
+        .iter()
+        .filter(|i| i.desired.is_some() && !i.is_hook());
+    let health: Vec<(String, Verdict)> = futures::stream::iter(judged)
+        .map(|item| async move {
+            let verdict = match &item.live {
+                Some(live) => health::judge_live(cluster, live, JUDGE_LIMIT).await,
+                None => Verdict::failed("Missing", "not in the namespace"),
+            };
+            (item.key.to_string(), verdict)
+        })
+        .buffered(concurrency)
+        .collect()
+        .await;
     Ok(Inspection {
         changed: keys(Action::Update),
         missing: keys(Action::Create),

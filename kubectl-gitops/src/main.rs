@@ -7,17 +7,23 @@ mod cluster;
 mod cmd;
 mod execute;
 mod health;
+mod hooks;
 mod inspect;
+mod interrupt;
 mod kubeconf;
 mod lock;
 mod log;
 mod manifest;
 mod normalize;
+mod phases;
 mod plan;
 mod record;
 mod report;
+mod rollback;
 mod source;
+mod trust;
 mod unchanged;
+mod waves;
 
 #[cfg(test)]
 mod properties;
@@ -62,6 +68,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Sync(args) => cmd::sync::run(&cli.kube, args).await,
         Command::Revert(args) => cmd::revert::run(&cli.kube, args).await,
         Command::History(args) => cmd::history::run(&cli.kube, args).await,
+        Command::Trust(command) => cmd::trust::run(&cli.kube, command).await,
         // status: 1 is "drifted or unhealthy" with --exit-code; errors are 2.
         Command::Status(args) => cmd::status::run(&cli.kube, args).await.map_err(|e| Error {
             kind: ErrorKind::Invalid,

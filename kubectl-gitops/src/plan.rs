@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::applyset;
 use crate::manifest::{Manifest, ObjectKey};
+use crate::phases::{self, Phase, Placement};
 use futures::StreamExt;
 use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -15,6 +16,7 @@ use crate::cluster::{Cluster, Resolved, api_error, idempotent, status_code};
 pub const MANAGER: &str = "kubectl-gitops";
 /// The ApplySet parent: a Secret in the namespace, as kubectl's own default.
 pub const PARENT_NAME: &str = "kubectl-gitops-applyset";
+use crate::trust::CONFIGMAP_NAME as TRUST_CONFIGMAP;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -27,6 +29,12 @@ pub enum Action {
     Protected,
     /// Would be pruned, but --no-prune was given.
     Kept,
+    /// A hook: created anew by the sync in its phase (see [`crate::hooks`]), never an ApplySet
+    /// member.
+    Hook,
+    /// Changes an immutable field: deleted and created anew (`Replace=true` or
+    /// `--replace-immutable`).
+    Replace,
 }
 
 #[derive(Debug, Clone)]
@@ -44,8 +52,38 @@ pub struct Item {
     pub conflict: Option<String>,
     /// Another tool's ownership mark on the live object (sync stops unless --adopt).
     pub owner: Option<String>,
+    /// Phase, wave, hook and sync options from the annotations.
+    pub placement: Placement,
+    /// The immutable fields the apply would change (`spec.template`); with [`Action::Update`]
+    /// the sync refuses (no `Replace=true`, or a kind never replaced), with
+    /// [`Action::Replace`] it deletes and recreates.
+    pub immutable: Option<String>,
 }
 
+impl Item {
+    pub fn is_hook(&self) -> bool {
+        self.placement.is_hook()
+    }
+
+    /// A hook that runs in a successful sync (not only on failure).
+    pub fn runs_on_success(&self) -> bool {
+        self.action == Action::Hook
+            && self
+                .placement
+                .phases()
+                .iter()
+                .any(|p| *p != Phase::SyncFail)
+    }
+}
+
+/// An object of the manifests that is never applied, and why.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub key: ObjectKey,
+    pub why: String,
+}
+
+#[derive(Clone)]
 pub struct Options {
     pub namespace: String,
     pub allow_other_namespaces: bool,
@@ -63,6 +101,9 @@ pub struct Options {
     /// Keep the live copy of unchanged objects too (status reports their health); diff and
     /// sync need only those of objects that change.
     pub keep_unchanged_live: bool,
+    /// Delete and recreate objects whose apply would change an immutable field, as
+    /// `Replace=true` on each would (`--replace-immutable`).
+    pub replace_immutable: bool,
 }
 
 pub struct Plan {
@@ -77,6 +118,17 @@ pub struct Plan {
     pub unowned: Vec<ObjectKey>,
     /// With `for_write`: the newest recorded revision before the plan read anything (0: none).
     pub latest_revision: Option<u64>,
+    /// With `for_write`: the revision records as they were then (what `--rollback-on-failure`
+    /// goes back to, and what an earlier sync of the same tag did).
+    pub records: crate::record::Records,
+    /// Some object carries a hook or wave annotation: the sync goes phase by phase and wave by
+    /// wave, each wave applied and ready before the next. Without, it applies everything at
+    /// once and waits only with `--wait`.
+    pub ordered: bool,
+    /// Objects of the manifests that are not applied (`Skip`, Helm tests...).
+    pub skipped: Vec<Skipped>,
+    /// Hook types of applied objects that are ignored, one line each naming the object.
+    pub notes: Vec<String>,
     /// Helm releases (`namespace/name`) that objects of the manifests belong to live, not yet
     /// adopted: taking them over leaves the release's record behind (see `--adopt`).
     pub helm_releases: BTreeSet<String>,
@@ -87,16 +139,22 @@ impl Plan {
         self.items.iter().filter(|i| i.action == action).count()
     }
 
+    /// Whether the namespace differs from the manifests. Hooks run on every sync but are not
+    /// differences.
     pub fn has_changes(&self) -> bool {
-        self.items
-            .iter()
-            .any(|i| matches!(i.action, Action::Create | Action::Update | Action::Prune))
+        self.items.iter().any(|i| {
+            matches!(
+                i.action,
+                Action::Create | Action::Update | Action::Prune | Action::Replace
+            )
+        })
     }
 
-    /// Whether executing the plan writes any object: a change, the namespace, or the ApplySet
-    /// parent (missing, or listing other kinds than the members').
+    /// Whether executing the plan writes any object: a change, a hook to run, the namespace,
+    /// or the ApplySet parent (missing, or listing other kinds than the members').
     pub fn writes_objects(&self) -> bool {
         self.has_changes()
+            || self.items.iter().any(Item::runs_on_success)
             || !self.namespace_exists
             || !self.parent_exists
             || self.member_kinds() != self.parent_kinds
@@ -118,7 +176,41 @@ impl Plan {
         if kept > 0 {
             s.push_str(&format!(", {kept} not pruned (--no-prune)"));
         }
+        let replace = self.count(Action::Replace);
+        if replace > 0 {
+            s.push_str(&format!(", {replace} to replace"));
+        }
+        let hooks = self.count(Action::Hook);
+        if hooks > 0 {
+            s.push_str(&format!(
+                ", {hooks} hook{}",
+                if hooks == 1 { "" } else { "s" }
+            ));
+        }
+        if !self.skipped.is_empty() {
+            s.push_str(&format!(", {} skipped", self.skipped.len()));
+        }
         s
+    }
+
+    /// The phases and waves to run, in order, each with its items (indices into `items`):
+    /// objects to apply or wait for and hooks to run, `phase` one of PreSync, Sync, PostSync,
+    /// SyncFail. Prunes are not in any.
+    pub fn steps(&self, phase: Phase) -> Vec<Step> {
+        let mut steps: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+        for (i, item) in self.items.iter().enumerate() {
+            if item.desired.is_none() || !item.placement.phases().contains(&phase) {
+                continue;
+            }
+            steps.entry(item.placement.wave).or_default().push(i);
+        }
+        steps
+            .into_iter()
+            .map(|(wave, mut items)| {
+                items.sort_by_key(|&i| (self.items[i].rank, &self.items[i].key));
+                Step { phase, wave, items }
+            })
+            .collect()
     }
 
     /// Group-kinds of the objects that will be members after the sync.
@@ -133,12 +225,21 @@ impl Plan {
                         | Action::Unchanged
                         | Action::Protected
                         | Action::Kept
+                        | Action::Replace
                 )
             })
             .filter(|i| !is_target_namespace(&i.key, &self.namespace))
             .map(|i| (i.key.kind.clone(), i.key.group.clone()))
             .collect()
     }
+}
+
+/// One wave of one phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub phase: Phase,
+    pub wave: i32,
+    pub items: Vec<usize>,
 }
 
 pub fn is_target_namespace(key: &ObjectKey, namespace: &str) -> bool {
@@ -158,7 +259,7 @@ pub fn rank(group: &str, kind: &str) -> u8 {
     }
 }
 
-fn protected(key: &ObjectKey) -> bool {
+pub fn protected(key: &ObjectKey) -> bool {
     matches!(
         (key.group.as_str(), key.kind.as_str()),
         ("", "Namespace")
@@ -197,7 +298,9 @@ pub async fn build(
         .map(|run| decide(run, &mut live, &id, opts))
         .collect();
     items.extend(prunes(&mut live, &items, opts));
-    let mut plan = assemble(opts, id, found, items, live.unowned);
+    let mut plan = assemble(opts, id, found, items, live.unowned, wanted.ordered);
+    plan.skipped = wanted.skipped;
+    plan.notes = wanted.notes;
     plan.helm_releases = live.helm_releases;
     Ok(plan)
 }
@@ -208,12 +311,17 @@ pub struct Desired {
     pub key: ObjectKey,
     pub resolved: Resolved,
     pub object: Value,
+    pub placement: Placement,
 }
 
 pub struct Validated {
     pub objects: Vec<Desired>,
     /// The manifests hold a Namespace named like the target (so it may be created).
     pub namespace_in_set: bool,
+    /// Some object carries a hook or wave annotation.
+    pub ordered: bool,
+    pub skipped: Vec<Skipped>,
+    pub notes: Vec<String>,
 }
 
 /// Step 1, before any request: every object must resolve to a kind the server serves (or a CRD
@@ -239,7 +347,29 @@ pub fn validate(
     let mut problems = Vec::new();
     let mut objects = Vec::new();
     let mut namespace_in_set = false;
+    let mut ordered = false;
+    let mut skipped = Vec::new();
+    let mut notes = Vec::new();
     for m in manifests {
+        let classified = match phases::classify(&m.object) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(format!("{}: {e}", where_(&m.source)));
+                continue;
+            }
+        };
+        ordered |= classified.ordered;
+        let Some(placement) = classified.placement else {
+            let mut key = ObjectKey::of(&m.object);
+            if key.namespace.is_none() {
+                key.namespace = Some(ns.to_string());
+            }
+            skipped.push(Skipped {
+                key,
+                why: classified.notes.join("; "),
+            });
+            continue;
+        };
         let mut obj = m.object;
         let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_string();
         let kind = obj["kind"].as_str().unwrap_or_default().to_string();
@@ -276,16 +406,38 @@ pub fn validate(
                 meta.remove("namespace");
             }
         }
+        if kind == "ConfigMap" && resolved.resource.group.is_empty() && name == TRUST_CONFIGMAP {
+            // A deploy must not carry the policy that judges deploys.
+            problems.push(format!(
+                "{}: ConfigMap/{name} is a namespace's trust policy, which manifests may not \
+                 hold (set it with `kubectl gitops trust set`)",
+                where_(&m.source)
+            ));
+            continue;
+        }
         let key = ObjectKey::of(&obj);
-        if !is_target_namespace(&key, ns) {
+        if placement.is_hook() && protected(&key) {
+            problems.push(format!(
+                "{}: {key} is a hook, but a {} cannot be one (a hook is deleted and created anew)",
+                where_(&m.source),
+                key.kind
+            ));
+            continue;
+        }
+        if placement.is_hook() {
+            // Not an ApplySet member: never pruned as one; found again by this label.
+            obj["metadata"]["labels"][phases::HOOK_LABEL] = json!(id);
+        } else if !is_target_namespace(&key, ns) {
             obj["metadata"]["labels"][applyset::LABEL_PART_OF] = json!(id);
         }
         // Last: the digest covers everything sent.
         crate::unchanged::stamp(&mut obj);
+        notes.extend(classified.notes.into_iter().map(|n| format!("{key}: {n}")));
         objects.push(Desired {
             key,
             resolved,
             object: obj,
+            placement,
         });
     }
     if !problems.is_empty() {
@@ -306,6 +458,9 @@ pub fn validate(
     Ok(Validated {
         objects,
         namespace_in_set,
+        ordered,
+        skipped,
+        notes,
     })
 }
 
@@ -314,6 +469,8 @@ pub fn validate(
 pub struct Discovered {
     pub namespace_exists: bool,
     pub latest_revision: Option<u64>,
+    /// The revision records read for `latest_revision` (empty when not read).
+    pub records: crate::record::Records,
     pub parent_exists: bool,
     pub parent_kinds: BTreeSet<(String, String)>,
 }
@@ -345,8 +502,9 @@ pub async fn discover(
 
     // Noted before anything else is read, so execution can tell whether another run recorded
     // (and so changed things) since.
+    let mut records = crate::record::Records::default();
     let latest_revision = if opts.for_write && namespace_exists {
-        let records = crate::record::list(cluster, ns).await?;
+        records = crate::record::list(cluster, ns).await?;
         Some(records.newest_number())
     } else if opts.for_write {
         Some(0)
@@ -400,6 +558,7 @@ pub async fn discover(
     Ok(Discovered {
         namespace_exists,
         latest_revision,
+        records,
         parent_exists,
         parent_kinds,
     })
@@ -452,8 +611,12 @@ pub async fn list_live(
         helm_releases: BTreeSet::new(),
     };
     let selector = format!("{}={id}", applyset::LABEL_PART_OF);
-    let wanted_index: BTreeMap<&ObjectKey, &Value> =
-        wanted.iter().map(|d| (&d.key, &d.object)).collect();
+    // Hooks are created anew, never applied over what is there: nothing to prove.
+    let wanted_index: BTreeMap<&ObjectKey, &Value> = wanted
+        .iter()
+        .filter(|d| !d.placement.is_hook())
+        .map(|d| (&d.key, &d.object))
+        .collect();
     let admit = |key: ObjectKey, mut v: Value, live: &mut Live| {
         if wanted_index.contains_key(&key)
             && v["metadata"]["labels"][applyset::LABEL_PART_OF].as_str() != Some(id)
@@ -542,15 +705,94 @@ pub async fn list_live(
 pub struct DryRun {
     pub desired: Desired,
     /// The server's dry-run result; the object itself when it cannot be dry-run yet (its CRD
-    /// or namespace does not exist); `None` when proven unchanged.
+    /// or namespace does not exist) or when the apply would change an immutable field;
+    /// `None` when proven unchanged.
     pub merged: Option<Value>,
     /// A field-manager conflict the dry-run reported.
     pub conflict: Option<String>,
+    /// The immutable fields the apply would change, as the server named them.
+    pub immutable: Option<Vec<String>>,
+}
+
+/// The fields an API error says are immutable: the causes of a 422 Invalid that say the
+/// field "is immutable" or "may not change once set" (a Job's `spec.template`, a Service's
+/// `spec.clusterIPs[0]`, a Deployment's `spec.selector`, a StatefulSet's fixed spec fields).
+pub fn immutable_fields(e: &kube::Error) -> Option<Vec<String>> {
+    let kube::Error::Api(s) = e else { return None };
+    if s.code != 422 {
+        return None;
+    }
+    let immutable = |m: &str| {
+        m.contains("immutable")
+            || m.contains("may not change once set")
+            || m.contains("updates to statefulset spec for fields other than")
+    };
+    let mut fields: Vec<String> = s
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .filter(|c| immutable(&c.message))
+        .map(|c| {
+            if c.field.is_empty() {
+                "spec".to_string()
+            } else {
+                c.field.clone()
+            }
+        })
+        .collect();
+    fields.dedup();
+    (!fields.is_empty()).then_some(fields)
+}
+
+/// A dry-run error as the plan reports it: bad input where no retry or right can help.
+fn dry_run_error(key: &ObjectKey, e: kube::Error) -> Error {
+    let code = status_code(&e);
+    // The server reports a manifest that does not fit the schema as 500 "failed to create
+    // typed patch object", and one it cannot decode (a Secret's data that is not base64) as
+    // 500 "failed to convert new object": that is bad input, not a failure.
+    let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object") || s.message.contains("failed to convert new object"));
+    let err = api_error(format!("dry-run of {key}"), e);
+    // 413: the object is larger than the server accepts in one request, so no retry or
+    // permission can make it apply; the manifest has to change.
+    if schema || matches!(code, Some(400) | Some(413) | Some(422)) {
+        Error {
+            kind: shared::ErrorKind::Invalid,
+            ..err
+        }
+    } else {
+        err
+    }
+}
+
+/// A hook is created, not applied: its dry-run is a create. A fixed name taken by the
+/// previous run (deleted before the real create) is dry-run under a generated name instead,
+/// which checks everything else.
+async fn dry_run_hook(cluster: &Cluster, desired: &Desired) -> Result<Value> {
+    let created =
+        match crate::hooks::create(cluster, &desired.resolved, &desired.object, true).await {
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                let mut renamed = desired.object.clone();
+                if let Some(meta) = renamed["metadata"].as_object_mut() {
+                    meta.remove("name");
+                    meta.insert(
+                        "generateName".into(),
+                        json!(format!("{}-", desired.key.name)),
+                    );
+                }
+                crate::hooks::create(cluster, &desired.resolved, &renamed, true).await
+            }
+            other => other,
+        };
+    let created = created.map_err(|e| dry_run_error(&desired.key, e))?;
+    let mut m = to_value(&created, &desired.resolved);
+    strip_managed_fields(&mut m);
+    Ok(m)
 }
 
 /// Step 4: a server-side dry-run of every wanted object not proven unchanged, bounded
 /// concurrency. A conflict is noted (and the dry-run repeated with force, to show the
-/// result); a manifest the server's schema rejects is invalid input.
+/// result); a change of an immutable field is noted; a manifest the server's schema rejects
+/// is invalid input.
 pub async fn dry_run(
     cluster: &Cluster,
     wanted: Vec<Desired>,
@@ -568,60 +810,64 @@ pub async fn dry_run(
         let skip = skip_dry_run(&desired.resolved);
         let known_unchanged = proven.contains_key(&desired.key);
         async move {
+            let unchecked = |desired: Desired, merged: Option<Value>| DryRun {
+                desired,
+                merged,
+                conflict: None,
+                immutable: None,
+            };
             if known_unchanged {
-                return Ok(DryRun {
-                    desired,
-                    merged: None,
-                    conflict: None,
-                });
+                return Ok(unchecked(desired, None));
             }
             if skip {
                 let merged = Some(desired.object.clone());
-                return Ok(DryRun {
-                    desired,
-                    merged,
-                    conflict: None,
-                });
+                return Ok(unchecked(desired, merged));
+            }
+            if desired.placement.is_hook() {
+                let merged = dry_run_hook(cluster, &desired).await?;
+                return Ok(unchecked(desired, Some(merged)));
             }
             let key = &desired.key;
             let r = &desired.resolved;
             let pp = PatchParams::apply(MANAGER).dry_run();
             let patch = Patch::Apply(&desired.object);
-            let (merged, conflict) = match idempotent(|| api.patch(&key.name, &pp, &patch)).await
-            {
-                Ok(merged) => (merged, None),
+            let result = match idempotent(|| api.patch(&key.name, &pp, &patch)).await {
+                Ok(merged) => Ok((merged, None)),
                 Err(e) if status_code(&e) == Some(409) => {
                     let conflict = match &e {
                         kube::Error::Api(s) => s.message.clone(),
                         other => other.to_string(),
                     };
                     let forced = pp.clone().force();
-                    let merged = idempotent(|| api.patch(&key.name, &forced, &patch))
+                    idempotent(|| api.patch(&key.name, &forced, &patch))
                         .await
-                        .map_err(|e| api_error(format!("dry-run of {key}"), e))?;
-                    (merged, Some(conflict))
+                        .map(|merged| (merged, Some(conflict)))
                 }
-                Err(e) => {
-                    let code = status_code(&e);
-                    // The server reports a manifest that does not fit the schema as 500
-                    // "failed to create typed patch object", and one it cannot decode (a
-                    // Secret's data that is not base64) as 500 "failed to convert new object":
-                    // that is bad input, not a failure.
-                    let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object") || s.message.contains("failed to convert new object"));
-                    let err = api_error(format!("dry-run of {key}"), e);
-                    // 413: the object is larger than the server accepts in one request, so no
-                    // retry or permission can make it apply; the manifest has to change.
-                    return Err(if schema || matches!(code, Some(400) | Some(413) | Some(422)) { Error { kind: shared::ErrorKind::Invalid, ..err } } else { err });
-                }
+                Err(e) => Err(e),
             };
-            let mut m = to_value(&merged, r);
-            strip_managed_fields(&mut m);
             drop(patch);
-            Ok(DryRun {
-                desired,
-                merged: Some(m),
-                conflict,
-            })
+            match result {
+                Ok((merged, conflict)) => {
+                    let mut m = to_value(&merged, r);
+                    strip_managed_fields(&mut m);
+                    Ok(DryRun {
+                        desired,
+                        merged: Some(m),
+                        conflict,
+                        immutable: None,
+                    })
+                }
+                Err(e) => match immutable_fields(&e) {
+                    // What it will look like when created anew, if it is replaced.
+                    Some(fields) => Ok(DryRun {
+                        merged: Some(desired.object.clone()),
+                        desired,
+                        conflict: None,
+                        immutable: Some(fields),
+                    }),
+                    None => Err(dry_run_error(key, e)),
+                },
+            }
         }
     }))
     .buffer_unordered(opts.concurrency)
@@ -639,14 +885,41 @@ pub fn decide(run: DryRun, live: &mut Live, id: &str, opts: &Options) -> Item {
         desired,
         mut merged,
         conflict,
+        immutable,
     } = run;
     let key = desired.key;
     let mut live_obj = live.objects.remove(&key);
+    if desired.placement.is_hook() {
+        let owner = live_obj
+            .as_ref()
+            .and_then(|l| hook_blocker(l, id, &desired.placement));
+        return Item {
+            rank: rank(&key.group, &key.kind),
+            key,
+            action: Action::Hook,
+            resolved: desired.resolved,
+            desired: Some(desired.object),
+            live: live_obj,
+            merged,
+            conflict: None,
+            owner,
+            placement: desired.placement,
+            immutable: None,
+        };
+    }
     let (action, owner) = match live.proven.remove(&key) {
         Some(owner) => (Action::Unchanged, owner),
         None => {
             let action = match (&live_obj, &merged) {
                 (None, _) => Action::Create,
+                (Some(_), _)
+                    if immutable.is_some()
+                        && (desired.placement.replace || opts.replace_immutable)
+                        && !protected(&key) =>
+                {
+                    Action::Replace
+                }
+                (Some(_), _) if immutable.is_some() => Action::Update,
                 (Some(_), None) => Action::Unchanged,
                 (Some(l), Some(m)) => {
                     let mut a = l.clone();
@@ -683,7 +956,26 @@ pub fn decide(run: DryRun, live: &mut Live, id: &str, opts: &Options) -> Item {
         merged,
         conflict,
         owner,
+        placement: desired.placement,
+        immutable: immutable.map(|f| f.join(", ")),
     }
+}
+
+/// Why a hook may not run over the object that holds its name: BeforeHookCreation deletes
+/// it, which is only ours to do when a sync created it (as a hook run, or as a member of our
+/// ApplySet).
+fn hook_blocker(live: &Value, id: &str, placement: &Placement) -> Option<String> {
+    let before_creation = placement
+        .hook
+        .as_ref()
+        .is_some_and(|h| h.delete.before_creation);
+    let labels = &live["metadata"]["labels"];
+    let ours = labels[phases::HOOK_LABEL] == id || labels[applyset::LABEL_PART_OF] == id;
+    (before_creation && !ours).then(|| {
+        "an object of that name exists that no sync created; the hook's BeforeHookCreation \
+         policy would delete it"
+            .to_string()
+    })
 }
 
 /// Step 6: members of our ApplySet that left the manifests: pruned, or kept when protected or
@@ -706,6 +998,12 @@ pub fn prunes(live: &mut Live, decided: &[Item], opts: &Options) -> Vec<Item> {
         } else {
             Action::Prune
         };
+        // Its wave (pruning goes in reverse wave order) is what its last apply said.
+        let placement = phases::classify(&obj)
+            .ok()
+            .and_then(|c| c.placement)
+            .map(|p| Placement { hook: None, ..p })
+            .unwrap_or_default();
         out.push(Item {
             rank: rank(&key.group, &key.kind),
             key,
@@ -716,20 +1014,40 @@ pub fn prunes(live: &mut Live, decided: &[Item], opts: &Options) -> Vec<Item> {
             merged: None,
             conflict: None,
             owner: None,
+            placement,
+            immutable: None,
         });
     }
     out
 }
 
-/// Step 7: the plan, items in apply order.
+/// Step 7: the plan, items in the order they are applied: by kind; when ordered, by phase and
+/// wave first, with the prunes last in the order they run (reverse wave, reverse kind).
 pub fn assemble(
     opts: &Options,
     id: String,
     found: Discovered,
     mut items: Vec<Item>,
     mut unowned: Vec<ObjectKey>,
+    ordered: bool,
 ) -> Plan {
-    items.sort_by(|a, b| (a.rank, &a.key).cmp(&(b.rank, &b.key)));
+    if ordered {
+        let pruned = |i: &Item| i.desired.is_none();
+        items.sort_by(|a, b| match (pruned(a), pruned(b)) {
+            (false, false) => (a.placement.first_phase(), a.placement.wave, a.rank, &a.key).cmp(&(
+                b.placement.first_phase(),
+                b.placement.wave,
+                b.rank,
+                &b.key,
+            )),
+            (true, true) => {
+                (b.placement.wave, b.rank, &b.key).cmp(&(a.placement.wave, a.rank, &a.key))
+            }
+            (a, b) => a.cmp(&b),
+        });
+    } else {
+        items.sort_by(|a, b| (a.rank, &a.key).cmp(&(b.rank, &b.key)));
+    }
     unowned.sort();
     Plan {
         namespace: opts.namespace.clone(),
@@ -740,6 +1058,10 @@ pub fn assemble(
         items,
         unowned,
         latest_revision: found.latest_revision,
+        records: found.records,
+        ordered,
+        skipped: Vec::new(),
+        notes: Vec::new(),
         helm_releases: BTreeSet::new(),
     }
 }
@@ -750,9 +1072,14 @@ fn infrastructure(v: &Value) -> bool {
     let kind = v["kind"].as_str().unwrap_or_default();
     matches!(
         (kind, name),
-        ("ConfigMap", "kube-root-ca.crt") | ("ServiceAccount", "default") | ("Secret", PARENT_NAME)
+        ("ConfigMap", "kube-root-ca.crt")
+            | ("ConfigMap", TRUST_CONFIGMAP)
+            | ("ServiceAccount", "default")
+            | ("Secret", PARENT_NAME)
     ) || v["type"] == "kubernetes.io/service-account-token"
         || v["type"] == crate::record::SECRET_TYPE
+        // A hook's run: created by a sync, kept or deleted by its delete policy.
+        || v["metadata"]["labels"][phases::HOOK_LABEL].is_string()
 }
 
 fn strip_managed_fields(v: &mut Value) {
@@ -789,6 +1116,7 @@ mod tests {
             check_all: false,
             for_write: false,
             keep_unchanged_live: false,
+            replace_immutable: false,
         }
     }
 
@@ -867,6 +1195,30 @@ mod tests {
     }
 
     #[test]
+    fn manifests_may_not_carry_a_trust_policy() {
+        let mut o = opts("dev");
+        o.allow_other_namespaces = true;
+        for ns in [None, Some("other")] {
+            let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "kubectl-gitops-trust"}, "data": {"mode": "tag"}});
+            if let Some(ns) = ns {
+                cm["metadata"]["namespace"] = json!(ns);
+            }
+            let e = validate(vec![manifest(cm)], &o, "id", resolve)
+                .err()
+                .expect("refused");
+            assert_eq!(e.kind, shared::ErrorKind::Invalid);
+            assert!(
+                e.message.contains(
+                    "app/x.yaml: document 1 (line 1): ConfigMap/kubectl-gitops-trust is a namespace's trust policy"
+                ),
+                "{}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
     fn validate_places_objects_in_the_namespace_and_the_set() {
         let mut o = opts("dev");
         o.allow_other_namespaces = true;
@@ -907,9 +1259,11 @@ mod tests {
                 key: ObjectKey::of(&object),
                 resolved: resolved("", "ConfigMap", true),
                 object,
+                placement: Placement::default(),
             },
             merged,
             conflict: None,
+            immutable: None,
         }
     }
 

@@ -6,7 +6,7 @@
 //! Format (documented in the README):
 //! - Secret `kubectl-gitops.rev.<N>` (type `kubectl-gitops/revision`) with labels
 //!   `app.kubernetes.io/managed-by=kubectl-gitops` and `gitops.kubectl.io/revision=<N>`;
-//!   data `meta.json` (revision, tag, commit, time, user, outcome, objects, parts) and
+//!   data `meta.json` (revision, tag, commit, time, user, outcome, objects, parts, signature) and
 //!   `manifests.0`; further parts in `kubectl-gitops.rev.<N>.<k>` with data `manifests.<k>`.
 //! - The manifests are a JSON array of the applied objects, gzip-compressed, split in parts.
 //!
@@ -56,6 +56,39 @@ pub struct Meta {
     pub parts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverted_to: Option<u64>,
+    /// What was checked of the tag's signature; `None` in records written before signed
+    /// deploys existed (treated as never verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::trust::SignatureRecord>,
+    /// The hooks this revision ran, in the order they ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRun>,
+    /// On a revision that failed (or was interrupted) and was then rolled back: the revision
+    /// it went back to. A later sync of the same tag warns about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<u64>,
+}
+
+impl Meta {
+    /// Whether the revision left the namespace as its manifests say: what `revert` and
+    /// `--rollback-on-failure` go back to.
+    pub fn succeeded(&self) -> bool {
+        self.outcome == "succeeded"
+            || self.outcome.starts_with("reverted to")
+            || self.outcome.starts_with("rolled back to")
+    }
+}
+
+/// One run of a hook, as a revision records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HookRun {
+    /// `Kind.group/namespace/name`, with the name the server gave a `generateName` hook.
+    pub object: String,
+    pub phase: String,
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+    /// From its creation (or the start of its wave) until it was seen to end.
+    pub seconds: f64,
 }
 
 /// A record that cannot be trusted: why, and the Secret that holds it.
@@ -171,6 +204,14 @@ fn check(secret: &str, meta_b64: Option<&str>, parts: &BTreeSet<String>) -> Resu
     if let Some(r) = meta.reverted_to.filter(|r| !(1..=MAX_REVISION).contains(r)) {
         return Err(corrupt(format!(
             "meta.json says it reverted to revision {r}, out of range"
+        )));
+    }
+    if let Some(r) = meta
+        .rolled_back_to
+        .filter(|r| !(1..=MAX_REVISION).contains(r))
+    {
+        return Err(corrupt(format!(
+            "meta.json says it was rolled back to revision {r}, out of range"
         )));
     }
     Ok(meta)

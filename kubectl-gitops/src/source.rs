@@ -1,12 +1,14 @@
 //! Where the manifests come from: a tag (or an environment's latest deploy tag) in the config
 //! repository, read from git objects, with namespace, path and context defaulting to the
-//! environment's entry in gitops.yaml at that tag.
+//! environment's entry in gitops.yaml at that tag. The tag is read once ([`locate`]); its
+//! manifests are loaded at the commit its signature check names ([`Located::load`]).
 
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{Content, helm};
 use gix::ObjectId;
 use shared::git::Repo;
+use shared::signature::{self, TagRef};
 use shared::tag::TagName;
 use shared::{Error, Result};
 
@@ -37,15 +39,43 @@ impl<'a> From<&'a SourceArgs> for Location<'a> {
     }
 }
 
-pub struct Source {
-    pub tag: String,
-    pub commit: ObjectId,
+/// A tag resolved once: what its ref pointed at when it was read (the object a signature check
+/// judges) and where its manifests are. Manifests are loaded separately, at the commit a trust
+/// decision names ([`Located::load`]), so what is checked is what is deployed even if the ref
+/// moves meanwhile.
+pub struct Located {
+    repo: Repo,
+    pub tag: TagRef,
     pub path: String,
     pub env: Option<String>,
     pub namespace: Option<String>,
     pub context: Option<String>,
-    /// The objects, or a Helm chart to render once the cluster is known.
-    pub content: Content,
+    /// What decides a Helm chart's render besides the chart (the environment's `helm:` block
+    /// at the tag, `--values`, `--set`).
+    values: helm::Values,
+}
+
+impl Located {
+    pub fn name(&self) -> &str {
+        &self.tag.name
+    }
+
+    /// The commit the tag pointed at when it was read.
+    pub fn commit(&self) -> ObjectId {
+        self.tag.commit.id
+    }
+
+    /// The objects at `commit` (the commit a trust decision names; [`Located::commit`]), or
+    /// the Helm chart there, checked and ready to render once the cluster is known.
+    pub fn load(&self, commit: ObjectId) -> Result<Content> {
+        crate::manifest::open_at(
+            &self.repo,
+            commit,
+            &self.path,
+            &kubectl_binary(),
+            &self.values,
+        )
+    }
 }
 
 /// `KUBECTL_PATH` is set by kubectl for its plugins; otherwise `kubectl` from PATH.
@@ -55,7 +85,9 @@ pub fn kubectl_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("kubectl"))
 }
 
-pub fn resolve(args: Location<'_>) -> Result<Source> {
+/// Finds the tag and reads it once (ref, tag object, commit); the environment's entry in
+/// gitops.yaml at that commit gives namespace, path and context defaults. Loads no manifests.
+pub fn locate(args: Location<'_>) -> Result<Located> {
     let dir = match args.repo {
         Some(p) => p.to_path_buf(),
         None => std::env::current_dir()?,
@@ -64,13 +96,26 @@ pub fn resolve(args: Location<'_>) -> Result<Source> {
         Error::invalid(format!("--repo: {}", e.message))
             .hint("pass --repo <path to the config repository>, or run inside it")
     })?;
-    let (tag, env_name) = match (args.tag, args.env) {
+    // (short name, environment, what the ref points at): a deploy tag's target comes from
+    // the same listing that judged it a deploy.
+    let (tag, env_name, target) = match (args.tag, args.env) {
         (Some(t), _) => {
-            repo.require_if_deploy_tag(t)?;
-            (
-                t.trim_start_matches("refs/tags/").to_string(),
-                TagName::parse(t).map(|t| t.env),
-            )
+            let short = t.trim_start_matches("refs/tags/").to_string();
+            let target = match repo.require_if_deploy_tag(t)? {
+                Some(info) => info.tag_object.unwrap_or(info.commit),
+                None => {
+                    repo.tag_target(&short)
+                        .map_err(|e| {
+                            Error::invalid(format!(
+                                "tag {short:?} not found in {}",
+                                repo.git_dir().display()
+                            ))
+                            .hint(e.hint.unwrap_or_default())
+                        })?
+                        .1
+                }
+            };
+            (short, TagName::parse(t).map(|t| t.env), target)
         }
         (None, Some(env)) => {
             let latest = repo.deploys(env)?.latest()?.ok_or_else(|| {
@@ -82,18 +127,12 @@ pub fn resolve(args: Location<'_>) -> Result<Source> {
                     "tag it with `git deploy tag {env}`, or name a tag with --tag"
                 ))
             })?;
-            (latest.name, Some(env.to_string()))
+            (latest.name, Some(env.to_string()), latest.target)
         }
         (None, None) => return Err(Error::invalid("give --tag <tag> or --env <environment>")),
     };
-    let info = repo.tag_info(&tag).map_err(|e| {
-        Error::invalid(format!(
-            "tag {tag:?} not found in {}",
-            repo.git_dir().display()
-        ))
-        .hint(e.hint.unwrap_or_default())
-    })?;
-    let commit = info.commit;
+    let tag_ref = signature::read_tag_at(&repo.inner, &tag, target)?;
+    let commit = tag_ref.commit.id;
     let env = match &env_name {
         Some(name) => match repo.config_at(commit, &tag) {
             Ok(cfg) => match cfg.env(name) {
@@ -132,14 +171,13 @@ pub fn resolve(args: Location<'_>) -> Result<Source> {
         files: args.values.to_vec(),
         set: args.set.to_vec(),
     };
-    let content = crate::manifest::open_at(&repo, commit, &path, &kubectl_binary(), &values)?;
-    Ok(Source {
-        tag,
-        commit,
+    Ok(Located {
+        repo,
+        tag: tag_ref,
         path,
         env: env.as_ref().map(|e| e.name.clone()),
         namespace: env.as_ref().map(|e| e.namespace.clone()),
         context: env.and_then(|e| e.context),
-        content,
+        values,
     })
 }

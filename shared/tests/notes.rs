@@ -80,7 +80,7 @@ fn append(repo: &mut Repo, object: &str, text: &str, push: Option<&str>) -> shar
         repo,
         &mut plan,
         DEPLOY_NOTES_REF,
-        id(object),
+        &[id(object)],
         text,
         "Notes added by the notes test",
     )?;
@@ -163,8 +163,24 @@ fn two_writers_from_one_state_cannot_both_win() {
     let mut b = f.open(&dir);
     let mut plan_a = Plan::new("a", None);
     let mut plan_b = Plan::new("b", None);
-    append_note(&a, &mut plan_a, DEPLOY_NOTES_REF, id(&tag), "from a", "a").unwrap();
-    append_note(&b, &mut plan_b, DEPLOY_NOTES_REF, id(&tag), "from b", "b").unwrap();
+    append_note(
+        &a,
+        &mut plan_a,
+        DEPLOY_NOTES_REF,
+        &[id(&tag)],
+        "from a",
+        "a",
+    )
+    .unwrap();
+    append_note(
+        &b,
+        &mut plan_b,
+        DEPLOY_NOTES_REF,
+        &[id(&tag)],
+        "from b",
+        "b",
+    )
+    .unwrap();
     plan_a.execute(&mut a).unwrap();
     let lost = plan_b.execute(&mut b).unwrap_err();
     assert_eq!(lost.kind, ErrorKind::Race, "{lost}");

@@ -4,6 +4,7 @@ mod fixture;
 mod gates;
 mod push;
 mod races;
+mod signing;
 mod trust;
 mod writer;
 

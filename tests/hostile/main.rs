@@ -1608,6 +1608,60 @@ fn revert_refuses_what_sync_refuses_and_writes_nothing() {
     report(failures);
 }
 
+/// `--rollback-on-failure` goes back to a record: a forged one is checked as `revert` checks
+/// it, and the rollback is refused rather than applied.
+#[test]
+fn a_rollback_refuses_a_forged_record_as_revert_does() {
+    let (ns, repo) = two_revisions("hostile-rollback");
+    edit_record_objects(&ns, 2, |objs| {
+        objs.push(serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": format!("{ns}-takeover")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns}],
+        }))
+    });
+    repo.write(
+        "app/job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: task\n          image: busybox:fail\n",
+    );
+    repo.tag("C");
+    let r = repo.path.to_str().unwrap();
+    let (o, done) = kubectl_gitops_within(
+        &strings(&[
+            "sync",
+            "--repo",
+            r,
+            "--tag",
+            "C",
+            "--path",
+            "app",
+            "-n",
+            &ns,
+            "--yes",
+            "--wait",
+            "--timeout",
+            "60s",
+            "--rollback-on-failure",
+        ]),
+        repo.tmp.path(),
+        120,
+    );
+    assert!(done, "did not finish within 120 s");
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the rollback to revision 2 (tag B) failed before it was recorded")
+            && stderr.contains(&format!(
+                "ClusterRoleBinding/{ns}-takeover is cluster-scoped"
+            )),
+        "{stderr}"
+    );
+    assert!(!exists(&["clusterrolebinding", &format!("{ns}-takeover")]));
+    assert_eq!(no_lease("rollback", &ns), None);
+}
+
 /// The flag sync would need lets revert through as it lets sync through.
 #[test]
 fn revert_to_a_tag_takes_the_flags_sync_takes() {

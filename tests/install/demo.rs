@@ -1,6 +1,6 @@
 //! `./demo` end to end, as a new user runs it: it builds both tools, starts its own cluster,
 //! walks the whole workflow — every sync waits until its Pods really run, a bad release is
-//! caught by `--wait` and reverted — and must leave nothing behind.
+//! caught by `--wait` and rolled back by `--rollback-on-failure` — and must leave nothing behind.
 
 #[path = "common.rs"]
 mod common;
@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Generous: a warm run takes ~45 s (20 of them the bad release timing out), but it may have
-/// to build the cluster first.
+/// Generous: a warm run takes about a minute (30 s of it the bad release's Pod failing to pull
+/// its image before that counts as failed), but it may have to build the cluster first.
 const TIMEOUT: Duration = Duration::from_secs(900);
 
 #[test]
@@ -74,21 +74,22 @@ fn demo_walks_the_workflow_and_cleans_up() {
         "synced staging to deploy/staging/",
         "promote staging -> prod:",
         "synced production to deploy/prod/",
-        // The bad release: --wait names the Deployment, the Pod says why.
-        "error: timed out after 20s waiting for 1 object: Deployment.apps/dev/frontend",
-        "ImagePullBackOff",
-        "reverted dev to deploy/dev/",
+        // The bad release: --wait names the Deployment and why, then it is rolled back.
+        "error: 1 object failed: Deployment.apps/dev/frontend: ImagePullBackOff",
+        "rolling back namespace dev to revision",
+        "failed: Deployment.apps/dev/frontend: ImagePullBackOff (rolled back to",
+        "after failed revision",
         "rollback dev:",
         "demo finished",
     ] {
         assert!(out.contains(line), "./demo did not print {line:?}:\n{out}");
     }
     // Every Pod the first sync made runs (the Pods of a cluster that only stored objects would
-    // not even exist), and after the revert nothing is stuck any more.
+    // not even exist), and after the rollback nothing is stuck any more.
     let first = section(&out, "== Tag what dev runs");
     assert!(first.contains("pod/frontend-"), "{first}");
     assert_all_running(first);
-    let reverted = section(&out, "== Revert dev");
+    let reverted = section(&out, "== Dev runs its last good revision");
     assert!(reverted.contains("pod/frontend-"), "{reverted}");
     assert_all_running(reverted);
     let last = section(&out, "== Roll dev's branch back");

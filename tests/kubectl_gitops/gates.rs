@@ -230,6 +230,16 @@ fn a_deploy_verified_healthy_in_staging_opens_the_gate_to_prod() {
         "{at}"
     );
     assert!(trailer_values(&note, "Verified-At")[0].ends_with('Z'));
+    // The same verification is on the commit, where `git log --notes=deploy` shows it.
+    let log = p.repo.git(&[
+        "log",
+        "-1",
+        "--notes=deploy",
+        "--format=%N",
+        &format!("{}^{{commit}}", p.staging_tag),
+    ]);
+    assert_eq!(trailer_values(&log, "Verified-Env"), ["staging"], "{log}");
+    assert_eq!(trailer_values(&log, "Verified-Revision"), ["1"], "{log}");
     // The notes commit is the CI's git identity.
     assert_eq!(
         p.repo

@@ -46,8 +46,8 @@ impl RealHelm {
     }
 
     /// `helm template` of `chart` as a release in `ns`, with `extra` arguments (values), for
-    /// the server's version: the objects, hooks and `helm test` Pods left out as sync leaves
-    /// them out.
+    /// the server's version: the chart's own objects (hooks, which a sync runs in their phases
+    /// and never applies as plain objects, and `helm test` Pods left out).
     fn template(&self, chart: &Path, release: &str, ns: &str, extra: &[&str]) -> Vec<Value> {
         let version = server_version();
         let mut args = vec![
@@ -432,28 +432,61 @@ fn vendored_dependencies_render_from_a_directory_and_a_tgz() {
     );
 }
 
+fn timestamp(v: &Value, pointer: &str) -> jiff::Timestamp {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no {pointer} in {v}"))
+        .parse()
+        .unwrap()
+}
+
+fn condition_since(obj: &Value, kind: &str) -> jiff::Timestamp {
+    let c = obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition: {obj}"));
+    timestamp(c, "/lastTransitionTime")
+}
+
 #[test]
-fn podinfo_hooks_are_never_applied_and_helm_test_pods_never_appear() {
+fn podinfo_hooks_run_in_their_phases_and_helm_test_pods_never_appear() {
     let c = cluster::cluster();
     let ns = c.fresh_namespace("helm-hooks");
     let repo = podinfo_repo();
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
-    let hooks = "hooks.preInstall.job.enabled=true,hooks.postInstall.job.enabled=true,hooks.preUpgrade.job.enabled=true,hooks.postUpgrade.job.enabled=true";
-    let args = [
-        "--repo",
-        r,
-        "--tag",
-        "v1",
-        "--path",
-        "deploy/podinfo",
-        "-n",
-        &ns,
-        "--set",
-        hooks,
-    ];
+    // Every hook type the chart has; pre- and post-install keep their Job
+    // (before-hook-creation) so its timestamps can be compared, the others delete theirs once
+    // it succeeded or failed, as the chart says by default.
+    let hooks = "hooks.preInstall.job.enabled=true,hooks.postInstall.job.enabled=true,\
+                 hooks.preUpgrade.job.enabled=true,hooks.postUpgrade.job.enabled=true,\
+                 hooks.preDelete.job.enabled=true,hooks.preRollback.job.enabled=true,\
+                 hooks.preInstall.job.hookDeletePolicy=before-hook-creation,\
+                 hooks.postInstall.job.hookDeletePolicy=before-hook-creation";
+    let args = |extra: &str| -> Vec<String> {
+        [
+            "--repo",
+            r,
+            "--tag",
+            "v1",
+            "--path",
+            "deploy/podinfo",
+            "-n",
+            &ns,
+            "--set",
+            &format!("{hooks}{extra}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
     // The same render with the real helm has the hook Jobs (and, without --skip-tests, the
-    // `helm test` Pods): they are there to be left out.
+    // `helm test` Pods).
     let helm = RealHelm::new();
     let full = helm.run(&[
         "template",
@@ -471,46 +504,168 @@ fn podinfo_hooks_are_never_applied_and_helm_test_pods_never_appear() {
     );
     assert!(full.contains("\"helm.sh/hook\": test-success"), "{full}");
 
+    // The plan shows each hook in its phase, and the hook types a sync never runs.
+    let dry = ok(gitops(
+        &[
+            &["sync", "--dry-run", "-o", "json"][..],
+            &strs(&args(""))[..],
+        ]
+        .concat(),
+    ));
+    let plan: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let phases: Vec<(String, String)> = plan["hooks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no hooks in {plan}"))
+        .iter()
+        .map(|h| {
+            (
+                h["object"].as_str().unwrap().to_string(),
+                h["phase"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (job, phase) in [
+        ("pre-install", "PreSync"),
+        ("pre-upgrade", "PreSync"),
+        ("post-install", "PostSync"),
+        ("post-upgrade", "PostSync"),
+    ] {
+        let object = format!("Job.batch/{ns}/podinfo-{job}");
+        assert!(
+            phases.contains(&(object.clone(), phase.to_string())),
+            "{object} in {phase}: {phases:?}"
+        );
+    }
+    assert_eq!(phases.len(), 4, "{phases:?}");
+    let notes = err(&dry);
+    for skipped in ["pre-delete", "pre-rollback"] {
+        assert!(
+            notes.lines().any(|l| l.starts_with("note: ")
+                && l.contains(&format!("podinfo-{skipped}"))
+                && l.contains("skipped")),
+            "{notes}"
+        );
+    }
+
     let sync = ok(gitops(
         &[
             &["sync", "--yes", "--wait", "--timeout", "120s"][..],
-            &args[..],
+            &strs(&args(""))[..],
         ]
         .concat(),
     ));
     let stderr = err(&sync);
-    let warnings: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("warning:"))
-        .collect();
-    assert_eq!(warnings.len(), 1, "one warning line: {}", err(&sync));
-    for job in ["pre-install", "post-install", "pre-upgrade", "post-upgrade"] {
-        assert!(
-            warnings[0].contains(&format!("Job.batch/{ns}/podinfo-{job} ({job})")),
-            "{}",
-            warnings[0]
-        );
-    }
-    assert!(warnings[0].contains("not applied"), "{}", warnings[0]);
-    assert_eq!(
-        kubectl_json(&["get", "jobs", "-n", &ns])["items"],
-        Value::Array(vec![])
-    );
-    let pods = kubectl_json(&["get", "pods", "-n", &ns]);
-    let pod_names = names(&pods);
-    assert_eq!(pod_names.len(), 1, "only podinfo's own Pod: {pod_names:?}");
     assert!(
-        pod_names[0].starts_with("podinfo-") && !pod_names[0].contains("test"),
-        "{pod_names:?}"
+        !stderr.lines().any(|l| l.starts_with("warning:")),
+        "no warning about hooks: {stderr}"
     );
-    // Nor do they reach the record a revert would apply.
-    let history = history(&ns);
+    assert!(stderr.contains("4 hooks run"), "{stderr}");
+    // The pre-install Job completed before the Deployment was created; the post-install Job
+    // was created once the Deployment was Available.
+    let deploy = kubectl_json(&["get", "deployment", "podinfo", "-n", &ns]);
+    let pre = kubectl_json(&["get", "job", "podinfo-pre-install", "-n", &ns]);
+    let post = kubectl_json(&["get", "job", "podinfo-post-install", "-n", &ns]);
+    assert!(
+        timestamp(&pre, "/status/completionTime")
+            <= timestamp(&deploy, "/metadata/creationTimestamp"),
+        "pre-install {pre}\ndeployment {deploy}"
+    );
+    assert!(
+        timestamp(&post, "/metadata/creationTimestamp") >= condition_since(&deploy, "Available"),
+        "post-install {post}\ndeployment {deploy}"
+    );
+    // hook-succeeded: the upgrade hooks' Jobs are gone; the skipped types never ran.
+    let jobs = names(&kubectl_json(&["get", "jobs", "-n", &ns]));
     assert_eq!(
-        history["revisions"][0]["objects"], 2,
-        "Service and Deployment: {history}"
+        jobs,
+        ["podinfo-post-install", "podinfo-pre-install"],
+        "{jobs:?}"
     );
-    let diff = gitops(&[&["diff"][..], &args[..]].concat());
+    // Hooks are not ApplySet members.
+    assert!(
+        pre["metadata"]["labels"]["applyset.kubernetes.io/part-of"].is_null(),
+        "{pre}"
+    );
+    let pods = names(&kubectl_json(&["get", "pods", "-n", &ns]));
+    assert!(
+        !pods.iter().any(|p| p.contains("test")),
+        "no helm test Pod: {pods:?}"
+    );
+    // The record keeps the hooks' runs, in their phases.
+    let recorded = history(&ns);
+    let runs: Vec<(String, String, String)> = recorded["revisions"][0]["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["object"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                h["phase"].as_str().unwrap().to_string(),
+                h["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut sorted = runs.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            ("podinfo-post-install", "PostSync", "succeeded"),
+            ("podinfo-post-upgrade", "PostSync", "succeeded"),
+            ("podinfo-pre-install", "PreSync", "succeeded"),
+            ("podinfo-pre-upgrade", "PreSync", "succeeded"),
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())),
+        "{recorded}"
+    );
+    assert!(
+        runs.iter().take(2).all(|r| r.1 == "PreSync"),
+        "PreSync hooks ran first: {runs:?}"
+    );
+    let diff = gitops(&[&["diff"][..], &strs(&args(""))[..]].concat());
     assert_eq!(diff.status.code(), Some(0), "{}", out(&diff));
+
+    // A pre-upgrade hook that fails (image tag `fail`: the hook Jobs' Pods exit 1, the
+    // Deployment's run) stops the sync before the chart's objects change.
+    let before = kubectl_json(&["get", "deployment", "podinfo", "-n", &ns]);
+    let image = before["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let failed = gitops(
+        &[
+            &["sync", "--yes", "--timeout", "120s"][..],
+            &strs(&args(",image.tag=fail"))[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(failed.status.code(), Some(1), "{}", err(&failed));
+    let e = err(&failed);
+    assert!(
+        e.contains("PreSync") && e.contains(&format!("Job.batch/{ns}/podinfo-pre-")),
+        "{e}"
+    );
+    assert!(e.contains("BackoffLimitExceeded"), "{e}");
+    let after = kubectl_json(&["get", "deployment", "podinfo", "-n", &ns]);
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"][0]["image"], image,
+        "the Deployment is untouched"
+    );
+    assert_eq!(
+        after["metadata"]["generation"], before["metadata"]["generation"],
+        "{after}"
+    );
+    let recorded = history(&ns);
+    assert!(
+        recorded["revisions"][0]["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed: "),
+        "{recorded}"
+    );
 }
 
 const HELM_SECRET: &str = "hunter2-Helm-S3cret";

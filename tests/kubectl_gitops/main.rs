@@ -10,10 +10,13 @@ mod helm;
 mod install_common;
 #[path = "../common/repo.rs"]
 mod repo;
+mod rollback;
 mod rollouts;
+mod signed;
 mod skip;
 #[path = "../common/tools.rs"]
 mod tools;
+mod waves;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

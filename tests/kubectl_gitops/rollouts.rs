@@ -75,6 +75,96 @@ fn wait_times_out_on_an_image_that_cannot_be_pulled() {
         "{}",
         err(&o)
     );
+    // The revision is recorded after the wait, for what it found.
+    assert_eq!(
+        history(&ns)["revisions"][0]["outcome"],
+        format!("failed: not ready within 5s: Deployment.apps/{ns}/web (LessAvailable)")
+    );
+}
+
+/// Ctrl-C during `--wait` ends the wait at once (not at `--timeout`), records the revision as
+/// interrupted and releases the namespace's lease.
+#[test]
+fn ctrl_c_during_the_wait_stops_at_once_and_records_it() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("wait-sigint");
+    let repo = one_tag(
+        "bad",
+        &[("app/web.yaml", deployment("web", "nginx:broken"))],
+    );
+    let r = repo.path.to_str().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args([
+            "sync",
+            "--repo",
+            r,
+            "--tag",
+            "bad",
+            "--path",
+            "app",
+            "-n",
+            &ns,
+            "--yes",
+            "--wait",
+            "--timeout",
+            "300s",
+            "--kubeconfig",
+        ])
+        .arg(c.kubeconfig())
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Applied and waiting: the Deployment exists and the lease is still held.
+    wait_for(
+        "the sync to wait for its Deployment",
+        Duration::from_secs(30),
+        || {
+            let pods = live_pods(&ns, "web");
+            let lease = c
+                .kubectl()
+                .args(["get", "lease", "kubectl-gitops-lock", "-n", &ns])
+                .output()
+                .unwrap();
+            (!pods.is_empty() && lease.status.success()).then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let interrupted = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(10),
+        "{:?} after Ctrl-C",
+        interrupted.elapsed()
+    );
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "interrupted (Ctrl-C) while waiting for 1 object: Deployment.apps/{ns}/web"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("recorded as revision 1 (interrupted)"),
+        "{stderr}"
+    );
+    assert_eq!(history(&ns)["revisions"][0]["outcome"], "interrupted");
+    assert!(
+        kubectl_json(&["get", "leases", "-n", &ns])["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "Ctrl-C releases the lease"
+    );
 }
 
 #[test]

@@ -114,7 +114,8 @@ pub struct Deploy<'a> {
     pub record: shared::tag::DeployRecord,
     /// The deploy this one follows (read before anything else was decided).
     pub succession: shared::git::Succession,
-    pub sign: bool,
+    /// How to sign the tag (`write::signing`); `None`: unsigned.
+    pub sign: Option<shared::signature::SigningSetup>,
     pub write: &'a WriteArgs,
     /// False with --ignore-lock; otherwise a lock taken after the check still stops the write.
     pub respect_lock: bool,
@@ -170,7 +171,10 @@ pub fn write_deploy(repo: &mut Repo, d: Deploy<'_>) -> Result<Written> {
     let env = d.record.env.clone();
     let who = write::identity(repo)?;
     let name = write::free_tag_name(repo, &env, who.time.seconds)?;
-    let tag_id = write::make_tag(repo, &name, d.commit, &d.record, d.sign)?;
+    // A dry run does not sign (no passphrase prompt, no hardware key touch for a plan that
+    // is only shown); it says which key would.
+    let sign = d.sign.as_ref().filter(|_| !d.write.dry_run);
+    let tag_id = write::make_tag(repo, &name, d.commit, &d.record, sign)?;
     let mut plan = Plan::new(d.reason, d.write.push.clone());
     match d.branch {
         Branch::Move { name, old, note } => plan.add(name, old, Some(d.commit), note),
@@ -199,6 +203,9 @@ pub fn write_deploy(repo: &mut Repo, d: Deploy<'_>) -> Result<Written> {
         dry_run: d.write.dry_run,
     };
     if d.write.dry_run {
+        if let Some(setup) = &d.sign {
+            output::info(format!("the tag would be signed with {}", setup.describe()));
+        }
         return Ok(written);
     }
     if let Some((question, yes, what)) = &d.confirm {

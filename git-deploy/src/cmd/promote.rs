@@ -13,11 +13,17 @@ use shared::{Error, Result};
 use crate::cli::{Output, PromoteArgs, Strategy};
 use crate::output;
 
-/// A pipeline of named steps: which deploy moves where, whether it is already there, the
-/// gates, the lock, how the branch moves, and the deploy that records it.
+/// A pipeline of named steps: which deploy moves where (its signature checked when asked),
+/// whether it is already there, the gates, the lock, how the branch moves, and the deploy that
+/// records it.
 pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
     check_args(&args)?;
+    // Read now: a signing setup that cannot work fails before anything is decided.
+    let sign = write::signing(repo, args.sign)?;
     let source = source_deploy(repo, &args)?;
+    if args.verify_source || verify_source_configured(repo) {
+        verify_source(repo, &source)?;
+    }
     let (from, to) = environments(repo, &args, &source)?;
     let old = repo.branch_head(&to.branch)?;
     if already_promoted(repo, &args, &source, &to, old)? {
@@ -59,7 +65,7 @@ pub fn run(repo: &mut Repo, args: PromoteArgs) -> Result<()> {
             record,
             succession,
             respect_lock: !args.ignore_lock,
-            sign: write::want_signature(repo, args.sign),
+            sign,
             write: &args.write,
             confirm: Some((
                 format!("Promote {} to {}?", source.name, to.name),
@@ -341,6 +347,31 @@ fn document(
         "tag": null,
         "written": false,
     })
+}
+
+/// `deploy.verifySource` in git config.
+fn verify_source_configured(repo: &Repo) -> bool {
+    repo.inner
+        .config_snapshot()
+        .boolean("deploy.verifySource")
+        .unwrap_or(false)
+}
+
+/// Refuses (exit 1, before anything is planned) a source tag whose signature git's own
+/// configuration does not trust, as `git tag -v` would refuse it.
+fn verify_source(repo: &Repo, source: &TagInfo) -> Result<()> {
+    let target = source.tag_object.unwrap_or(source.commit);
+    let tag = shared::signature::read_tag_at(&repo.inner, &source.name, target)?;
+    let check = shared::signature::git_config::verify_tag(&repo.inner, &tag)?;
+    if !check.verdict.is_good() {
+        return Err(Error::refused(format!("will not promote: {check}")).hint(format!(
+            "--verify-source (or deploy.verifySource) accepts a source tag that `git tag -v {}` \
+             accepts: signed by a key in gpg.ssh.allowedSignersFile (SSH) or your GPG keyring",
+            source.name
+        )));
+    }
+    output::info(format!("source {check}"));
+    Ok(())
 }
 
 /// The target has commits the source lacks (a hotfix). `ff` refuses and lists them; `merge`

@@ -15,6 +15,8 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
     if let Some(m) = &args.message {
         tag::check_body(m)?;
     }
+    // Read now: a signing setup that cannot work fails before anything is decided.
+    let sign = write::signing(repo, args.sign)?;
     let (succession, current, target) = pick(repo, &args)?;
 
     let cfg = repo.config_at(target.commit, &target.name)?;
@@ -89,7 +91,7 @@ pub fn run(repo: &mut Repo, args: RollbackArgs) -> Result<()> {
             record,
             succession,
             respect_lock: !args.ignore_lock,
-            sign: write::want_signature(repo, args.sign),
+            sign,
             write: &args.write,
             confirm: Some((
                 format!("Roll back {} to {}?", env.name, target.name),

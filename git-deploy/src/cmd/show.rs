@@ -1,16 +1,23 @@
-//! `git deploy show <tag>`: what a deploy tag records, and the verifications noted on it.
+//! `git deploy show <tag>`: what a deploy tag records, its signature as `git tag -v` judges
+//! it, and the verifications noted on it.
 
+use serde_json::json;
 use shared::Result;
 use shared::git::Repo;
 use shared::git::notes::{DEPLOY_NOTES_REF, newer_on_remotes};
+use shared::signature::{self, Check, Verdict, git_config};
 use shared::verification::format_time;
 
 use crate::cli::{Output, ShowArgs};
 use crate::output;
 
 pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
-    let info = repo.tag_info(&args.tag)?;
+    // One read of the ref: the record and the signature are of the same object.
+    let (short, target) = repo.tag_target(&args.tag)?;
+    let info = repo.tag_info_at(&short, target)?;
+    let signature = signature_status(repo, &short, target);
     let mut value = super::log::tag_json(repo, &info);
+    value["signature"] = signature_json(&signature);
     let verifications = match info.tag_object {
         Some(object) => repo.verifications(object)?,
         None => Vec::new(),
@@ -48,10 +55,7 @@ pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
                 ),
                 ("Date", field("date")),
                 ("Tool", field("tool")),
-                (
-                    "Signed",
-                    Some(if info.signed { "yes" } else { "no" }.to_string()),
-                ),
+                ("Signature", Some(signature_line(&signature))),
             ];
             for (k, v) in rows {
                 if let Some(v) = v {
@@ -92,4 +96,40 @@ pub fn run(repo: &Repo, args: ShowArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The tag's signature as git's own configuration judges it (`gpg.ssh.allowedSignersFile`,
+/// the GPG keyring), or why it cannot be judged (an SSH signature with no allowed signers
+/// file: git refuses to check it too).
+fn signature_status(repo: &Repo, short: &str, target: gix::ObjectId) -> Result<Check> {
+    let tag = signature::read_tag_at(&repo.inner, short, target)?;
+    git_config::verify_tag(&repo.inner, &tag)
+}
+
+fn signature_line(status: &Result<Check>) -> String {
+    match status {
+        Ok(check) => match &check.verdict {
+            Verdict::Good { signer } => {
+                format!("good: {} signature by {signer}", signer.key.format.label())
+            }
+            other => format!("{}: {other}", other.code()),
+        },
+        Err(e) => match &e.hint {
+            Some(hint) => format!("cannot check: {} ({hint})", e.message),
+            None => format!("cannot check: {}", e.message),
+        },
+    }
+}
+
+/// `{"verdict": "good", "signer": {...}, "message": "..."}`; `"verdict": "cannot-check"` with
+/// the reason when the signature cannot be judged.
+fn signature_json(status: &Result<Check>) -> serde_json::Value {
+    match status {
+        Ok(check) => {
+            let mut v = serde_json::to_value(&check.verdict).expect("verdicts serialise");
+            v["message"] = json!(check.verdict.to_string());
+            v
+        }
+        Err(e) => json!({"verdict": "cannot-check", "message": e.message, "hint": e.hint}),
+    }
 }

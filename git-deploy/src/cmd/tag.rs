@@ -15,6 +15,8 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
     if let Some(m) = &args.message {
         tag::check_body(m)?;
     }
+    // Read now: a signing setup that cannot work fails before anything is decided.
+    let sign = write::signing(repo, args.sign)?;
     let (head_cfg, _) = super::head_config(repo)?;
     let env = head_cfg.require(&args.env, "gitops.yaml at HEAD")?.clone();
     let branch_head = repo.branch_head(&env.branch)?.ok_or_else(|| {
@@ -93,7 +95,7 @@ pub fn run(repo: &mut Repo, args: TagArgs) -> Result<()> {
             record,
             succession,
             respect_lock: !args.ignore_lock,
-            sign: write::want_signature(repo, args.sign),
+            sign,
             write: &args.write,
             confirm: None,
             json: false,

@@ -6,9 +6,11 @@ use shared::Result;
 use super::{prepare, source_json};
 use crate::cli::{DiffArgs, Format, KubeArgs};
 use crate::report;
+use crate::trust::Enforce;
 
 pub async fn run(kube: &KubeArgs, args: DiffArgs) -> Result<i32> {
-    let p = prepare(kube, &args.source, None).await?;
+    // A tag the namespace's trust policy refuses is still diffed, under a warning line.
+    let p = prepare(kube, &args.source, None, Enforce::Warn).await?;
     match args.output {
         Format::Json => {
             let v = report::plan_json(&p.plan, args.source.show_secrets, source_json(&p));

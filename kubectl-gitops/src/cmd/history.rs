@@ -6,6 +6,7 @@ use shared::output::{self, Cell};
 
 use crate::cli::{Format, HistoryArgs, KubeArgs};
 use crate::record::{Corrupt, Meta};
+use crate::trust::SignatureRecord;
 
 enum Row<'a> {
     Readable(&'a Meta),
@@ -35,6 +36,9 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.revision()));
     let records = rows;
+    let any_hooks = records
+        .iter()
+        .any(|r| matches!(r, Row::Readable(m) if !m.hooks.is_empty()));
     match args.output {
         Format::Json => {
             let list: Vec<_> = records
@@ -49,6 +53,9 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         "outcome": m.outcome,
                         "objects": m.objects.len(),
                         "reverted_to": m.reverted_to,
+                        "signature": m.signature,
+                        "rolled_back_to": m.rolled_back_to,
+                        "hooks": m.hooks,
                     }),
                     Row::Corrupt(c) => json!({
                         "revision": c.revision,
@@ -63,15 +70,25 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
             let rows: Vec<Vec<Cell>> = records
                 .iter()
                 .map(|r| match r {
-                    Row::Readable(m) => vec![
-                        Cell::plain(m.revision.to_string()),
-                        Cell::plain(&m.tag),
-                        Cell::plain(m.commit.chars().take(7).collect::<String>()),
-                        Cell::plain(&m.time),
-                        Cell::plain(&m.user),
-                        Cell::plain(&m.outcome),
-                        Cell::plain(m.objects.len().to_string()),
-                    ],
+                    Row::Readable(m) => {
+                        let mut row = vec![
+                            Cell::plain(m.revision.to_string()),
+                            Cell::plain(&m.tag),
+                            Cell::plain(m.commit.chars().take(7).collect::<String>()),
+                            Cell::plain(&m.time),
+                            Cell::plain(&m.user),
+                            Cell::plain(match m.rolled_back_to {
+                                Some(n) => format!("{} (rolled back to {n})", m.outcome),
+                                None => m.outcome.clone(),
+                            }),
+                            Cell::plain(m.objects.len().to_string()),
+                            signed_by(m),
+                        ];
+                        if any_hooks {
+                            row.push(Cell::plain(hooks_cell(m)));
+                        }
+                        row
+                    }
                     Row::Corrupt(c) => vec![
                         Cell::plain(c.revision.map(|n| n.to_string()).unwrap_or("?".into())),
                         Cell::plain("-"),
@@ -83,20 +100,57 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                             output::BAD,
                         ),
                         Cell::plain("-"),
-                    ],
+                        Cell::plain("-"),
+                    ]
+                    .into_iter()
+                    .chain(any_hooks.then(|| Cell::plain("-")))
+                    .collect(),
                 })
                 .collect();
             let empty = rows.is_empty();
-            output::print_table(
-                &[
-                    "REVISION", "TAG", "COMMIT", "TIME", "USER", "OUTCOME", "OBJECTS",
-                ],
-                rows,
-            );
+            let mut headers = vec![
+                "REVISION",
+                "TAG",
+                "COMMIT",
+                "TIME",
+                "USER",
+                "OUTCOME",
+                "OBJECTS",
+                "SIGNED BY",
+            ];
+            if any_hooks {
+                headers.push("HOOKS");
+            }
+            output::print_table(&headers, rows);
             if empty {
                 output::stdout_line(format!("no revisions recorded in namespace {namespace}"));
             }
         }
     }
     Ok(0)
+}
+
+/// Who signed the revision's tag (or commit), `skipped` (--insecure-skip-signature), `no
+/// policy`, or `-` for a record written before signed deploys.
+fn signed_by(m: &Meta) -> Cell {
+    match &m.signature {
+        None => Cell::plain("-"),
+        Some(s @ SignatureRecord::Skipped) => Cell::styled(s.short(), output::WARN),
+        Some(s) => Cell::plain(s.short()),
+    }
+}
+
+/// `migrate PreSync succeeded 4.1s, notify-x7k2p SyncFail succeeded 1.0s`.
+fn hooks_cell(m: &Meta) -> String {
+    if m.hooks.is_empty() {
+        return "-".into();
+    }
+    m.hooks
+        .iter()
+        .map(|h| {
+            let name = h.object.rsplit('/').next().unwrap_or(&h.object);
+            format!("{name} {} {} {}s", h.phase, h.outcome, h.seconds)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

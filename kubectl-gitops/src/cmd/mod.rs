@@ -7,6 +7,7 @@ pub mod history;
 pub mod revert;
 pub mod status;
 pub mod sync;
+pub mod trust;
 pub mod verify;
 
 use serde_json::json;
@@ -17,7 +18,8 @@ use crate::cluster::Cluster;
 use crate::kubeconf::{self, Connection};
 use crate::manifest::{Content, Manifest};
 use crate::plan::{self, Plan};
-use crate::{execute, health, log, report, source};
+use crate::trust::{Enforce, Gate, SignatureRecord};
+use crate::{execute, log, report, source};
 
 pub struct Prepared {
     pub tag: String,
@@ -25,28 +27,54 @@ pub struct Prepared {
     pub conn: Connection,
     pub cluster: Cluster,
     pub plan: Plan,
+    /// What the revision records about the tag's signature.
+    pub signature: SignatureRecord,
+    /// The options the plan was made with; a rollback plans with the same.
+    pub flags: plan::Options,
 }
 
-/// Connects (context from the flags, else the environment's) and builds the plan for
-/// `content` in the namespace from -n, else the environment's, else the context's
-/// (`opts.namespace` is resolved here; callers leave it empty). A Helm chart is rendered here,
-/// for that namespace and with the server's version and APIs as its Capabilities.
+/// Connects (context from the flags, else the environment's) and names the target namespace:
+/// -n, else the environment's, else the context's.
+pub async fn connect(
+    kube: &KubeArgs,
+    env_namespace: Option<&str>,
+    env_context: Option<&str>,
+) -> Result<(Connection, String)> {
+    let conn = kubeconf::connect(kube, env_context).await?;
+    let namespace = kube
+        .namespace
+        .clone()
+        .or_else(|| env_namespace.map(str::to_string))
+        .unwrap_or_else(|| conn.default_namespace.clone());
+    Ok((conn, namespace))
+}
+
+/// Builds the plan for `content` in `namespace` (`opts.namespace` is set here; callers leave
+/// it empty). A Helm chart is rendered here, for that namespace and with the server's version
+/// and APIs as its Capabilities.
+pub async fn plan_in(
+    conn: &Connection,
+    namespace: String,
+    content: Content,
+    mut opts: plan::Options,
+) -> Result<(Cluster, Plan)> {
+    opts.namespace = namespace;
+    let mut cluster = Cluster::discover(conn.client.clone()).await?;
+    let manifests = objects(content, &cluster, &opts.namespace).await?;
+    let plan = plan::build(&mut cluster, manifests, &opts).await?;
+    Ok((cluster, plan))
+}
+
+/// [`connect`], then [`plan_in`].
 pub async fn plan_for(
     kube: &KubeArgs,
     content: Content,
     env_namespace: Option<&str>,
     env_context: Option<&str>,
-    mut opts: plan::Options,
+    opts: plan::Options,
 ) -> Result<(Connection, Cluster, Plan)> {
-    let conn = kubeconf::connect(kube, env_context).await?;
-    opts.namespace = kube
-        .namespace
-        .clone()
-        .or_else(|| env_namespace.map(str::to_string))
-        .unwrap_or_else(|| conn.default_namespace.clone());
-    let mut cluster = Cluster::discover(conn.client.clone()).await?;
-    let manifests = objects(content, &cluster, &opts.namespace).await?;
-    let plan = plan::build(&mut cluster, manifests, &opts).await?;
+    let (conn, namespace) = connect(kube, env_namespace, env_context).await?;
+    let (cluster, plan) = plan_in(&conn, namespace, content, opts).await?;
     Ok((conn, cluster, plan))
 }
 
@@ -96,56 +124,68 @@ pub fn plan_options(
         check_all: planning.check_all,
         for_write: apply.is_some_and(|a| !a.dry_run),
         keep_unchanged_live: false,
+        replace_immutable: apply.is_some_and(|a| a.replace_immutable),
     }
 }
 
+/// The tag is read once and its signature checked against the namespace's trust policy
+/// (`enforce`) before anything is rendered; the manifests are those of the commit that was
+/// checked.
 pub async fn prepare(
     kube: &KubeArgs,
     args: &SourceArgs,
     apply: Option<&ApplyArgs>,
+    enforce: Enforce,
 ) -> Result<Prepared> {
-    let source = source::resolve(args.into())?;
+    let located = source::locate(args.into())?;
+    let (conn, namespace) = connect(
+        kube,
+        located.namespace.as_deref(),
+        located.context.as_deref(),
+    )
+    .await?;
+    let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
+    gate.check_command_line_values(&args.set)?;
+    let commit = gate.commit().unwrap_or_else(|| located.commit());
+    let content = located.load(commit)?;
     log::info(
         1,
         format!(
             "{}{} ({}) path {:?}: {}",
-            source
+            located
                 .env
                 .as_deref()
                 .map(|e| format!("{e}: "))
                 .unwrap_or_default(),
-            source.tag,
-            &source.commit.to_string()[..12],
-            source.path,
-            match &source.content {
+            located.name(),
+            &commit.to_string()[..12],
+            located.path,
+            match &content {
                 Content::Objects(m) => format!("{} objects", m.len()),
                 Content::Chart(_) => "a Helm chart".to_string(),
             }
         ),
     );
     let flags = plan_options(&args.scope, &args.planning, apply);
-    let (conn, cluster, plan) = plan_for(
-        kube,
-        source.content,
-        source.namespace.as_deref(),
-        source.context.as_deref(),
-        flags,
-    )
-    .await?;
+    let (cluster, plan) = plan_in(&conn, namespace, content, flags.clone()).await?;
+    gate.check_plan(&conn.client, &plan).await?;
     Ok(Prepared {
-        tag: source.tag,
-        commit: source.commit.to_string(),
+        tag: located.name().to_string(),
+        commit: commit.to_string(),
         conn,
         cluster,
         plan,
+        signature: gate.record,
+        flags,
     })
 }
 
 pub fn source_json(p: &Prepared) -> serde_json::Value {
-    json!({"tag": p.tag, "commit": p.commit})
+    json!({"tag": p.tag, "commit": p.commit, "signature": p.signature})
 }
 
-/// Shows the plan, refuses what must be refused, confirms, executes, waits: sync and revert.
+/// Shows the plan, refuses what must be refused, confirms, executes (waiting as asked and as
+/// the plan's waves need), reports: sync and revert.
 pub async fn apply_flow(
     mut p: Prepared,
     args: &ApplyArgs,
@@ -158,12 +198,10 @@ pub async fn apply_flow(
         .as_ref()
         .map(|r| r.1.clone())
         .unwrap_or_else(|| "succeeded".into());
-    if args.output == Format::Json {
-        let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
-        shared::output::print_json(&v);
-    } else if args.dry_run {
+    let json = args.output == Format::Json;
+    if args.dry_run && !json {
         report::print_diff(&p.plan, show_secrets);
-    } else {
+    } else if !json {
         if !args.yes {
             // What the question is about, object by object, not just counted.
             report::print_changes(&p.plan);
@@ -175,7 +213,13 @@ pub async fn apply_flow(
             p.plan.summary()
         );
     }
-    execute::check_blockers(&p.plan, args.adopt, args.force_conflicts)?;
+    report::print_notes(&p.plan);
+    let blocked = execute::check_blockers(&p.plan, args.adopt, args.force_conflicts);
+    if json && (args.dry_run || blocked.is_err()) {
+        let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
+        shared::output::print_json(&v);
+    }
+    blocked?;
     if args.dry_run {
         eprintln!("dry run: nothing was written");
         return Ok(0);
@@ -192,15 +236,27 @@ pub async fn apply_flow(
         force_conflicts: args.force_conflicts,
         concurrency,
         history_limit: args.history_limit,
+        wait: args.wait,
+        timeout: args.timeout,
     };
+    // Where a failure goes back to, found before anything is written.
+    let rollback_to = args
+        .rollback_on_failure
+        .then(|| crate::rollback::target(&p.plan.records, revert.is_some()))
+        .flatten();
     let info = execute::RecordInfo {
         tag: p.tag.clone(),
         commit: p.commit.clone(),
         user: p.conn.user.clone(),
         reverted_to,
         success,
+        signature: p.signature.clone(),
+        rollback_to: rollback_to.as_ref().map(|m| m.revision),
     };
-    let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info).await?;
+    let lease = execute::Lease::Take {
+        keep_on_failure: rollback_to.is_some(),
+    };
+    let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info, lease).await?;
     if args.adopt && !p.plan.helm_releases.is_empty() {
         shared::output::warn(format!(
             "adopted objects of Helm release {}: {}",
@@ -213,8 +269,28 @@ pub async fn apply_flow(
             execute::helm_record_advice(&p.plan)
         ));
     }
-    eprintln!(
-        "{} {} to {}: {} applied, {} pruned, revision {}",
+    let mut v = json.then(|| {
+        let mut v = report::plan_json(&p.plan, show_secrets, source_json(&p));
+        v["result"] = report::outcome_json(&outcome);
+        v
+    });
+    if outcome.failure.is_some() && args.rollback_on_failure {
+        let result = roll_back(&mut p, args, concurrency, outcome, rollback_to).await;
+        if let Some(v) = &mut v {
+            v["rollback"] = result.1;
+            shared::output::print_json(v);
+        }
+        return Err(result.0);
+    }
+    if let Some(v) = &v {
+        shared::output::print_json(v);
+    }
+    if let Some(failure) = outcome.failure {
+        return Err(failure.error);
+    }
+    let progress = &outcome.progress;
+    let mut line = format!(
+        "{} {} to {}: {} applied, {} pruned",
         if revert.is_some() {
             "reverted"
         } else {
@@ -222,19 +298,115 @@ pub async fn apply_flow(
         },
         p.plan.namespace,
         p.tag,
-        outcome.applied.len(),
-        outcome.pruned.len(),
-        outcome.revision
+        progress.applied.len(),
+        progress.pruned.len(),
     );
-    if args.wait {
-        let targets: Vec<_> = p
-            .plan
-            .items
-            .iter()
-            .filter(|i| i.desired.is_some())
-            .map(|i| (i.key.clone(), i.resolved.clone()))
-            .collect();
-        health::wait(&p.cluster, &targets, args.timeout).await?;
+    if !progress.hooks.is_empty() {
+        line.push_str(&format!(", {} hooks run", progress.hooks.len()));
     }
+    line.push_str(&format!(
+        ", revision {}",
+        outcome.revision.expect("a successful run is recorded")
+    ));
+    eprintln!("{line}");
     Ok(0)
+}
+
+/// After a failed run with `--rollback-on-failure`: says what failed, reverts to `to` (the
+/// failed run's lease handed on) and waits for it. Returns the error to exit 1 with, saying
+/// whether the rollback became ready, and the rollback for `-o json`.
+async fn roll_back(
+    p: &mut Prepared,
+    args: &ApplyArgs,
+    concurrency: usize,
+    outcome: execute::Outcome,
+    to: Option<crate::record::Meta>,
+) -> (shared::Error, serde_json::Value) {
+    let failure = outcome.failure.expect("a failed run");
+    let ns = p.plan.namespace.clone();
+    let Some(to) = to else {
+        let mut e = failure.error;
+        e.message.push_str(&format!(
+            "\nnothing to roll back to: namespace {ns} has no successful revision before this \
+             one, so what was applied stays as it is"
+        ));
+        let v = json!({"rolled_back": false, "reason": "no successful revision before this one"});
+        return (e, v);
+    };
+    // What failed and why, first; then the rollback's own progress.
+    shared::output::print_error(&failure.error);
+    let req = crate::rollback::Request {
+        to: &to,
+        failed: outcome.revision,
+        plan: p.flags.clone(),
+        adopt: args.adopt,
+        force_conflicts: args.force_conflicts,
+        concurrency,
+        history_limit: args.history_limit,
+        timeout: args.rollback_timeout.unwrap_or(args.timeout),
+        user: p.conn.user.clone(),
+        enforce: Enforce::for_apply(args.insecure_skip_signature),
+    };
+    let what = match outcome.revision {
+        Some(m) => format!("failed revision {m}"),
+        None => "the failed run".to_string(),
+    };
+    eprintln!(
+        "rolling back namespace {ns} to {} after {what} (at most {})",
+        req.describe(),
+        shared::duration::format_duration(req.timeout)
+    );
+    let rolled = crate::rollback::run(&mut p.cluster, &ns, &req, outcome.lease).await;
+    let mut v = json!({
+        "rolled_back": true,
+        "to_revision": to.revision,
+        "tag": to.tag,
+        "failed_revision": outcome.revision,
+    });
+    let e = match rolled {
+        Err(e) => {
+            v["error"] = json!(e.message);
+            v["ready"] = json!(false);
+            shared::Error::refused(format!(
+                "{}: the rollback to {} failed before it was recorded: {}",
+                failure_line(&what, &outcome.outcome),
+                req.describe(),
+                e.message
+            ))
+        }
+        Ok(back) => {
+            v["result"] = report::outcome_json(&back);
+            v["ready"] = json!(back.failure.is_none());
+            let recorded = back.revision.map_or_else(
+                || "not recorded".to_string(),
+                |n| format!("recorded as revision {n}"),
+            );
+            match back.failure {
+                None => shared::Error::refused(format!(
+                    "{}; rolled back to {}: {} applied, {} pruned, ready, {recorded}",
+                    failure_line(&what, &outcome.outcome),
+                    req.describe(),
+                    back.progress.applied.len(),
+                    back.progress.pruned.len()
+                )),
+                Some(f) => shared::Error::refused(format!(
+                    "{}; the rollback to {} did not become ready ({recorded}): {}",
+                    failure_line(&what, &outcome.outcome),
+                    req.describe(),
+                    f.error.message
+                )),
+            }
+        }
+    };
+    (
+        e.hint(format!(
+            "kubectl gitops history -n {ns} shows both revisions"
+        )),
+        v,
+    )
+}
+
+/// `failed revision 4 (failed: Deployment.apps/shop/web: ImagePullBackOff)`.
+fn failure_line(what: &str, outcome: &str) -> String {
+    format!("{what} ({outcome})")
 }

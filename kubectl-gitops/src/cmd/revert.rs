@@ -6,15 +6,38 @@
 use crate::manifest::Content;
 use shared::{Error, Result};
 
-use super::{Prepared, apply_flow, plan_for, plan_options};
+use super::{Prepared, apply_flow, connect, plan_for, plan_in, plan_options};
 use crate::cli::{KubeArgs, RevertArgs};
-use crate::record::{self, Meta};
+use crate::kubeconf::Connection;
+use crate::record;
+use crate::trust::{Enforce, Gate};
 
 pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     let target = target(kube, &args).await?;
     let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
-    let (conn, cluster, plan) =
-        plan_for(kube, target.content, Some(&target.namespace), None, flags).await?;
+    let (conn, cluster, plan) = match target.conn {
+        Some(conn) => {
+            let (cluster, plan) = plan_in(
+                &conn,
+                target.namespace.clone(),
+                target.content,
+                flags.clone(),
+            )
+            .await?;
+            (conn, cluster, plan)
+        }
+        None => {
+            plan_for(
+                kube,
+                target.content,
+                Some(&target.namespace),
+                None,
+                flags.clone(),
+            )
+            .await?
+        }
+    };
+    target.gate.check_plan(&conn.client, &plan).await?;
     eprintln!("revert {} to {}", plan.namespace, target.describe);
     let p = Prepared {
         tag: target.tag,
@@ -22,6 +45,8 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
         conn,
         cluster,
         plan,
+        signature: target.gate.record.clone(),
+        flags,
     };
     apply_flow(
         p,
@@ -41,15 +66,16 @@ pub struct Target {
     pub revision: Option<u64>,
     /// `revision 3 (tag deploy/dev/...)` or `tag v1`.
     pub describe: String,
-}
-
-fn succeeded(m: &Meta) -> bool {
-    m.outcome == "succeeded" || m.outcome.starts_with("reverted to")
+    /// The connection the namespace was resolved with (--to-tag: the environment's context).
+    pub conn: Option<Connection>,
+    /// The signature check, passed before the manifests were loaded.
+    pub gate: Gate,
 }
 
 async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
+    let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
     if let Some(tag) = &args.to_tag {
-        let source = crate::source::resolve(crate::source::Location {
+        let located = crate::source::locate(crate::source::Location {
             repo: args.repo.as_deref(),
             tag: Some(tag),
             env: None,
@@ -57,19 +83,23 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             values: &[],
             set: &[],
         })?;
-        let conn = crate::kubeconf::connect(kube, source.context.as_deref()).await?;
-        let namespace = kube
-            .namespace
-            .clone()
-            .or(source.namespace.clone())
-            .unwrap_or(conn.default_namespace);
+        let (conn, namespace) = connect(
+            kube,
+            located.namespace.as_deref(),
+            located.context.as_deref(),
+        )
+        .await?;
+        let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
+        let commit = gate.commit().unwrap_or_else(|| located.commit());
         return Ok(Target {
-            content: source.content,
+            content: located.load(commit)?,
             namespace,
-            describe: format!("tag {}", source.tag),
-            tag: source.tag,
-            commit: source.commit.to_string(),
+            describe: format!("tag {}", located.name()),
+            tag: located.name().to_string(),
+            commit: commit.to_string(),
             revision: None,
+            conn: Some(conn),
+            gate,
         });
     }
     let record::Recorded {
@@ -110,7 +140,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             .iter()
             .rev()
             .filter(|m| m.revision < current.revision)
-            .find(|m| succeeded(m))
+            .find(|m| m.succeeded())
             .cloned()
             .ok_or_else(|| {
                 Error::invalid(format!(
@@ -122,6 +152,16 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
                 ))
             })?,
     };
+    // Before the record's manifests are read: its signature check is what it recorded.
+    let gate = Gate::for_revision(
+        &cluster.client,
+        &namespace,
+        meta.revision,
+        &meta.tag,
+        meta.signature.clone(),
+        enforce,
+    )
+    .await?;
     let manifests = record::load(&cluster, &namespace, &meta).await?;
     Ok(Target {
         content: Content::Objects(manifests),
@@ -130,5 +170,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
         tag: meta.tag.clone(),
         commit: meta.commit.clone(),
         revision: Some(meta.revision),
+        conn: None,
+        gate,
     })
 }

@@ -55,7 +55,7 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
                 "revision": {
                     "revision": current.revision, "tag": current.tag, "commit": current.commit,
                     "time": current.time, "user": current.user, "outcome": current.outcome,
-                    "objects": current.objects.len(),
+                    "objects": current.objects.len(), "signature": current.signature,
                 },
                 "drift": {"changed": changed, "missing": missing, "extra": extra, "unowned": unowned},
                 "in_sync": in_sync,
@@ -78,6 +78,14 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
                     "unknown"
                 } else {
                     &current.user
+                }
+            );
+            let _ = writeln!(
+                out,
+                "signature: {}",
+                match &current.signature {
+                    Some(s) => s.to_string(),
+                    None => "not recorded (a revision from before signed deploys)".into(),
                 }
             );
             let _ = writeln!(

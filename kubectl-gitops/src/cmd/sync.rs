@@ -5,12 +5,28 @@ use shared::Result;
 
 use super::{apply_flow, prepare, verify};
 use crate::cli::{Format, KubeArgs, SyncArgs};
+use crate::trust::Enforce;
 
 pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
     if let Some(remote) = &args.push {
         shared::git::push::check_remote(remote)?;
     }
-    let p = prepare(kube, &args.source, Some(&args.apply)).await?;
+    let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
+    let p = prepare(kube, &args.source, Some(&args.apply), enforce).await?;
+    if !args.force {
+        // A plan for writing read the records already; a dry run reads them only for this
+        // line, and goes on without it when it may not.
+        let listed = match args.apply.dry_run && p.plan.namespace_exists {
+            true => crate::record::list(&p.cluster, &p.plan.namespace)
+                .await
+                .ok(),
+            false => None,
+        };
+        let records = listed.as_ref().unwrap_or(&p.plan.records);
+        if let Some(line) = crate::rollback::failed_before(records, &p.tag) {
+            shared::output::warn(line);
+        }
+    }
     let code = apply_flow(
         p,
         &args.apply,

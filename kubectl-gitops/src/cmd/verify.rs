@@ -16,6 +16,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use shared::git::notes::{DEPLOY_NOTES_REF, append_note};
 use shared::git::{Plan, Repo};
+use shared::signature::TagTarget;
 use shared::verification::{Verification, format_time};
 use shared::{Error, Result};
 
@@ -104,7 +105,8 @@ struct Deploy {
 }
 
 fn latest_deploy(req: &Request<'_>) -> Result<(Deploy, Content)> {
-    let source = source::resolve(source::Location {
+    // The tag is read once: the note goes on the tag object whose manifests were compared.
+    let located = source::locate(source::Location {
         repo: req.repo,
         tag: None,
         env: Some(req.env),
@@ -112,29 +114,32 @@ fn latest_deploy(req: &Request<'_>) -> Result<(Deploy, Content)> {
         values: &[],
         set: &[],
     })?;
+    let content = located.load(located.commit())?;
     let dir = match req.repo {
         Some(p) => p.to_path_buf(),
         None => std::env::current_dir()?,
     };
     let repo = Repo::discover(&dir)?;
-    let info = repo.tag_info(&source.tag)?;
-    let tag_object = info.tag_object.ok_or_else(|| {
-        Error::invalid(format!(
-            "{} is not an annotated tag; nothing to note a verification on",
-            source.tag
-        ))
-    })?;
+    let tag_object = match &located.tag.target {
+        TagTarget::Annotated { object, .. } => object.id,
+        TagTarget::Lightweight => {
+            return Err(Error::invalid(format!(
+                "{} is not an annotated tag; nothing to note a verification on",
+                located.name()
+            )));
+        }
+    };
     Ok((
         Deploy {
             repo,
             env: req.env.to_string(),
-            tag: source.tag,
-            commit: source.commit,
+            tag: located.name().to_string(),
+            commit: located.commit(),
             tag_object,
-            namespace: source.namespace.unwrap_or_default(),
-            context: source.context,
+            namespace: located.namespace.clone().unwrap_or_default(),
+            context: located.context.clone(),
         },
-        source.content,
+        content,
     ))
 }
 
@@ -247,7 +252,8 @@ fn refuse(req: &Request<'_>, deploy: &Deploy, namespace: &str, problems: &[Strin
     ))
 }
 
-/// Appends the verification to the note on the deploy's tag object: shown, then (unless
+/// Appends the verification to the notes on the deploy's tag object and its commit: shown,
+/// then (unless
 /// --dry-run) written by compare-and-swap and pushed with a lease.
 fn record_note(req: &Request<'_>, mut deploy: Deploy, v: Verification) -> Result<i32> {
     let repo = &mut deploy.repo;
@@ -266,7 +272,9 @@ fn record_note(req: &Request<'_>, mut deploy: Deploy, v: Verification) -> Result
         repo,
         &mut plan,
         DEPLOY_NOTES_REF,
-        deploy.tag_object,
+        // The tag object's note is the one gates read; the same text on the commit is for
+        // people: `git log --notes=deploy` shows notes of commits only.
+        &[deploy.tag_object, deploy.commit],
         &text,
         &message,
     )?;

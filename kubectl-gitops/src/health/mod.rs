@@ -42,4 +42,4 @@ mod wait;
 
 pub use live::judge_live;
 pub use verdict::Verdict;
-pub use wait::wait;
+pub use wait::{End, Report, Waited, wait};

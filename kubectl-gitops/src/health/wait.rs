@@ -33,6 +33,27 @@ fn needs_no_wait(key: &ObjectKey) -> bool {
 pub struct Waited {
     pub key: ObjectKey,
     pub verdict: Verdict,
+    /// How long after the wait began the object was first seen ready or failed.
+    pub settled: Option<Duration>,
+}
+
+/// How a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Ready,
+    /// At least one object failed (waiting cannot help).
+    Failed,
+    TimedOut,
+    /// `stop` completed (Ctrl-C).
+    Interrupted,
+}
+
+/// Every object's last verdict, and how the wait ended.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub waited: Vec<Waited>,
+    pub end: End,
+    pub timeout: Duration,
 }
 
 const CONCURRENCY: usize = 16;
@@ -41,18 +62,24 @@ const MAX_LINES: usize = 10;
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
 const MAX_PAUSE: Duration = Duration::from_secs(2);
 
-/// Polls `targets` until all are ready, one has failed, or `timeout` has passed (a zero
-/// timeout checks once). Shows progress on stderr when it is a terminal and always ends with
-/// a table there.
+/// Polls `targets` until all are ready, one has failed, `timeout` has passed (a zero timeout
+/// checks once) or `stop` completes. Shows progress on stderr when it is a terminal and always
+/// ends with a table there. Errs only when the objects cannot be read at all (no rights).
 pub async fn wait(
     cluster: &Cluster,
     targets: &[(ObjectKey, Resolved)],
     timeout: Duration,
-) -> Result<Vec<Waited>> {
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Report> {
     if targets.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Report {
+            waited: Vec::new(),
+            end: End::Ready,
+            timeout,
+        });
     }
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut state: Vec<Verdict> = targets
         .iter()
         .map(|(key, _)| {
@@ -63,13 +90,20 @@ pub async fn wait(
             }
         })
         .collect();
+    let mut settled: Vec<Option<Duration>> = state
+        .iter()
+        .map(|v| v.is_ready().then_some(Duration::ZERO))
+        .collect();
     let mut progress = Progress::new();
     let mut pause = FIRST_PAUSE;
+    let mut stop = std::pin::pin!(stop);
+    let mut end = End::TimedOut;
     loop {
         let pending: Vec<usize> = (0..targets.len())
             .filter(|&i| !state[i].is_ready())
             .collect();
         if pending.is_empty() {
+            end = End::Ready;
             break;
         }
         // Even a zero timeout gets one honest look; a hung request must not outlive the
@@ -77,27 +111,62 @@ pub async fn wait(
         let limit = deadline
             .saturating_duration_since(Instant::now())
             .clamp(Duration::from_secs(5), Duration::from_secs(30));
-        let results: Vec<(usize, Result<Verdict>)> = futures::stream::iter(pending)
+        let look = futures::stream::iter(pending)
             .map(|i| async move { (i, check(cluster, &targets[i], limit).await) })
             .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+            .collect::<Vec<(usize, Result<Verdict>)>>();
+        let results = tokio::select! {
+            r = look => r,
+            _ = &mut stop => {
+                end = End::Interrupted;
+                break;
+            }
+        };
         for (i, result) in results {
             state[i] = result?;
+            if state[i].status != Status::InProgress && settled[i].is_none() {
+                settled[i] = Some(started.elapsed());
+            }
         }
         progress.show(targets, &state);
-        let done = state.iter().all(Verdict::is_ready);
-        let failed = state.iter().any(|v| v.status == Status::Failed);
-        let now = Instant::now();
-        if done || failed || now >= deadline {
+        if state.iter().all(Verdict::is_ready) {
+            end = End::Ready;
             break;
         }
-        tokio::time::sleep_until((now + pause).min(deadline)).await;
+        if state.iter().any(|v| v.status == Status::Failed) {
+            end = End::Failed;
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until((now + pause).min(deadline)) => {}
+            _ = &mut stop => {
+                end = End::Interrupted;
+                break;
+            }
+        }
         pause = (pause * 3 / 2).min(MAX_PAUSE);
     }
     drop(progress);
     print_table(targets, &state);
-    outcome(targets, state, timeout)
+    let waited = targets
+        .iter()
+        .zip(state)
+        .zip(settled)
+        .map(|(((key, _), verdict), settled)| Waited {
+            key: key.clone(),
+            verdict,
+            settled,
+        })
+        .collect();
+    Ok(Report {
+        waited,
+        end,
+        timeout,
+    })
 }
 
 async fn check(
@@ -144,51 +213,109 @@ async fn check(
     }
 }
 
-fn outcome(
-    targets: &[(ObjectKey, Resolved)],
-    state: Vec<Verdict>,
-    timeout: Duration,
-) -> Result<Vec<Waited>> {
-    let waited: Vec<Waited> = targets
-        .iter()
-        .zip(state)
-        .map(|((key, _), verdict)| Waited {
-            key: key.clone(),
-            verdict,
-        })
-        .collect();
-    let list = |want: Status| -> Vec<String> {
-        waited
-            .iter()
-            .filter(|w| w.verdict.status == want)
-            .map(|w| format!("{}: {}", w.key, w.verdict.summary()))
-            .collect()
-    };
-    let failed = list(Status::Failed);
-    let waiting = list(Status::InProgress);
-    if !failed.is_empty() {
-        let mut message = format!("{} failed: {}", objects(failed.len()), failed.join("; "));
-        if !waiting.is_empty() {
-            let _ = write!(
-                message,
-                "; {} more not ready: {}",
-                waiting.len(),
-                waiting.join("; ")
-            );
+impl Report {
+    pub fn is_ready(&self) -> bool {
+        self.end == End::Ready
+    }
+
+    fn with(&self, want: Status) -> impl Iterator<Item = &Waited> {
+        self.waited.iter().filter(move |w| w.verdict.status == want)
+    }
+
+    /// The objects that failed, each with its verdict.
+    pub fn failed(&self) -> impl Iterator<Item = &Waited> {
+        self.with(Status::Failed)
+    }
+
+    /// The objects still in progress when the wait ended.
+    pub fn waiting(&self) -> impl Iterator<Item = &Waited> {
+        self.with(Status::InProgress)
+    }
+
+    /// What went wrong, for people: each object that is not ready with its reason. `None`
+    /// when everything became ready.
+    pub fn error(&self) -> Option<Error> {
+        let list = |want: Status| -> Vec<String> {
+            self.with(want)
+                .map(|w| format!("{}: {}", w.key, w.verdict.summary()))
+                .collect()
+        };
+        let failed = list(Status::Failed);
+        let waiting = list(Status::InProgress);
+        match self.end {
+            End::Ready => None,
+            End::Failed => {
+                let mut message =
+                    format!("{} failed: {}", objects(failed.len()), failed.join("; "));
+                if !waiting.is_empty() {
+                    let _ = write!(
+                        message,
+                        "; {} more not ready: {}",
+                        waiting.len(),
+                        waiting.join("; ")
+                    );
+                }
+                Some(Error::refused(message).hint(
+                    "kubectl describe the failed objects (and their pods and events) for details",
+                ))
+            }
+            End::TimedOut => Some(
+                Error::refused(format!(
+                    "timed out after {} waiting for {}: {}",
+                    format_duration(self.timeout),
+                    objects(waiting.len()),
+                    waiting.join("; ")
+                ))
+                .hint("allow more time with --timeout, or see what is stuck with kubectl describe"),
+            ),
+            End::Interrupted => Some(Error::refused(format!(
+                "interrupted (Ctrl-C) while waiting for {}{}",
+                objects(waiting.len() + failed.len()),
+                if waiting.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", waiting.join("; "))
+                }
+            ))),
         }
-        return Err(Error::refused(message)
-            .hint("kubectl describe the failed objects (and their pods and events) for details"));
     }
-    if !waiting.is_empty() {
-        return Err(Error::refused(format!(
-            "timed out after {} waiting for {}: {}",
-            format_duration(timeout),
-            objects(waiting.len()),
-            waiting.join("; ")
-        ))
-        .hint("allow more time with --timeout, or see what is stuck with kubectl describe"));
+
+    /// The outcome a revision record keeps, short: `failed: <object>: <reason>, ...` or
+    /// `failed: not ready within <timeout>: <object> (<reason>), ...`; `interrupted`.
+    pub fn outcome(&self) -> Option<String> {
+        const SHOWN: usize = 5;
+        let listed = |items: Vec<String>| {
+            let mut s = items[..items.len().min(SHOWN)].join(", ");
+            if items.len() > SHOWN {
+                let _ = write!(s, " and {} more", items.len() - SHOWN);
+            }
+            s
+        };
+        match self.end {
+            End::Ready => None,
+            End::Interrupted => Some("interrupted".to_string()),
+            End::Failed => Some(format!(
+                "failed: {}",
+                listed(
+                    self.failed()
+                        .map(|w| format!("{}: {}", w.key, w.verdict.reason))
+                        .collect()
+                )
+            )),
+            End::TimedOut => Some(format!(
+                "failed: not ready within {}: {}",
+                format_duration(self.timeout),
+                listed(
+                    self.waiting()
+                        .map(|w| match w.verdict.reason.as_str() {
+                            "" => w.key.to_string(),
+                            r => format!("{} ({r})", w.key),
+                        })
+                        .collect()
+                )
+            )),
+        }
     }
-    Ok(waited)
 }
 
 fn objects(n: usize) -> String {
@@ -333,36 +460,39 @@ mod tests {
         assert!(!needs_no_wait(&key("example.com", "Secret", "x")));
     }
 
-    fn resolved(group: &str, kind: &str) -> Resolved {
-        Resolved {
-            resource: kube::discovery::ApiResource {
-                group: group.to_string(),
-                version: "v1".to_string(),
-                api_version: format!("{group}/v1"),
-                kind: kind.to_string(),
-                plural: format!("{}s", kind.to_lowercase()),
-            },
-            namespaced: true,
-            pending: false,
+    fn report(keys: Vec<ObjectKey>, state: Vec<Verdict>, end: End, timeout: Duration) -> Report {
+        Report {
+            waited: keys
+                .into_iter()
+                .zip(state)
+                .map(|(key, verdict)| Waited {
+                    key,
+                    verdict,
+                    settled: None,
+                })
+                .collect(),
+            end,
+            timeout,
         }
     }
 
     #[test]
     fn timeout_names_every_waiting_object_and_why() {
-        let targets = vec![
-            (
+        let r = report(
+            vec![
                 key("apps", "Deployment", "web"),
-                resolved("apps", "Deployment"),
-            ),
-            (key("", "Secret", "creds"), resolved("", "Secret")),
-            (key("batch", "Job", "migrate"), resolved("batch", "Job")),
-        ];
-        let state = vec![
-            Verdict::in_progress("LessAvailable", "1 of 3 updated replicas available"),
-            Verdict::ready("", ""),
-            Verdict::in_progress("JobNotComplete", "0 of 1 completions, 1 running"),
-        ];
-        let err = outcome(&targets, state, Duration::from_secs(300)).unwrap_err();
+                key("", "Secret", "creds"),
+                key("batch", "Job", "migrate"),
+            ],
+            vec![
+                Verdict::in_progress("LessAvailable", "1 of 3 updated replicas available"),
+                Verdict::ready("", ""),
+                Verdict::in_progress("JobNotComplete", "0 of 1 completions, 1 running"),
+            ],
+            End::TimedOut,
+            Duration::from_secs(300),
+        );
+        let err = r.error().unwrap();
         assert_eq!(err.kind, shared::error::ErrorKind::Refused);
         assert_eq!(
             err.message,
@@ -371,46 +501,75 @@ mod tests {
              Job.batch/shop/migrate: JobNotComplete: 0 of 1 completions, 1 running"
         );
         assert!(err.hint.unwrap().contains("--timeout"));
-    }
-
-    #[test]
-    fn failure_is_reported_before_the_waiting() {
-        let targets = vec![
-            (
-                key("apps", "Deployment", "web"),
-                resolved("apps", "Deployment"),
-            ),
-            (key("batch", "Job", "migrate"), resolved("batch", "Job")),
-        ];
-        let state = vec![
-            Verdict::in_progress("LessReady", "2 of 3 replicas ready"),
-            Verdict::failed(
-                "BackoffLimitExceeded",
-                "Job has reached the specified backoff limit",
-            ),
-        ];
-        let err = outcome(&targets, state, Duration::from_secs(60)).unwrap_err();
         assert_eq!(
-            err.message,
-            "1 object failed: Job.batch/shop/migrate: BackoffLimitExceeded: Job has reached the \
-             specified backoff limit; 1 more not ready: Deployment.apps/shop/web: LessReady: 2 of \
-             3 replicas ready"
+            r.outcome().unwrap(),
+            "failed: not ready within 5m0s: Deployment.apps/shop/web (LessAvailable), \
+             Job.batch/shop/migrate (JobNotComplete)"
         );
     }
 
     #[test]
-    fn all_ready_returns_the_list_in_order() {
-        let targets = vec![
-            (
+    fn failure_is_reported_before_the_waiting() {
+        let r = report(
+            vec![
                 key("apps", "Deployment", "web"),
-                resolved("apps", "Deployment"),
-            ),
-            (key("", "ConfigMap", "conf"), resolved("", "ConfigMap")),
-        ];
-        let ready = vec![Verdict::ready("", ""), Verdict::ready("", "")];
-        let waited = outcome(&targets, ready, Duration::ZERO).expect("all ready");
-        let names: Vec<&str> = waited.iter().map(|w| w.key.name.as_str()).collect();
-        assert_eq!(names, ["web", "conf"]);
-        assert!(waited.iter().all(|w| w.verdict.is_ready()));
+                key("batch", "Job", "migrate"),
+            ],
+            vec![
+                Verdict::in_progress("LessReady", "2 of 3 replicas ready"),
+                Verdict::failed(
+                    "BackoffLimitExceeded",
+                    "Job has reached the specified backoff limit",
+                ),
+            ],
+            End::Failed,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            r.error().unwrap().message,
+            "1 object failed: Job.batch/shop/migrate: BackoffLimitExceeded: Job has reached the \
+             specified backoff limit; 1 more not ready: Deployment.apps/shop/web: LessReady: 2 of \
+             3 replicas ready"
+        );
+        assert_eq!(
+            r.outcome().unwrap(),
+            "failed: Job.batch/shop/migrate: BackoffLimitExceeded"
+        );
+        let names: Vec<&str> = r.failed().map(|w| w.key.name.as_str()).collect();
+        assert_eq!(names, ["migrate"]);
+    }
+
+    #[test]
+    fn all_ready_is_no_error_and_interrupted_is_recorded_as_such() {
+        let keys = || {
+            vec![
+                key("apps", "Deployment", "web"),
+                key("", "ConfigMap", "conf"),
+            ]
+        };
+        let ready = report(
+            keys(),
+            vec![Verdict::ready("", ""), Verdict::ready("", "")],
+            End::Ready,
+            Duration::ZERO,
+        );
+        assert!(ready.is_ready() && ready.error().is_none() && ready.outcome().is_none());
+        let stopped = report(
+            keys(),
+            vec![
+                Verdict::in_progress("LessAvailable", "0 of 1"),
+                Verdict::ready("", ""),
+            ],
+            End::Interrupted,
+            Duration::from_secs(60),
+        );
+        assert_eq!(stopped.outcome().unwrap(), "interrupted");
+        assert!(
+            stopped
+                .error()
+                .unwrap()
+                .message
+                .starts_with("interrupted (Ctrl-C) while waiting for 1 object: Deployment"),
+        );
     }
 }

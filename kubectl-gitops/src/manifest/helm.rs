@@ -3,8 +3,9 @@
 //! so what is deployed is what is in git; Helm runs with empty, temporary configuration and
 //! cache directories, an empty kubeconfig and no usable proxy, so it can reach no repository,
 //! registry or cluster. The work is split in two because the render needs the server's
-//! discovery: [`prepare`] does everything that can fail on the commit alone (before any
-//! connection), [`Chart::render`] runs Helm with the cluster's version and APIs.
+//! discovery: [`prepare`] does everything that can fail on the commit alone (before Helm runs;
+//! sync calls it once the tag's signature is checked, so nothing of an untrusted tag is
+//! read), [`Chart::render`] runs Helm with the cluster's version and APIs.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -392,7 +393,9 @@ impl Chart {
     }
 
     /// `helm template` for `namespace` with the cluster's capabilities. The objects come
-    /// back named by the chart file that rendered them; hooks are set aside.
+    /// back named by the chart file that rendered them. Hooks stay in: [`crate::phases`] puts
+    /// them in their phase and wave as it does Argo CD's (`test` hooks are left out by
+    /// `--skip-tests` here and, should one remain, never applied there).
     pub fn render(&self, caps: &Capabilities, namespace: &str) -> Result<Vec<Manifest>> {
         let mut command = self.helm_command();
         command
@@ -440,7 +443,7 @@ impl Chart {
         let label = format!("helm template {}", self.shown_path());
         let mut manifests = parse_yaml_stream(&label, &output.stdout)?;
         self.name_sources(&String::from_utf8_lossy(&output.stdout), &mut manifests);
-        Ok(set_hooks_aside(self.shown_path(), manifests))
+        Ok(manifests)
     }
 
     /// Names each object's source by the chart file Helm's `# Source:` comment gives, as a
@@ -534,112 +537,9 @@ fn missing_dependencies(table: &str) -> Vec<String> {
         .collect()
 }
 
-/// The hook events of `helm.sh/hook` on `object`, if it is a hook.
-fn hook_events(object: &Value) -> Option<Vec<String>> {
-    let value = object["metadata"]["annotations"]["helm.sh/hook"].as_str()?;
-    Some(
-        value
-            .split(',')
-            .map(|e| e.trim().to_string())
-            .filter(|e| !e.is_empty())
-            .collect(),
-    )
-}
-
-fn is_test_hook(events: &[String]) -> bool {
-    events
-        .iter()
-        .any(|e| matches!(e.as_str(), "test" | "test-success" | "test-failure"))
-}
-
-/// Helm hooks are not part of a release's objects: Helm runs them around an install or an
-/// upgrade. Until sync has phases (issue 15: pre-install/pre-upgrade → PreSync,
-/// post-install/post-upgrade → PostSync, hook-weight → wave), they are set aside with one
-/// warning line and never applied as plain objects. `test` hooks are never applied by sync
-/// (`helm template --skip-tests` already leaves them out; this catches any that remain).
-pub fn set_hooks_aside(chart: &str, manifests: Vec<Manifest>) -> Vec<Manifest> {
-    let mut kept = Vec::with_capacity(manifests.len());
-    let mut hooks = Vec::new();
-    let mut tests = 0;
-    for m in manifests {
-        match hook_events(&m.object) {
-            None => kept.push(m),
-            Some(events) if is_test_hook(&events) => tests += 1,
-            Some(events) => hooks.push(format!(
-                "{} ({})",
-                super::ObjectKey::of(&m.object),
-                events.join(",")
-            )),
-        }
-    }
-    if !hooks.is_empty() || tests > 0 {
-        let mut line = format!("chart {chart}: ");
-        if !hooks.is_empty() {
-            line.push_str(&format!(
-                "{} Helm hook{} not applied (sync has no hook phases yet): {}",
-                hooks.len(),
-                if hooks.len() == 1 { "" } else { "s" },
-                hooks.join(", ")
-            ));
-        }
-        if tests > 0 {
-            if !hooks.is_empty() {
-                line.push_str("; ");
-            }
-            line.push_str(&format!(
-                "{tests} `helm test` hook{} left out",
-                if tests == 1 { "" } else { "s" }
-            ));
-        }
-        shared::output::warn(line);
-    }
-    kept
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::Source;
-    use serde_json::json;
-
-    fn manifest(name: &str, hook: Option<&str>) -> Manifest {
-        let mut object =
-            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}});
-        if let Some(h) = hook {
-            object["metadata"]["annotations"] = json!({ "helm.sh/hook": h });
-        }
-        Manifest {
-            object,
-            source: Source {
-                file: "x".into(),
-                document: 1,
-                line: 1,
-            },
-        }
-    }
-
-    #[test]
-    fn hooks_and_tests_are_set_aside_and_the_rest_kept() {
-        let kept = set_hooks_aside(
-            "deploy/podinfo",
-            vec![
-                manifest("plain", None),
-                manifest("pre", Some("pre-install, pre-upgrade")),
-                manifest("post", Some("post-install")),
-                manifest("t", Some("test")),
-                manifest("t2", Some("test-success")),
-            ],
-        );
-        let names: Vec<&str> = kept
-            .iter()
-            .map(|m| m.object["metadata"]["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["plain"]);
-        assert_eq!(
-            hook_events(&manifest("pre", Some("pre-install, pre-upgrade")).object).unwrap(),
-            ["pre-install", "pre-upgrade"]
-        );
-    }
 
     #[test]
     fn helm_messages_name_chart_files_by_their_repository_path() {

@@ -102,7 +102,17 @@ impl ObjectKey {
                 .and_then(Value::as_str)
                 .filter(|ns| !ns.is_empty())
                 .map(str::to_string),
-            name: text(meta.and_then(|m| m.get("name"))),
+            // A hook the server names (generateName) is known by its prefix until created.
+            name: meta
+                .and_then(|m| m.get("name"))
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .or_else(|| {
+                    meta.and_then(|m| m.get("generateName"))
+                        .and_then(Value::as_str)
+                })
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 }

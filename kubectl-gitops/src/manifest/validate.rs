@@ -75,19 +75,29 @@ pub(super) fn check_object(obj: &Value, source: &Source, item: Option<usize>) ->
             )));
         }
     };
-    let name = match meta.get("name") {
-        Some(Value::String(name)) if !name.is_empty() => name,
-        None | Some(Value::Null) | Some(Value::String(_)) => {
+    // A hook is created anew by each sync, so it may have the server pick its name; any other
+    // object is applied again and again under one name.
+    let generated = match meta.get("generateName") {
+        Some(Value::String(g)) if !g.is_empty() && crate::phases::is_hook(obj) => {
+            Some(format!("{g}x"))
+        }
+        _ => None,
+    };
+    let name = match (meta.get("name"), &generated) {
+        (Some(Value::String(name)), _) if !name.is_empty() => name,
+        (None | Some(Value::Null) | Some(Value::String(_)), Some(generated)) => generated,
+        (None | Some(Value::Null) | Some(Value::String(_)), None) => {
             return Err(if meta.contains_key("generateName") {
                 fail(format!(
                     "{kind} uses metadata.generateName, which cannot be applied repeatedly or \
-                     tracked; give it a fixed metadata.name"
+                     tracked; give it a fixed metadata.name (or make it a hook, which is created \
+                     anew by every sync: gitops.kubectl.io/hook)"
                 ))
             } else {
                 fail("missing metadata.name".to_string())
             });
         }
-        Some(other) => {
+        (Some(other), _) => {
             return Err(fail(format!(
                 "metadata.name must be a string, found {}",
                 type_name(other)
@@ -96,9 +106,14 @@ pub(super) fn check_object(obj: &Value, source: &Source, item: Option<usize>) ->
     };
     let group = api_version.split_once('/').map_or("", |(g, _)| g);
     if let Some(rule) = name_problem(group, kind, name) {
-        return Err(fail(format!(
-            "{kind} {name:?}: invalid metadata.name: {rule}"
-        )));
+        // A generated name is the prefix plus five characters: checked with one of them.
+        return Err(fail(match generated.as_deref() {
+            Some(g) if g == name => format!(
+                "{kind} {:?}: invalid metadata.generateName: {rule}",
+                &g[..g.len() - 1]
+            ),
+            _ => format!("{kind} {name:?}: invalid metadata.name: {rule}"),
+        }));
     }
     match meta.get("namespace") {
         None | Some(Value::Null) => {}
@@ -211,6 +226,20 @@ mod tests {
         assert!(
             e.contains("generateName") && e.contains("fixed metadata.name"),
             "{e}"
+        );
+        // A hook is created anew by every sync: the server may name it.
+        let hook = parse(
+            "f.yaml",
+            "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: run-\n  annotations:\n    argocd.argoproj.io/hook: PreSync\n",
+        )
+        .unwrap();
+        assert_eq!(ObjectKey::of(&hook[0].object).name, "run-");
+        assert!(
+            err(
+                "f.yaml",
+                "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: Run_\n  annotations:\n    gitops.kubectl.io/hook: PreSync\n",
+            )
+            .contains("Job \"Run_\": invalid metadata.generateName"),
         );
     }
 

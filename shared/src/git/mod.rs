@@ -219,6 +219,13 @@ impl Repo {
 
     /// Reads the tag `name` (with or without `refs/tags/`).
     pub fn tag_info(&self, name: &str) -> Result<TagInfo> {
+        let (short, target) = self.tag_target(name)?;
+        self.tag_info_at(&short, target)
+    }
+
+    /// The tag `name` (with or without `refs/tags/`) as its short name and what its ref points
+    /// at, read once: callers that both check and use a tag read both from this id.
+    pub fn tag_target(&self, name: &str) -> Result<(String, ObjectId)> {
         let short = name.trim_start_matches("refs/tags/").to_string();
         let target = self
             .ref_target(&format!("refs/tags/{short}"))?
@@ -226,7 +233,7 @@ impl Repo {
                 Error::invalid(format!("no tag named {short:?}"))
                     .hint("`git deploy log <env>` lists the deploy tags of an environment")
             })?;
-        self.tag_info_at(&short, target)
+        Ok((short, target))
     }
 
     pub fn tag_info_at(&self, short: &str, target: ObjectId) -> Result<TagInfo> {

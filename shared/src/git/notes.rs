@@ -56,39 +56,49 @@ impl Repo {
     }
 }
 
-/// Adds to `plan` the update of `notes_ref` that appends `text` to the note on `object` (as
-/// `git notes append` does: a blank line between the old note and the new text). The new
-/// objects go to object memory; the plan writes them. Returns the new notes commit.
+/// Adds to `plan` the update of `notes_ref` that appends `text` to the note on each of
+/// `objects` (as `git notes append` does: a blank line between the old note and the new text),
+/// in one notes commit so one compare-and-swap covers them all. The new objects go to object
+/// memory; the plan writes them. Returns the new notes commit.
 pub fn append_note(
     repo: &Repo,
     plan: &mut Plan,
     notes_ref: &str,
-    object: ObjectId,
+    objects: &[ObjectId],
     text: &str,
     message: &str,
 ) -> Result<ObjectId> {
     let old = repo.ref_target(notes_ref)?;
     let mut state = repo.notes_state(notes_ref, old)?;
-    let existing = match state
-        .get(&object, &repo.inner.objects)
-        .map_err(|e| Error::context(format!("reading {notes_ref}"), e))?
-    {
-        Some(blob) => Some(repo.blob(blob)?),
-        None => None,
+    let mut tree = None;
+    for &object in objects {
+        let existing = match state
+            .get(&object, &repo.inner.objects)
+            .map_err(|e| Error::context(format!("reading {notes_ref}"), e))?
+        {
+            Some(blob) => Some(repo.blob(blob)?),
+            None => None,
+        };
+        let content = appended(existing.as_deref(), text);
+        let blob = repo.inner.write_blob(content.as_bytes())?.detach();
+        tree = Some(
+            state
+                .replace(object, blob, &repo.inner.objects)
+                .map_err(|e| Error::context(format!("writing the notes tree of {notes_ref}"), e))?
+                .tree,
+        );
+    }
+    let Some(tree) = tree else {
+        return Err(Error::invalid(format!("no object to note in {notes_ref}")));
     };
-    let content = appended(existing.as_deref(), text);
-    let blob = repo.inner.write_blob(content.as_bytes())?.detach();
-    let tree = state
-        .replace(object, blob, &repo.inner.objects)
-        .map_err(|e| Error::context(format!("writing the notes tree of {notes_ref}"), e))?
-        .tree;
     let parents: Vec<ObjectId> = old.into_iter().collect();
     let commit = write::make_commit(repo, tree, &parents, message)?;
+    let described: Vec<String> = objects.iter().map(|o| repo.short(*o)).collect();
     plan.add(
         notes_ref,
         old,
         Some(commit),
-        format!("note on {}", repo.short(object)),
+        format!("note on {}", described.join(" and ")),
     );
     Ok(commit)
 }

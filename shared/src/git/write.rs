@@ -3,14 +3,11 @@
 //! caller enabled it (`Repo::discover` callers that write do), so a refused or declined plan
 //! leaves the object database untouched; `Plan::execute` persists them.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use gix::ObjectId;
-use gix::bstr::ByteSlice;
 
 use super::Repo;
 use crate::error::{Error, Result};
+use crate::signature::{self, SigningSetup};
 use crate::tag::{DeployRecord, TagName};
 
 /// The committer git would use, honouring GIT_COMMITTER_* and user.* config.
@@ -57,22 +54,29 @@ pub fn free_tag_name(repo: &Repo, env: &str, seconds: i64) -> Result<String> {
     )))
 }
 
-/// Whether tags should be signed: `--sign`, or `tag.gpgSign` in git config.
-pub fn want_signature(repo: &Repo, flag: bool) -> bool {
-    flag || repo
-        .inner
-        .config_snapshot()
-        .boolean("tag.gpgSign")
-        .unwrap_or(false)
+/// How new deploy tags are signed: with `--sign` or `tag.gpgSign` in git config, git's signing
+/// setup (`gpg.format` openpgp or ssh, `user.signingKey`, ...), read now so that a setup that
+/// cannot sign fails before anything is planned; `None`: unsigned.
+pub fn signing(repo: &Repo, flag: bool) -> Result<Option<SigningSetup>> {
+    let wanted = flag
+        || repo
+            .inner
+            .config_snapshot()
+            .boolean("tag.gpgSign")
+            .unwrap_or(false);
+    wanted
+        .then(|| SigningSetup::from_git_config(&repo.inner))
+        .transpose()
 }
 
-/// Writes an annotated tag object `name` -> `commit` carrying `record`; returns its id.
+/// Writes an annotated tag object `name` -> `commit` carrying `record`, signed when `sign` is
+/// given (the signature is appended to the tag payload, as `git tag -s` does); returns its id.
 pub fn make_tag(
     repo: &Repo,
     name: &str,
     commit: ObjectId,
     record: &DeployRecord,
-    sign: bool,
+    sign: Option<&SigningSetup>,
 ) -> Result<ObjectId> {
     let tagger = identity(repo)?;
     let tag = gix::objs::Tag {
@@ -83,53 +87,16 @@ pub fn make_tag(
         message: record.render().into(),
         signature: None,
     };
-    if !sign {
+    let Some(setup) = sign else {
         return Ok(repo.inner.write_object(&tag)?.detach());
-    }
+    };
     let mut payload = Vec::new();
     gix::objs::WriteTo::write_to(&tag, &mut payload)?;
-    let signature = gpg_sign(repo, &payload)?;
-    payload.extend_from_slice(&signature);
+    let signature = setup.sign(&payload)?;
+    let signed = signature::signed_tag(&payload, &signature);
     use gix::objs::Write as _;
     repo.inner
         .objects
-        .write_buf(gix::objs::Kind::Tag, &payload)
+        .write_buf(gix::objs::Kind::Tag, &signed)
         .map_err(|e| Error::context("writing the signed tag", e))
-}
-
-/// Detached ASCII-armoured signature over `payload`, made the way git makes one: with
-/// `gpg.program` (default `gpg`) and `user.signingKey` (default: the committer's identity).
-fn gpg_sign(repo: &Repo, payload: &[u8]) -> Result<Vec<u8>> {
-    let config = repo.inner.config_snapshot();
-    let program = config
-        .string("gpg.program")
-        .map(|s| s.to_str_lossy().into_owned())
-        .unwrap_or_else(|| "gpg".into());
-    let key = match config.string("user.signingKey") {
-        Some(k) => k.to_str_lossy().into_owned(),
-        None => {
-            let who = identity(repo)?;
-            format!("{} <{}>", who.name, who.email)
-        }
-    };
-    let mut child = Command::new(&program)
-        .args(["--status-fd=2", "-bsau", &key])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| {
-            Error::refused(format!("could not run {program} to sign the tag: {e}"))
-                .hint("install gnupg, or set gpg.program")
-        })?;
-    child.stdin.take().expect("piped").write_all(payload)?;
-    let out = child.wait_with_output()?;
-    let status = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || !status.contains("SIG_CREATED") {
-        return Err(
-            Error::refused(format!("{program} failed to sign the tag with key {key:?}"))
-                .hint("check `gpg --list-secret-keys` and user.signingKey"),
-        );
-    }
-    Ok(out.stdout)
 }
