@@ -14,6 +14,28 @@ pub const ANNOTATION_TOOLING: &str = "applyset.kubernetes.io/tooling";
 /// Parent annotation listing the member kinds, which is what makes pruning a bounded search.
 pub const ANNOTATION_CONTAINS_GROUP_KINDS: &str = "applyset.kubernetes.io/contains-group-kinds";
 
+/// Parent annotation listing the namespaces, besides the parent's own, that hold members; a
+/// prune looks for members of each listed kind in each of them.
+pub const ANNOTATION_ADDITIONAL_NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
+
+/// The `additional-namespaces` value: sorted, deduplicated, comma-separated.
+pub fn namespaces_annotation<'a>(namespaces: impl IntoIterator<Item = &'a String>) -> String {
+    let mut v: Vec<&str> = namespaces.into_iter().map(String::as_str).collect();
+    v.sort();
+    v.dedup();
+    v.join(",")
+}
+
+/// The namespaces of an `additional-namespaces` value, tolerant of spaces and empty entries.
+pub fn parse_namespaces(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The id of the set whose parent is `kind.group` `namespace/name` (core group: `""`).
 pub fn applyset_id(name: &str, namespace: &str, kind: &str, group: &str) -> String {
     let digest = Sha256::digest(format!("{name}.{namespace}.{kind}.{group}"));
@@ -133,6 +155,14 @@ pub fn foreign_owner(obj: &Value, our_id: &str) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn additional_namespaces_round_trip() {
+        let v = namespaces_annotation(&["b".to_string(), "a".to_string(), "b".to_string()]);
+        assert_eq!(v, "a,b");
+        assert_eq!(parse_namespaces(" a, ,b "), ["a", "b"]);
+        assert!(parse_namespaces("").is_empty());
+    }
 
     #[test]
     fn id_matches_kubectl_test_vector() {

@@ -17,7 +17,9 @@ Exit codes:
                  or a push refused, 2 invalid input, 3 lost a race for refs/notes/deploy (another
                  verification was written or pushed first; nothing written, retry)
   history:       0, or 2 on error
-  trust:         0 done, 1 failed or refused (e.g. by RBAC), 2 invalid input";
+  trust:         0 done, 1 failed or refused (e.g. by RBAC), 2 invalid input
+  metrics:       0 (--once: every figure read), 1 --once printed an incomplete scrape (the
+                 warnings say what is missing) or --serve failed, 2 invalid input";
 
 /// How `--wait` and `status` judge health (README: "--wait"); a macro so that `concat!` can
 /// put it into more than one help text.
@@ -83,8 +85,18 @@ pub struct KubeArgs {
     /// The kubeconfig user to use
     #[arg(long, global = true, value_name = "name")]
     pub user: Option<String>,
-    /// Namespace to act on (default: from --env's gitops.yaml entry, else the context's)
-    #[arg(short = 'n', long, global = true, value_name = "name")]
+    /// Namespace to act on (default: from --env's gitops.yaml entry, else the context's);
+    /// `metrics` takes it more than once
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        global = true,
+        value_name = "name",
+        action = clap::ArgAction::Append
+    )]
+    pub namespaces: Vec<String>,
+    /// The one namespace of every verb but `metrics`: `-n` once (see [`KubeArgs::settle`]).
+    #[arg(skip)]
     pub namespace: Option<String>,
     /// The address of the Kubernetes API server
     #[arg(short = 's', long, global = true, value_name = "url")]
@@ -107,11 +119,13 @@ pub struct KubeArgs {
     /// Server name to use for certificate validation
     #[arg(long, global = true, value_name = "name")]
     pub tls_server_name: Option<String>,
-    /// Time to wait for a single request: a duration such as 30s or 1m, or plain seconds as
-    /// kubectl takes them; 0 means no timeout
-    #[arg(long, global = true, value_name = "duration", default_value = "0",
+    /// Time to wait for the answer to each request: a duration such as 30s or 1m, or plain
+    /// seconds as kubectl takes them (default 60s; 0 waits without a limit). Connecting, TLS
+    /// handshake included, takes at most 10s (or this, if shorter); a request that timed out is
+    /// not retried
+    #[arg(long, global = true, value_name = "duration",
           value_parser = shared::duration::parse_seconds_or_duration)]
-    pub request_timeout: std::time::Duration,
+    pub request_timeout: Option<std::time::Duration>,
     /// Log verbosity: 0 quiet, 4 requests, 6+ details (logs go to stderr and never show secret values)
     #[arg(
         short = 'v',
@@ -121,6 +135,23 @@ pub struct KubeArgs {
         default_value_t = 0
     )]
     pub verbosity: u8,
+}
+
+impl KubeArgs {
+    /// Sets [`KubeArgs::namespace`] from `-n`, which every verb but `metrics` takes once:
+    /// a second `-n` is refused rather than one of them silently winning.
+    pub fn settle(&mut self, several_allowed: bool) -> shared::Result<()> {
+        if self.namespaces.len() > 1 && !several_allowed {
+            return Err(shared::Error::invalid(format!(
+                "-n/--namespace given {} times ({}); this command acts on one namespace",
+                self.namespaces.len(),
+                self.namespaces.join(", ")
+            ))
+            .hint("only `kubectl gitops metrics` follows several namespaces"));
+        }
+        self.namespace = self.namespaces.first().cloned();
+        Ok(())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,6 +210,73 @@ has. Otherwise it exits 1, lists the reasons and writes nothing.\n\n",
         long_about = TRUST_ABOUT
     )]
     Trust(TrustCommand),
+    /// Prometheus exporter: revision, last sync, drift, health and lock of namespaces (read-only)
+    #[command(after_help = EXIT_CODES, long_about = METRICS_ABOUT)]
+    Metrics(MetricsArgs),
+}
+
+const METRICS_ABOUT: &str = "\
+Prometheus exporter: revision, last sync, drift, health and lock of namespaces (read-only).
+
+--serve ADDR serves /metrics (Prometheus text format, or OpenMetrics when the scraper's Accept \
+header prefers it) and /healthz; --once prints one scrape to stdout (for node_exporter's textfile \
+collector or a CI step) and exits.
+
+Namespaces: -n (more than once), --env (their namespaces in gitops.yaml at HEAD of the config \
+repository), or --all-namespaces (every namespace holding a kubectl-gitops ApplySet parent, \
+followed as they come and go); default: the context's namespace.
+
+The exporter follows the cluster by watches: revision records, the Lease, the ApplySet parents \
+and the objects of each namespace's current revision (with the Pods and ReplicaSets of its \
+Deployments). A scrape sends no request; health is judged at scrape time from what the \
+watches hold, with the same rules as status and --wait. Drift is recomputed every \
+--drift-interval and after every new revision, as status computes it (one server-side dry-run \
+per object whose fields cannot be proven unchanged from the LIST alone); a namespace whose Lease \
+is held is checked once the sync is done. Nothing is ever written.
+
+Metrics (prefix kubectl_gitops_):
+  revision_info{namespace,revision,tag,commit,outcome,signed_by}  1, the newest revision record
+  last_sync_timestamp_seconds{namespace}         when the newest record was written
+  last_sync_success{namespace}                   1 if it succeeded (also a revert), 0 if it \
+failed, was interrupted or rolled back
+  last_successful_sync_timestamp_seconds{namespace}  the newest successful record kept
+  drift_objects{namespace,kind}                  kind: changed, missing, extra, unowned
+  drift_checked_timestamp_seconds{namespace}     when drift was last computed
+  health_objects{namespace,status}               status: ready, in_progress, failed
+  namespace_locked{namespace}                    1 while a sync or revert holds the Lease
+  scrape_errors_total                            watch, record and drift errors of this exporter
+  build_info{version}                            1";
+
+/// `kubectl gitops metrics`.
+#[derive(Args, Debug)]
+pub struct MetricsArgs {
+    /// Serve /metrics and /healthz on this address, e.g. 127.0.0.1:9464 (0.0.0.0:9464 in a Pod)
+    #[arg(
+        long,
+        value_name = "addr",
+        conflicts_with = "once",
+        required_unless_present = "once"
+    )]
+    pub serve: Option<std::net::SocketAddr>,
+    /// Print one scrape (Prometheus text format) to stdout and exit
+    #[arg(long)]
+    pub once: bool,
+    /// Follow every namespace that holds a kubectl-gitops ApplySet parent, as they come and go
+    #[arg(short = 'A', long, conflicts_with = "env")]
+    pub all_namespaces: bool,
+    /// Follow this environment's namespace, from gitops.yaml at HEAD of the config repository
+    /// (more than once for several)
+    #[arg(long, value_name = "env")]
+    pub env: Vec<String>,
+    /// The config repository, with --env (default: the repository around the working
+    /// directory); -C as in git and git deploy
+    #[arg(short = 'C', long, value_name = "path")]
+    pub repo: Option<PathBuf>,
+    /// How often drift is recomputed (it costs dry-runs); 0 turns drift off
+    #[arg(long, value_name = "duration", default_value = "5m", value_parser = shared::duration::parse)]
+    pub drift_interval: std::time::Duration,
+    #[command(flatten)]
+    pub planning: PlanningArgs,
 }
 
 const TRUST_ABOUT: &str = "\
@@ -312,6 +410,14 @@ revision before (a first sync) nothing is rolled back: what was applied stays, e
     /// warning says so and the revision records the check as skipped
     #[arg(long)]
     pub insecure_skip_signature: bool,
+    /// POST one JSON event about this run to this webhook when it ends (more than once for
+    /// several); Slack and Mattermost show its `text` as is. Also `notify:` in gitops.yaml
+    #[arg(long, value_name = "url")]
+    pub notify: Vec<String>,
+    /// Like --notify, with the URL read from this environment variable, so that it stays out
+    /// of shell history, process lists and CI logs (more than once for several)
+    #[arg(long, value_name = "name")]
+    pub notify_env: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -536,7 +642,7 @@ mod tests {
         .unwrap();
         assert_eq!(before.kube.context.as_deref(), Some("c"));
         assert_eq!(after.kube.context.as_deref(), Some("c"));
-        assert_eq!(after.kube.namespace.as_deref(), Some("ns"));
+        assert_eq!(after.kube.namespaces, ["ns"]);
     }
 
     #[test]
@@ -574,6 +680,44 @@ mod tests {
             };
             assert_eq!(got, expected, "{args:?}");
         }
+    }
+
+    #[test]
+    fn only_metrics_takes_several_namespaces() {
+        let mut cli =
+            Cli::try_parse_from(["kubectl-gitops", "status", "-n", "a", "-n", "b"]).unwrap();
+        let e = cli.kube.settle(false).unwrap_err();
+        assert!(e.message.contains("given 2 times (a, b)"), "{e}");
+        let mut cli =
+            Cli::try_parse_from(["kubectl-gitops", "metrics", "--once", "-n", "a", "-n", "b"])
+                .unwrap();
+        cli.kube.settle(true).unwrap();
+        assert_eq!(cli.kube.namespaces, ["a", "b"]);
+        let mut cli = Cli::try_parse_from(["kubectl-gitops", "history", "-n", "a"]).unwrap();
+        cli.kube.settle(false).unwrap();
+        assert_eq!(cli.kube.namespace.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn metrics_serves_or_prints_once() {
+        assert!(Cli::try_parse_from(["kubectl-gitops", "metrics"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "kubectl-gitops",
+                "metrics",
+                "--once",
+                "--serve",
+                "127.0.0.1:9464"
+            ])
+            .is_err()
+        );
+        let cli = Cli::try_parse_from(["kubectl-gitops", "metrics", "--serve", "127.0.0.1:9464"])
+            .unwrap();
+        let Command::Metrics(m) = cli.command else {
+            panic!("metrics")
+        };
+        assert_eq!(m.serve, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(m.drift_interval, std::time::Duration::from_secs(300));
     }
 
     #[test]

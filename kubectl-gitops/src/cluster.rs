@@ -1,8 +1,11 @@
 //! The cluster side: one discovery per run, resolving manifest kinds to API resources
-//! (including kinds defined by CRDs in the same set), and API errors turned into messages
-//! that name the object and carry the server's words.
+//! (including kinds defined by CRDs in the same set), the retry policy and time bounds every
+//! request goes through, and API errors turned into messages that name the object and carry
+//! the server's words.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use kube::api::{Api, DynamicObject};
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope};
@@ -25,7 +28,41 @@ pub struct Resolved {
     pub pending: bool,
 }
 
+/// Marks (as an error's source) a failure that a later run may not meet: a timeout, a lost
+/// connection, throttling or an API server that is unavailable (429, 502, 503, 504). Anything
+/// else (a 500 such as "range is full", a refusal by RBAC, quota or an admission policy) the
+/// server answers the same way until something changes.
+#[derive(Debug, Clone, Copy)]
+pub struct Transient;
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a transient failure: a rerun may not meet it")
+    }
+}
+
+impl std::error::Error for Transient {}
+
+/// Whether `e`, or an error it was made from, is [`Transient`].
+pub fn is_transient(e: &Error) -> bool {
+    e.causes().any(|c| c.is::<Transient>())
+}
+
 pub fn api_error(what: impl std::fmt::Display, err: kube::Error) -> Error {
+    let transient = match &err {
+        kube::Error::Api(s) => matches!(s.code, 429 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    };
+    let e = describe_api_error(what, err);
+    if transient {
+        e.with_source(Transient)
+    } else {
+        e
+    }
+}
+
+fn describe_api_error(what: impl std::fmt::Display, err: kube::Error) -> Error {
     match err {
         kube::Error::Api(status) => {
             let verb_hint = match status.code {
@@ -44,36 +81,152 @@ pub fn api_error(what: impl std::fmt::Display, err: kube::Error) -> Error {
                 None => e,
             }
         }
-        other => Error::refused(format!("{what}: {}", with_causes(&other)))
+        kube::Error::Auth(auth) => Error::refused(format!("{what}: {}", describe_auth(&auth)))
+            .hint(
+                "check the kubeconfig user's credentials (its exec plugin, token or certificate)",
+            ),
+        other if is_timeout(&other) => Error::refused(format!(
+            "{what}: no answer from the API server within {}",
+            timeout_that_fired(&other)
+        ))
+        .hint(
+            "check that the API server is reachable (kubectl cluster-info); \
+             --request-timeout sets how long to wait for each request",
+        ),
+        other => Error::refused(format!("{what}: {}", transport_chain(&other)))
             .hint("check that the API server is reachable (kubectl cluster-info)"),
     }
 }
 
-/// A transport error with what caused it: kube and hyper say only "client error (Connect)" at
-/// the top, and the cause (connection refused, reset by peer, timed out) is what tells a user
-/// whether the server is down, the network cut or the server silent.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        // The timeout's own words ("deadline has elapsed") do not say which deadline.
-        let timed_out = cause.is::<tokio::time::error::Elapsed>()
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut);
-        let said = if timed_out {
-            "timed out waiting for the server (--request-timeout, or the 30s connect timeout)"
-                .to_string()
-        } else {
-            cause.to_string()
-        };
-        if !said.is_empty() && !text.contains(&said) {
-            text.push_str(": ");
-            text.push_str(&said);
+/// Errors of the kubeconfig user's credentials, without what kube's own messages quote: a
+/// failing exec plugin's stdout (which may hold a token, complete or truncated), the command
+/// with its environment, or a parser's excerpt of the output. As kubectl does, the plugin's
+/// exit status and its stderr are shown, nothing else.
+pub fn describe_auth(err: &kube::client::AuthError) -> String {
+    use kube::client::AuthError as A;
+    match err {
+        A::AuthExecRun { out, .. } => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stderr = stderr.trim();
+            let status = match out.status.code() {
+                Some(code) => format!("exit code {code}"),
+                None => out.status.to_string(),
+            };
+            if stderr.is_empty() {
+                format!("the exec credential plugin failed with {status}")
+            } else {
+                let indented: Vec<String> = stderr.lines().map(|l| format!("  {l}")).collect();
+                format!(
+                    "the exec credential plugin failed with {status}; its stderr:\n{}",
+                    indented.join("\n")
+                )
+            }
         }
-        source = cause.source();
+        A::AuthExecParse(_) => "the exec credential plugin's output is not an ExecCredential \
+             (JSON with status.token or a client certificate); its output is not shown, as it \
+             may hold credentials"
+            .to_string(),
+        A::AuthExecStart(e) => format!("the exec credential plugin cannot be started: {e}"),
+        // kube's text for these may quote what a provider printed.
+        A::AuthExec(_) => "the kubeconfig user's auth provider failed (its output is not \
+             shown, as it may hold credentials)"
+            .to_string(),
+        other => other.to_string(),
     }
-    text
+}
+
+/// Every cause of a transport error, outermost first, without repeats (kube's wrapper quotes
+/// its source in its own message).
+fn transport_chain(err: &kube::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    if next.is_none() {
+        return err.to_string();
+    }
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+fn causes(err: &kube::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(std::error::Error::source(err), |e| e.source())
+}
+
+/// A request that got no answer within its bound: connecting (TCP and TLS), or the response.
+pub fn is_timeout(err: &kube::Error) -> bool {
+    causes(err).any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    })
+}
+
+fn timeout_that_fired(err: &kube::Error) -> String {
+    let connecting = causes(err).any(|e| {
+        e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(|h| h.is_connect())
+    });
+    let bounds = bounds();
+    let d = if connecting {
+        bounds.connect
+    } else {
+        bounds.response.unwrap_or(bounds.connect)
+    };
+    let text = shared::duration::format_duration(d);
+    if connecting {
+        format!("{text} (connecting, TLS handshake included)")
+    } else {
+        text
+    }
+}
+
+/// How long a request may wait (README "Time limits"). kubectl waits for ever by default; a
+/// tool that writes must not, so: connecting (TCP and TLS) within [`CONNECT_TIMEOUT`] (or
+/// `--request-timeout`, if shorter), and each answer within `--request-timeout`, default
+/// [`DEFAULT_REQUEST_TIMEOUT`]; `--request-timeout 0` waits for answers without a limit, as
+/// kubectl's 0 does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bounds {
+    pub connect: Duration,
+    pub response: Option<Duration>,
+}
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Bounds {
+    /// From `--request-timeout`: absent, 0, or a duration.
+    pub fn from_flag(request_timeout: Option<Duration>) -> Bounds {
+        match request_timeout {
+            None => Bounds {
+                connect: CONNECT_TIMEOUT,
+                response: Some(DEFAULT_REQUEST_TIMEOUT),
+            },
+            Some(t) if t.is_zero() => Bounds {
+                connect: CONNECT_TIMEOUT,
+                response: None,
+            },
+            Some(t) => Bounds {
+                connect: t.min(CONNECT_TIMEOUT),
+                response: Some(t),
+            },
+        }
+    }
+}
+
+/// Set once per run by `kubeconf::connect`; the retry policy reads it for every attempt.
+static BOUNDS: OnceLock<Bounds> = OnceLock::new();
+
+pub fn set_bounds(b: Bounds) {
+    let _ = BOUNDS.set(b);
+}
+
+fn bounds() -> Bounds {
+    BOUNDS.get().copied().unwrap_or(Bounds::from_flag(None))
 }
 
 pub fn status_code(err: &kube::Error) -> Option<u16> {
@@ -89,7 +242,10 @@ pub fn status_code(err: &kube::Error) -> Option<u16> {
 /// Requests that may safely run twice (server-side apply, get, list, delete by uid) go
 /// through this instead: 429, 503, 504 and transport errors, backoff capped at 2 s (or the
 /// server's Retry-After, up to 2 s), about 15 s in all, so a restarting or throttling API
-/// server is ridden out and one that stays down fails the run in bounded time.
+/// server is ridden out and one that stays down fails the run in bounded time. A request that
+/// timed out is not repeated: the user's bound (`--request-timeout`) is what they asked to
+/// wait, and a server that accepts connections but never answers would otherwise hold the run
+/// for eleven times that.
 pub async fn idempotent<T, F, Fut>(f: F) -> kube::Result<T>
 where
     F: FnMut() -> Fut,
@@ -97,7 +253,7 @@ where
 {
     with_retries(f, |e| match e {
         kube::Error::Api(s) => matches!(s.code, 429 | 503 | 504),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        e @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => !is_timeout(e),
         _ => false,
     })
     .await
@@ -128,7 +284,15 @@ where
     let mut delay = std::time::Duration::from_millis(100);
     let mut attempt = 0;
     loop {
-        match f().await {
+        // Each attempt as a whole (all of a discovery's requests, a response trickling in) is
+        // bounded too, not only each read.
+        let result = match bounds().response {
+            Some(limit) => tokio::time::timeout(limit, f())
+                .await
+                .unwrap_or_else(|_| Err(timed_out(limit))),
+            None => f().await,
+        };
+        match result {
             Err(e) if attempt < RETRIES && retryable(&e) => {
                 let asked = match &e {
                     kube::Error::Api(s) => s
@@ -146,6 +310,16 @@ where
             result => return result,
         }
     }
+}
+
+fn timed_out(limit: Duration) -> kube::Error {
+    kube::Error::Service(Box::new(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "no answer within {}",
+            shared::duration::format_duration(limit)
+        ),
+    )))
 }
 
 /// Up to 25% more, so that writers throttled together do not come back together.
@@ -328,6 +502,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_request_that_timed_out_is_not_repeated() {
+        let calls = AtomicU32::new(0);
+        let r = idempotent(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<u32, _>(timed_out(Duration::from_secs(2)))
+        })
+        .await;
+        assert!(is_timeout(&r.unwrap_err()));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_that_never_comes_ends_at_the_bound() {
+        let started = tokio::time::Instant::now();
+        let r: kube::Result<u32> = idempotent(std::future::pending).await;
+        let e = r.unwrap_err();
+        assert!(is_timeout(&e), "{e}");
+        assert_eq!(
+            started.elapsed(),
+            DEFAULT_REQUEST_TIMEOUT,
+            "one attempt, not eleven"
+        );
+        assert!(
+            api_error("listing", e)
+                .message
+                .contains("no answer from the API server within 1m"),
+        );
+    }
+
+    #[test]
+    fn request_timeout_flag_sets_the_bounds() {
+        let b = Bounds::from_flag(None);
+        assert_eq!(
+            (b.connect, b.response),
+            (CONNECT_TIMEOUT, Some(DEFAULT_REQUEST_TIMEOUT))
+        );
+        let b = Bounds::from_flag(Some(Duration::ZERO));
+        assert_eq!((b.connect, b.response), (CONNECT_TIMEOUT, None));
+        let b = Bounds::from_flag(Some(Duration::from_secs(2)));
+        assert_eq!(
+            (b.connect, b.response),
+            (Duration::from_secs(2), Some(Duration::from_secs(2)))
+        );
+        let b = Bounds::from_flag(Some(Duration::from_secs(300)));
+        assert_eq!(b.connect, CONNECT_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn writes_that_may_have_happened_are_not_repeated() {
         // After a 503/504 a create may have reached storage: repeating it would turn our own
         // write into a conflict. Only 429, sent before storage, is retried.
@@ -340,36 +562,5 @@ mod tests {
         let calls = AtomicU32::new(0);
         assert!(when_throttled(|| flaky(429, 2, &calls)).await.is_ok());
         assert_eq!(calls.load(Ordering::SeqCst), 3);
-    }
-
-    #[derive(Debug)]
-    struct Top(std::io::Error);
-    impl std::fmt::Display for Top {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("client error (Connect)")
-        }
-    }
-    impl std::error::Error for Top {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn transport_errors_carry_their_cause() {
-        let reset = Top(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
-        assert_eq!(
-            with_causes(&reset),
-            "client error (Connect): connection reset"
-        );
-        let silent = Top(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "deadline has elapsed",
-        ));
-        assert_eq!(
-            with_causes(&silent),
-            "client error (Connect): timed out waiting for the server (--request-timeout, or \
-             the 30s connect timeout)"
-        );
     }
 }

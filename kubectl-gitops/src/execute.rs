@@ -17,6 +17,7 @@ use crate::applyset;
 
 use crate::cluster::{Cluster, api_error, idempotent, status_code};
 use crate::health;
+use crate::lock::Guard;
 use crate::plan::{Action, Item, MANAGER, PARENT_NAME, Plan, is_target_namespace};
 use crate::record::{self, Meta};
 use crate::waves::Stop;
@@ -186,8 +187,15 @@ pub fn helm_record_advice(plan: &Plan) -> String {
     )
 }
 
-fn parent_object(ns: &str, id: &str, kinds: &BTreeSet<(String, String)>) -> Value {
-    json!({
+/// What the ApplySet parent lists: the member kinds and the namespaces besides its own.
+struct Listing {
+    kinds: BTreeSet<(String, String)>,
+    namespaces: BTreeSet<String>,
+}
+
+fn parent_object(ns: &str, id: &str, listing: &Listing) -> Value {
+    let kinds = &listing.kinds;
+    let mut parent = json!({
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
@@ -200,18 +208,21 @@ fn parent_object(ns: &str, id: &str, kinds: &BTreeSet<(String, String)>) -> Valu
             }
         },
         "type": "Opaque",
-    })
+    });
+    // Absent rather than empty when there are none: applied without it, the annotation we
+    // set before is removed (we own it).
+    if !listing.namespaces.is_empty() {
+        parent["metadata"]["annotations"][applyset::ANNOTATION_ADDITIONAL_NAMESPACES] =
+            json!(applyset::namespaces_annotation(&listing.namespaces));
+    }
+    parent
 }
 
-async fn apply_parent(
-    cluster: &Cluster,
-    plan: &Plan,
-    kinds: &BTreeSet<(String, String)>,
-) -> Result<()> {
+async fn apply_parent(cluster: &Cluster, plan: &Plan, listing: &Listing) -> Result<()> {
     let secret = cluster
         .resolve("v1", "Secret")
         .expect("v1 Secret is always served");
-    let obj = parent_object(&plan.namespace, &plan.applyset_id, kinds);
+    let obj = parent_object(&plan.namespace, &plan.applyset_id, listing);
     let api = cluster.api(&secret, Some(&plan.namespace));
     let pp = PatchParams::apply(MANAGER).force();
     let patch = Patch::Apply(&obj);
@@ -243,7 +254,7 @@ pub async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<(
     idempotent(|| api.patch(&item.key.name, &pp, &patch))
         .await
         .map_err(|e| {
-            if status_code(&e) == Some(409) {
+            let err = if status_code(&e) == Some(409) {
                 let msg = match &e {
                     kube::Error::Api(s) => s.message.clone(),
                     other => other.to_string(),
@@ -263,7 +274,13 @@ pub async fn apply_item(cluster: &Cluster, item: &Item, force: bool) -> Result<(
                 ))
             } else {
                 api_error(&item.key, e)
-            }
+            };
+            // The server may quote a Secret's value in its message.
+            let known: Vec<&Value> = [item.desired.as_ref(), item.live.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            crate::normalize::mask_error(err, &known)
         })?;
     Ok(())
 }
@@ -293,22 +310,47 @@ pub async fn replace_item(
     apply_item(cluster, item, force).await
 }
 
-/// Custom resources of a CRD can be applied once the server reports it Established.
+/// Custom resources of a CRD can be applied once the server reports it Established. The watch
+/// goes through the retry policy like every other request: a dropped watch or a throttled
+/// list starts it again rather than failing the sync.
 async fn wait_established(cluster: &Cluster, item: &Item) -> Result<()> {
+    use kube::runtime::{wait, watcher};
     const LIMIT: Duration = Duration::from_secs(30);
     let api: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-    let established = await_condition(api, &item.key.name, conditions::is_crd_established());
+    let established = idempotent(|| async {
+        match await_condition(
+            api.clone(),
+            &item.key.name,
+            conditions::is_crd_established(),
+        )
+        .await
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(wait::Error::ProbeFailed(w)) => match w {
+                watcher::Error::InitialListFailed(e)
+                | watcher::Error::WatchStartFailed(e)
+                | watcher::Error::WatchFailed(e) => Err(e),
+                watcher::Error::WatchError(status) => Err(kube::Error::Api(status)),
+                other => Ok(Err(other)),
+            },
+        }
+    });
     match tokio::time::timeout(LIMIT, established).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Error::refused(format!(
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(Error::refused(format!(
             "waiting for {} to become Established: {e}",
             item.key
         ))),
+        Ok(Err(e)) => Err(api_error(
+            format!("waiting for {} to become Established", item.key),
+            e,
+        )),
         Err(_) => Err(Error::refused(format!(
             "{} did not become Established within {}s",
             item.key,
             LIMIT.as_secs()
-        ))),
+        ))
+        .with_source(crate::cluster::Transient)),
     }
 }
 
@@ -374,8 +416,16 @@ pub async fn execute(
     lease: Lease,
 ) -> Result<Outcome> {
     // Before any write: a render too large to record is refused, not applied unrecorded.
-    let blob = record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()))?;
+    // Serialising and compressing a large render takes a while: off the runtime's thread.
+    let blob = tokio::task::block_in_place(|| {
+        record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()))
+    })?;
     let mut created = Vec::new();
+    // From the first write on (the namespace, the Lease) a Ctrl-C is counted, not fatal: one
+    // that arrives between taking the Lease and applying stops the run, which records it and
+    // releases the Lease, instead of ending the process with the Lease left behind.
+    crate::interrupt::arm();
+    let seen = crate::interrupt::count();
     let (guard, keep_on_failure) = match lease {
         Lease::Take { keep_on_failure } if plan.writes_objects() => {
             // The lease lives in the namespace, so the namespace comes first; creating it is
@@ -396,8 +446,17 @@ pub async fn execute(
         }
         Lease::Held(guard) => (Some(*guard), false),
     };
-    let holds_lease = guard.is_some();
-    let result = record_and_finish(cluster, plan, opts, info, &blob, holds_lease, created).await;
+    let result = record_and_finish(
+        cluster,
+        plan,
+        opts,
+        info,
+        &blob,
+        guard.as_ref(),
+        created,
+        seen,
+    )
+    .await;
     match (result, guard) {
         (Ok(mut outcome), Some(guard)) if keep_on_failure && outcome.failure.is_some() => {
             outcome.lease = Some(guard);
@@ -472,14 +531,16 @@ async fn record_with_retry(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn record_and_finish(
     cluster: &mut Cluster,
     plan: &Plan,
     opts: &SyncOptions,
     info: RecordInfo,
     blob: &[u8],
-    holds_lease: bool,
+    guard: Option<&Guard>,
     created: Vec<String>,
+    seen: u32,
 ) -> Result<Outcome> {
     let previous = record::list(cluster, &plan.namespace).await?;
     let latest = previous.newest_number();
@@ -490,9 +551,8 @@ async fn record_and_finish(
         return Err(changed_meanwhile(&plan.namespace, previous.newest()));
     }
     let revision = previous.next_number(&plan.namespace)?;
-    // From here on a Ctrl-C is counted, not fatal: the run stops, records, releases the lease.
-    crate::interrupt::arm();
-    let seen = crate::interrupt::count();
+    // A Ctrl-C since `seen` (counted from before the Lease was taken) stops the run, which
+    // records it and releases the lease.
     let mut progress = Progress {
         applied: created,
         ..Progress::default()
@@ -500,7 +560,7 @@ async fn record_and_finish(
     // `biased`: a Ctrl-C during a wait ends the wait itself first, which shows where it was.
     let stop = tokio::select! {
         biased;
-        r = run(cluster, plan, opts, &mut progress, seen) => r.err(),
+        r = run(cluster, plan, opts, &mut progress, seen, guard) => r.err(),
         _ = crate::interrupt::after(seen) => Some(Stop::Interrupted),
     };
     if matches!(stop, Some(Stop::Failed(_)) | Some(Stop::NotReady { .. }))
@@ -509,7 +569,7 @@ async fn record_and_finish(
         let seen = crate::interrupt::count();
         tokio::select! {
             biased;
-            () = crate::waves::sync_fail(cluster, plan, opts, &mut progress) => {}
+            () = crate::waves::sync_fail(cluster, plan, opts, &mut progress, guard) => {}
             _ = crate::interrupt::after(seen) => {}
         }
     }
@@ -517,6 +577,26 @@ async fn record_and_finish(
         Some(Stop::Interrupted) => true,
         Some(Stop::NotReady { report, .. }) => report.end == health::End::Interrupted,
         _ => false,
+    };
+    // A run that lost the lock records that, not success: its record would claim a namespace
+    // someone else is changing now.
+    let mut stop = stop;
+    if let (None, Some(g)) = (&stop, guard)
+        && let Err(e) = g.checkpoint("record").await
+    {
+        stop = Some(Stop::Failed(e));
+    }
+    let lost = match &stop {
+        Some(Stop::Failed(e)) => e
+            .source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<crate::lock::Lost>())
+            .cloned(),
+        _ => None,
+    };
+    let holds_lease = match guard {
+        Some(g) => g.held().await,
+        None => false,
     };
     let objects: Vec<String> = plan
         .items
@@ -527,6 +607,9 @@ async fn record_and_finish(
     let outcome = match &stop {
         None => info.success.clone(),
         Some(_) if interrupted => "interrupted".to_string(),
+        Some(_) if lost.is_some() => {
+            format!("interrupted: {}", lost.as_ref().expect("checked"))
+        }
         Some(Stop::NotReady { report, .. }) => report
             .outcome()
             .unwrap_or_else(|| "failed: not ready".to_string()),
@@ -590,7 +673,13 @@ async fn record_and_finish(
             lease: None,
         });
     };
-    let failure = describe_failure(plan, &progress, stop, interrupted, revision);
+    let failure = describe_failure(
+        plan,
+        &progress,
+        stop,
+        interrupted || lost.is_some(),
+        revision,
+    );
     Ok(Outcome {
         progress,
         revision,
@@ -660,11 +749,15 @@ fn describe_failure(
             msg.push_str(&format!(" and {} more", not_applied.len() - SHOWN));
         }
     }
-    // Rerunning converges after an API error or a Ctrl-C, not after a rollout that failed.
-    let rerun = if not_ready.is_empty() {
+    // Rerunning converges after a transient failure (a timeout, a lost connection, 429/5xx
+    // beyond the retries), a Ctrl-C or a lost lock; not after a rollout that failed, nor after
+    // what fails the same way every time (a full Service range, a quota, a policy, RBAC).
+    let rerun = if !not_ready.is_empty() {
+        ""
+    } else if interrupted || crate::cluster::is_transient(&e) {
         "; rerunning the sync converges"
     } else {
-        ""
+        "; a rerun fails the same way until what the error names is changed"
     };
     match revision {
         Some(revision) => msg.push_str(&format!(
@@ -678,22 +771,49 @@ fn describe_failure(
     }
 }
 
-/// The ApplySet parent, then the phases and waves, then the parent again if fewer kinds hold
-/// members now.
+/// Before a step that writes: the lease must still be ours (runs that take no lease write
+/// nothing here).
+pub async fn checkpoint(guard: Option<&Guard>, at: &str) -> Result<()> {
+    match guard {
+        Some(g) => g.checkpoint(at).await,
+        None => Ok(()),
+    }
+}
+
+/// The ApplySet parent, then the phases and waves, then the parent again if fewer kinds or
+/// namespaces hold members now. Every step that writes first checks that the lease is still
+/// ours.
 async fn run(
     cluster: &mut Cluster,
     plan: &Plan,
     opts: &SyncOptions,
     progress: &mut Progress,
     seen: u32,
+    guard: Option<&Guard>,
 ) -> std::result::Result<(), Stop> {
+    checkpoint(guard, "apply").await?;
     let ns = &plan.namespace;
-    let members = plan.member_kinds();
-    let union: BTreeSet<_> = members.union(&plan.parent_kinds).cloned().collect();
+    let members = Listing {
+        kinds: plan.member_kinds(),
+        namespaces: plan.member_namespaces(),
+    };
+    let before = Listing {
+        kinds: plan.parent_kinds.clone(),
+        namespaces: plan.parent_namespaces.clone(),
+    };
+    let union = Listing {
+        kinds: members.kinds.union(&before.kinds).cloned().collect(),
+        namespaces: members
+            .namespaces
+            .union(&before.namespaces)
+            .cloned()
+            .collect(),
+    };
+    let same = |a: &Listing, b: &Listing| a.kinds == b.kinds && a.namespaces == b.namespaces;
     let mut parent_written = false;
-    // The parent must list every kind that may hold members before members are applied, so
-    // that a crash never leaves a member that no prune would look for.
-    if !plan.parent_exists || union != plan.parent_kinds {
+    // The parent must list every kind and namespace that may hold members before members are
+    // applied, so that a crash never leaves a member that no prune would look for.
+    if !plan.parent_exists || !same(&union, &before) {
         if let Some(ns_item) = plan
             .items
             .iter()
@@ -705,8 +825,9 @@ async fn run(
         apply_parent(cluster, plan, &union).await?;
         parent_written = true;
     }
-    crate::waves::run(cluster, plan, opts, progress, seen).await?;
-    if members != union || (!parent_written && members != plan.parent_kinds) {
+    crate::waves::run(cluster, plan, opts, progress, seen, guard).await?;
+    if !same(&members, &union) || (!parent_written && !same(&members, &before)) {
+        checkpoint(guard, "parent").await?;
         apply_parent(cluster, plan, &members).await?;
     }
     Ok(())

@@ -23,13 +23,19 @@ pub struct Inspection {
     pub extra: Vec<String>,
     /// Live objects of the listed kinds that no ApplySet owns (reported, not drift).
     pub unowned: Vec<String>,
+    /// Objects the server rejects as the manifests have them (object, the server's words):
+    /// drift that re-applying cannot fix until the manifest or the live object changes.
+    pub rejected: Vec<(String, String)>,
     /// Each object of the manifests and its health.
     pub health: Vec<(String, Verdict)>,
 }
 
 impl Inspection {
     pub fn in_sync(&self) -> bool {
-        self.changed.is_empty() && self.missing.is_empty() && self.extra.is_empty()
+        self.changed.is_empty()
+            && self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.rejected.is_empty()
     }
 
     pub fn unhealthy(&self) -> usize {
@@ -47,6 +53,9 @@ impl Inspection {
             for k in list {
                 out.push(format!("{label}: {k}"));
             }
+        }
+        for (k, why) in &self.rejected {
+            out.push(format!("cannot re-apply: {k}: {why}"));
         }
         for (k, v) in self.health.iter().filter(|(_, v)| !v.is_ready()) {
             out.push(format!("{}: {k}: {}", v.status.as_str(), v.summary()));
@@ -77,6 +86,7 @@ pub async fn inspect(
         for_write: false,
         keep_unchanged_live: true,
         replace_immutable: false,
+        report_rejections: true,
     };
     let plan = plan::build(cluster, manifests, &opts).await?;
     let keys = |a: Action| {
@@ -87,18 +97,21 @@ pub async fn inspect(
             .collect::<Vec<_>>()
     };
     let cluster = &*cluster;
-    // A hook's run is judged when it runs; its record outlives it.
+    // Every object of the manifests, rejected ones too (their live copies still run); a
+    // hook's run is judged when it runs, and its record outlives it.
     let judged = plan
         .items
         .iter()
-        .filter(|i| i.desired.is_some() && !i.is_hook());
+        .filter(|i| i.desired.is_some() && !i.is_hook())
+        .map(|i| (&i.key, &i.live))
+        .chain(plan.rejected.iter().map(|r| (&r.key, &r.live)));
     let health: Vec<(String, Verdict)> = futures::stream::iter(judged)
-        .map(|item| async move {
-            let verdict = match &item.live {
+        .map(|(key, live)| async move {
+            let verdict = match live {
                 Some(live) => health::judge_live(cluster, live, JUDGE_LIMIT).await,
                 None => Verdict::failed("Missing", "not in the namespace"),
             };
-            (item.key.to_string(), verdict)
+            (key.to_string(), verdict)
         })
         .buffered(concurrency)
         .collect()
@@ -108,6 +121,11 @@ pub async fn inspect(
         missing: keys(Action::Create),
         extra: keys(Action::Prune),
         unowned: plan.unowned.iter().map(|k| k.to_string()).collect(),
+        rejected: plan
+            .rejected
+            .iter()
+            .map(|r| (r.key.to_string(), r.reason().to_string()))
+            .collect(),
         health,
     })
 }

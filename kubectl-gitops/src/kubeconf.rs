@@ -81,6 +81,12 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
                 .map_err(|e| Error::invalid(format!("kubeconfig: {e}")))?;
             (config, user.unwrap_or_default())
         }
+        // In a Pod (the exporter's Deployment): its ServiceAccount, as kubectl does.
+        None if args.server.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+            let config = Config::incluster()
+                .map_err(|e| Error::invalid(format!("in-cluster configuration: {e}")))?;
+            (config, String::new())
+        }
         None => {
             let Some(server) = &args.server else {
                 return Err(Error::invalid(
@@ -116,12 +122,13 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
     if let Some(name) = &args.tls_server_name {
         config.tls_server_name = Some(name.clone());
     }
-    if !args.request_timeout.is_zero() {
-        let t = args.request_timeout;
-        config.read_timeout = Some(t);
-        config.write_timeout = Some(t);
-        config.connect_timeout = Some(t);
-    }
+    let bounds = crate::cluster::Bounds::from_flag(args.request_timeout);
+    config.connect_timeout = Some(bounds.connect);
+    config.read_timeout = bounds.response;
+    config.write_timeout = bounds.response;
+    // Otherwise the time a pooled connection sat idle counts against the next answer on it.
+    config.reset_reader_on_write = true;
+    crate::cluster::set_bounds(bounds);
     if let Some(as_user) = &args.as_user {
         config.auth_info.impersonate = Some(as_user.clone());
     }
@@ -133,8 +140,19 @@ pub async fn connect(args: &KubeArgs, context_default: Option<&str>) -> Result<C
     let user = args.as_user.clone().unwrap_or(user);
     let default_namespace = config.default_namespace.clone();
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config)
-        .map_err(|e| Error::invalid(format!("cannot build a client: {e}")))?;
+    // Building the client runs the kubeconfig's exec credential plugin, a child process: off
+    // the runtime's threads.
+    let client = tokio::task::spawn_blocking(move || kube::Client::try_from(config))
+        .await
+        .map_err(|e| Error::refused(format!("building the API client: {e}")))?
+        .map_err(|e| match e {
+            kube::Error::Auth(auth) => Error::invalid(format!(
+                "cannot build a client: {}",
+                crate::cluster::describe_auth(&auth)
+            ))
+            .hint("check the kubeconfig user's exec plugin (kubectl config view --minify)"),
+            other => Error::invalid(format!("cannot build a client: {other}")),
+        })?;
     Ok(Connection {
         client,
         default_namespace,

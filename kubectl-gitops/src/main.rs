@@ -2,6 +2,7 @@
 //! outcomes to the documented exit codes; each verb is in `cmd/`, the machinery beside it.
 
 mod applyset;
+mod child;
 mod cli;
 mod cluster;
 mod cmd;
@@ -14,7 +15,10 @@ mod kubeconf;
 mod lock;
 mod log;
 mod manifest;
+mod metrics;
 mod normalize;
+mod notify;
+mod outcome;
 mod phases;
 mod plan;
 mod record;
@@ -33,8 +37,13 @@ use cli::{Cli, Command};
 use shared::{Error, ErrorKind, Result};
 
 fn main() {
-    let cli = Cli::parse();
+    notify::started();
+    let mut cli = Cli::parse();
     log::set_level(cli.kube.verbosity);
+    if let Err(err) = cli.kube.settle(matches!(cli.command, Command::Metrics(_))) {
+        shared::output::print_error(&err);
+        std::process::exit(err.exit_code());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -67,13 +76,18 @@ async fn run(cli: Cli) -> Result<i32> {
             }),
         Command::Sync(args) => cmd::sync::run(&cli.kube, args).await,
         Command::Revert(args) => cmd::revert::run(&cli.kube, args).await,
-        Command::History(args) => cmd::history::run(&cli.kube, args).await,
+        // The read-only verbs agree with diff: every error is 2 (for status, 1 is "drifted or
+        // unhealthy" with --exit-code), a forbidden namespace as much as a missing one.
+        Command::History(args) => cmd::history::run(&cli.kube, args).await.map_err(|e| Error {
+            kind: ErrorKind::Invalid,
+            ..e
+        }),
         Command::Trust(command) => cmd::trust::run(&cli.kube, command).await,
-        // status: 1 is "drifted or unhealthy" with --exit-code; errors are 2.
         Command::Status(args) => cmd::status::run(&cli.kube, args).await.map_err(|e| Error {
             kind: ErrorKind::Invalid,
             ..e
         }),
+        Command::Metrics(args) => cmd::metrics::run(&cli.kube, args).await,
         // verify: 1 not verified or a push refused, 2 invalid input, 3 a lost race.
         Command::Verify(args) => cmd::verify::run(&cli.kube, args).await,
     }

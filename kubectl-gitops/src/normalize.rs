@@ -69,6 +69,91 @@ pub fn mask_secrets(before: Option<&mut Value>, after: Option<&mut Value>) {
     mask_last_applied(before, after);
 }
 
+/// `message` (a server's error about `objects`) with every Secret value of theirs replaced by
+/// `***`: the server may quote a value it could not take (`expected string, got
+/// &value.valueUnstructured{Value:48151623429999}`). Every scalar inside `data` and
+/// `stringData` counts, as text and, for `data`, base64-decoded. A value of fewer than four
+/// characters is masked only where it stands alone, so that `1` does not garble `line 1`.
+pub fn mask_secret_values_in(message: &str, objects: &[&Value]) -> String {
+    let mut values: Vec<String> = Vec::new();
+    for obj in objects.iter().filter(|o| is_secret(o)) {
+        for field in ["data", "stringData"] {
+            collect_scalars(&obj[field], field == "data", &mut values);
+        }
+    }
+    values.retain(|v| !v.is_empty());
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values.dedup();
+    let mut out = message.to_string();
+    for v in &values {
+        out = if v.chars().count() >= 4 {
+            out.replace(v.as_str(), "***")
+        } else {
+            replace_token(&out, v)
+        };
+    }
+    out
+}
+
+/// An error about `objects` with their Secret values masked in its message and hint.
+pub fn mask_error(mut e: shared::Error, objects: &[&Value]) -> shared::Error {
+    e.message = mask_secret_values_in(&e.message, objects);
+    e.hint = e.hint.map(|h| mask_secret_values_in(&h, objects));
+    e
+}
+
+fn collect_scalars(v: &Value, base64_encoded: bool, out: &mut Vec<String>) {
+    use base64::Engine as _;
+    match v {
+        Value::String(s) => {
+            out.push(s.clone());
+            if base64_encoded
+                && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(s)
+                && let Ok(text) = String::from_utf8(bytes)
+            {
+                out.push(text);
+            }
+        }
+        Value::Number(n) => {
+            out.push(n.to_string());
+            // Go prints a whole float without its fraction.
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 1e15
+            {
+                out.push(format!("{}", f as i64));
+            }
+        }
+        Value::Bool(b) => out.push(b.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .for_each(|i| collect_scalars(i, base64_encoded, out)),
+        Value::Object(map) => map
+            .values()
+            .for_each(|i| collect_scalars(i, base64_encoded, out)),
+        Value::Null => {}
+    }
+}
+
+/// Replaces `token` where neither neighbour is a letter or digit.
+fn replace_token(text: &str, token: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut prev: Option<char> = None;
+    while let Some(i) = rest.find(token) {
+        let before = rest[..i].chars().next_back().or(prev);
+        let after = rest[i + token.len()..].chars().next();
+        let alone =
+            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric);
+        out.push_str(&rest[..i]);
+        out.push_str(if alone { "***" } else { token });
+        prev = token.chars().next_back();
+        rest = &rest[i + token.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Takes `obj.field` out as a map of values; anything other than a map or null is replaced
 /// wholesale because we cannot tell which part of it is secret.
 fn take_map(obj: Option<&mut Value>, field: &str) -> Option<Map<String, Value>> {
@@ -204,6 +289,37 @@ pub fn to_yaml(v: &Value) -> String {
     // JSON is valid YAML and keeps the diff usable.
     serde_saphyr::to_string_with_options(&ordered, options)
         .unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default() + "\n")
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_quoted_in_a_server_message_are_masked() {
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "stringData": {"pw": 48151623429999_u64, "m": {"inner": "Hunter2-Map"}, "s": "x1"},
+            "data": {"b": "c2VjcmV0LXZhbHVl"}});
+        let msg = ".stringData.pw: expected string, got &value.valueUnstructured{Value:48151623429999}; \
+                   map[string]interface {}{\"inner\":\"Hunter2-Map\"} in max1; decoded secret-value; raw c2VjcmV0LXZhbHVl; s=x1";
+        let out = mask_secret_values_in(msg, &[&secret]);
+        for leaked in [
+            "48151623429999",
+            "Hunter2-Map",
+            "secret-value",
+            "c2VjcmV0LXZhbHVl",
+        ] {
+            assert!(!out.contains(leaked), "{out}");
+        }
+        assert!(
+            out.contains("in max1;"),
+            "a short value is masked only on its own: {out}"
+        );
+        assert!(out.ends_with("s=***"), "{out}");
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "visible"}});
+        assert_eq!(mask_secret_values_in("visible", &[&cm]), "visible");
+    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,56 @@ pub struct Options {
     /// Delete and recreate objects whose apply would change an immutable field, as
     /// `Replace=true` on each would (`--replace-immutable`).
     pub replace_immutable: bool,
+    /// An object whose dry-run the server rejects is a finding in [`Plan::rejected`] (diff,
+    /// status) rather than an error that ends planning (sync, revert: nothing is written).
+    pub report_rejections: bool,
+}
+
+/// A wanted object the server will not take as it stands (its dry-run answered 400, 413, 422
+/// or a schema error): re-applying it cannot work until the manifest or the live object
+/// changes.
+#[derive(Debug)]
+pub struct Rejection {
+    pub key: ObjectKey,
+    /// The error, Secret values masked: `dry-run of <key>: <server message> (<code>)`.
+    pub error: Error,
+    /// Its live copy, if it exists (status judges its health).
+    pub live: Option<Value>,
+}
+
+impl Rejection {
+    /// The server's words without the `dry-run of <key>: ` we put in front.
+    pub fn reason(&self) -> &str {
+        let prefix = format!("dry-run of {}: ", self.key);
+        self.error
+            .message
+            .strip_prefix(prefix.as_str())
+            .unwrap_or(&self.error.message)
+    }
+}
+
+/// Every rejection as one error (exit 2): one alone as the server gave it, several listed.
+pub fn rejections_error(rejected: &[Rejection]) -> Option<Error> {
+    match rejected {
+        [] => None,
+        [one] => Some(Error {
+            kind: one.error.kind,
+            message: one.error.message.clone(),
+            hint: one.error.hint.clone(),
+            source: None,
+        }),
+        many => Some(
+            Error::invalid(format!(
+                "the server rejects {} objects as they stand:\n  {}",
+                many.len(),
+                many.iter()
+                    .map(|r| format!("{}: {}", r.key, r.reason()))
+                    .collect::<Vec<_>>()
+                    .join("\n  ")
+            ))
+            .hint("fix the manifests (or the live objects they clash with) and rerun"),
+        ),
+    }
 }
 
 pub struct Plan {
@@ -113,6 +163,8 @@ pub struct Plan {
     pub parent_exists: bool,
     /// Group-kinds recorded on the parent before this run.
     pub parent_kinds: BTreeSet<(String, String)>,
+    /// Namespaces other than the target recorded on the parent before this run.
+    pub parent_namespaces: BTreeSet<String>,
     pub items: Vec<Item>,
     /// Live objects of the listed kinds that no ApplySet claims (drift for `status`).
     pub unowned: Vec<ObjectKey>,
@@ -132,6 +184,8 @@ pub struct Plan {
     /// Helm releases (`namespace/name`) that objects of the manifests belong to live, not yet
     /// adopted: taking them over leaves the release's record behind (see `--adopt`).
     pub helm_releases: BTreeSet<String>,
+    /// Wanted objects the server rejects, with `report_rejections` (otherwise planning fails).
+    pub rejected: Vec<Rejection>,
 }
 
 impl Plan {
@@ -158,6 +212,7 @@ impl Plan {
             || !self.namespace_exists
             || !self.parent_exists
             || self.member_kinds() != self.parent_kinds
+            || self.member_namespaces() != self.parent_namespaces
     }
 
     pub fn summary(&self) -> String {
@@ -213,8 +268,8 @@ impl Plan {
             .collect()
     }
 
-    /// Group-kinds of the objects that will be members after the sync.
-    pub fn member_kinds(&self) -> BTreeSet<(String, String)> {
+    /// The objects that will be members after the sync (the target Namespace never is).
+    fn members(&self) -> impl Iterator<Item = &Item> {
         self.items
             .iter()
             .filter(|i| {
@@ -229,7 +284,20 @@ impl Plan {
                 )
             })
             .filter(|i| !is_target_namespace(&i.key, &self.namespace))
+    }
+
+    /// Group-kinds of the objects that will be members after the sync.
+    pub fn member_kinds(&self) -> BTreeSet<(String, String)> {
+        self.members()
             .map(|i| (i.key.kind.clone(), i.key.group.clone()))
+            .collect()
+    }
+
+    /// Namespaces other than the target that will hold members after the sync.
+    pub fn member_namespaces(&self) -> BTreeSet<String> {
+        self.members()
+            .filter_map(|i| i.key.namespace.clone())
+            .filter(|n| n != &self.namespace)
             .collect()
     }
 }
@@ -292,7 +360,17 @@ pub async fn build(
     let wanted = validate(manifests, opts, &id, |v, k| cluster.resolve(v, k))?;
     let found = discover(cluster, opts, &id, wanted.namespace_in_set).await?;
     let mut live = list_live(cluster, opts, &id, &wanted.objects, &found).await?;
-    let runs = dry_run(cluster, wanted.objects, &live.proven, &found, opts).await?;
+    let (runs, mut rejected) = dry_run(cluster, wanted.objects, &live.proven, &found, opts).await?;
+    if !opts.report_rejections
+        && let Some(e) = rejections_error(&rejected)
+    {
+        return Err(e);
+    }
+    // A rejected object is still wanted: its live copy goes with it, never to the prunes.
+    for r in &mut rejected {
+        r.live = live.objects.remove(&r.key);
+        live.members.remove(&r.key);
+    }
     let mut items: Vec<Item> = runs
         .into_iter()
         .map(|run| decide(run, &mut live, &id, opts))
@@ -302,6 +380,8 @@ pub async fn build(
     plan.skipped = wanted.skipped;
     plan.notes = wanted.notes;
     plan.helm_releases = live.helm_releases;
+    rejected.sort_by(|a, b| a.key.cmp(&b.key));
+    plan.rejected = rejected;
     Ok(plan)
 }
 
@@ -473,6 +553,7 @@ pub struct Discovered {
     pub records: crate::record::Records,
     pub parent_exists: bool,
     pub parent_kinds: BTreeSet<(String, String)>,
+    pub parent_namespaces: BTreeSet<String>,
 }
 
 /// Step 2: the namespace (which must exist, be created by the set, or be allowed to be created),
@@ -516,6 +597,7 @@ pub async fn discover(
         .resolve("v1", "Secret")
         .ok_or_else(|| Error::refused("the server does not serve v1 Secret"))?;
     let mut parent_kinds = BTreeSet::new();
+    let mut parent_namespaces = BTreeSet::new();
     let mut parent_exists = false;
     let parent_api = cluster.api(&secret, Some(ns));
     if namespace_exists
@@ -554,6 +636,13 @@ pub async fn discover(
         if let Some(gks) = annotations.get(applyset::ANNOTATION_CONTAINS_GROUP_KINDS) {
             parent_kinds.extend(applyset::parse_group_kinds(gks));
         }
+        if let Some(list) = annotations.get(applyset::ANNOTATION_ADDITIONAL_NAMESPACES) {
+            parent_namespaces.extend(
+                applyset::parse_namespaces(list)
+                    .into_iter()
+                    .filter(|n| n != ns),
+            );
+        }
     }
     Ok(Discovered {
         namespace_exists,
@@ -561,6 +650,7 @@ pub async fn discover(
         records,
         parent_exists,
         parent_kinds,
+        parent_namespaces,
     })
 }
 
@@ -580,8 +670,10 @@ pub struct Live {
     pub helm_releases: BTreeSet<String>,
 }
 
-/// Step 3: one LIST per kind in the namespace (cluster-scoped kinds: our members only), plus
-/// GETs for wanted cluster-scoped objects. Each object is checked as it arrives: one whose
+/// Step 3: one LIST per kind in the namespace (cluster-scoped kinds: our members only), one
+/// per kind in each other namespace that holds wanted objects or that the parent lists as an
+/// additional namespace (with no wanted object there: our members only), plus GETs for
+/// wanted cluster-scoped objects. Each object is checked as it arrives: one whose
 /// live fields provably match the manifest needs no dry-run, and its field set (often half of
 /// it) is dropped at once instead of holding every listed object whole.
 pub async fn list_live(
@@ -601,6 +693,36 @@ pub async fn list_live(
     for (kind, group) in &found.parent_kinds {
         if let Some(r) = cluster.resolve_group_kind(group, kind) {
             kinds.entry((kind.clone(), group.clone())).or_insert(r);
+        }
+    }
+    // Where members may live besides the target: the namespaces of wanted objects (with the
+    // kinds wanted there) and the parent's additional namespaces (every kind it lists).
+    let mut wanted_elsewhere: BTreeSet<(String, String, String)> = BTreeSet::new();
+    for d in wanted {
+        if let Some(other) = d.key.namespace.as_ref().filter(|n| n.as_str() != ns) {
+            wanted_elsewhere.insert((d.key.kind.clone(), d.key.group.clone(), other.clone()));
+        }
+    }
+    let others: BTreeSet<&String> = wanted_elsewhere
+        .iter()
+        .map(|(_, _, n)| n)
+        .chain(found.parent_namespaces.iter())
+        .collect();
+    let mut lists_to_make: Vec<(Resolved, Option<String>, Scope)> = Vec::new();
+    for ((kind, group), r) in &kinds {
+        if !r.namespaced {
+            lists_to_make.push((r.clone(), None, Scope::Members));
+            continue;
+        }
+        lists_to_make.push((r.clone(), Some(ns.to_string()), Scope::Target));
+        for other in &others {
+            let scope =
+                if wanted_elsewhere.contains(&(kind.clone(), group.clone(), (*other).clone())) {
+                    Scope::Wanted
+                } else {
+                    Scope::Members
+                };
+            lists_to_make.push((r.clone(), Some((*other).clone()), scope));
         }
     }
     let mut live = Live {
@@ -638,29 +760,36 @@ pub async fn list_live(
         live.objects.insert(key, v);
     };
     let namespace_exists = found.namespace_exists;
-    let mut lists = futures::stream::iter(kinds.values().cloned().map(|r| {
-        let api = cluster.api(&r, if r.namespaced { Some(ns) } else { None });
+    let mut lists = futures::stream::iter(lists_to_make.into_iter().map(|(r, in_ns, scope)| {
+        let api = cluster.api(&r, in_ns.as_deref());
         let selector = selector.clone();
-        let ns_ok = namespace_exists || !r.namespaced;
+        let target_missing = scope == Scope::Target && !namespace_exists;
         async move {
-            if r.pending || !ns_ok {
-                return Ok((r, Vec::new()));
+            if r.pending || target_missing {
+                return Ok((r, scope, Vec::new()));
             }
-            // Cluster-scoped kinds: only our members (a cluster-wide list of everything could be huge).
-            let params = if r.namespaced {
-                ListParams::default()
-            } else {
-                ListParams::default().labels(&selector)
+            // Cluster-scoped kinds and other namespaces without wanted objects: only our
+            // members (a list of everything there could be huge, and is none of our business).
+            let params = match scope {
+                Scope::Members => ListParams::default().labels(&selector),
+                Scope::Target | Scope::Wanted => ListParams::default(),
             };
-            let list = idempotent(|| api.list(&params))
-                .await
-                .map_err(|e| api_error(format!("listing {} in {ns}", r.resource.plural), e))?;
-            Ok::<_, Error>((r, list.items))
+            let list = idempotent(|| api.list(&params)).await.map_err(|e| {
+                let place = match (&in_ns, scope) {
+                    (None, _) => "the cluster".to_string(),
+                    (Some(n), Scope::Target) => format!("namespace {n}"),
+                    (Some(n), _) => {
+                        format!("namespace {n} (an additional namespace of the ApplySet)")
+                    }
+                };
+                api_error(format!("listing {} in {place}", r.resource.plural), e)
+            })?;
+            Ok::<_, Error>((r, scope, list.items))
         }
     }))
     .buffer_unordered(opts.concurrency);
     while let Some(result) = lists.next().await {
-        let (r, items) = result?;
+        let (r, scope, items) = result?;
         for o in items {
             let v = to_value(&o, &r);
             drop(o);
@@ -668,7 +797,10 @@ pub async fn list_live(
             let part_of = v["metadata"]["labels"][applyset::LABEL_PART_OF].as_str();
             if part_of == Some(id) {
                 live.members.insert(key.clone(), r.clone());
-            } else if part_of.is_none() && !infrastructure(&v) {
+            } else if scope == Scope::Wanted && !wanted_index.contains_key(&key) {
+                // Another namespace: only what we want or own there is ours to look at.
+                continue;
+            } else if scope == Scope::Target && part_of.is_none() && !infrastructure(&v) {
                 live.unowned.push(key.clone());
             }
             admit(key, v, &mut live);
@@ -699,6 +831,17 @@ pub async fn list_live(
         ),
     );
     Ok(live)
+}
+
+/// What one LIST of [`list_live`] covers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scope {
+    /// Every object of the kind in the target namespace (unowned ones are drift).
+    Target,
+    /// Every object of the kind in another namespace where the manifests want some.
+    Wanted,
+    /// Only our members (cluster-scoped kinds; additional namespaces with nothing wanted).
+    Members,
 }
 
 /// A wanted object and what the server says applying it would make of it.
@@ -744,26 +887,6 @@ pub fn immutable_fields(e: &kube::Error) -> Option<Vec<String>> {
     (!fields.is_empty()).then_some(fields)
 }
 
-/// A dry-run error as the plan reports it: bad input where no retry or right can help.
-fn dry_run_error(key: &ObjectKey, e: kube::Error) -> Error {
-    let code = status_code(&e);
-    // The server reports a manifest that does not fit the schema as 500 "failed to create
-    // typed patch object", and one it cannot decode (a Secret's data that is not base64) as
-    // 500 "failed to convert new object": that is bad input, not a failure.
-    let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object") || s.message.contains("failed to convert new object"));
-    let err = api_error(format!("dry-run of {key}"), e);
-    // 413: the object is larger than the server accepts in one request, so no retry or
-    // permission can make it apply; the manifest has to change.
-    if schema || matches!(code, Some(400) | Some(413) | Some(422)) {
-        Error {
-            kind: shared::ErrorKind::Invalid,
-            ..err
-        }
-    } else {
-        err
-    }
-}
-
 /// A hook is created, not applied: its dry-run is a create. A fixed name taken by the
 /// previous run (deleted before the real create) is dry-run under a generated name instead,
 /// which checks everything else.
@@ -783,7 +906,7 @@ async fn dry_run_hook(cluster: &Cluster, desired: &Desired) -> Result<Value> {
             }
             other => other,
         };
-    let created = created.map_err(|e| dry_run_error(&desired.key, e))?;
+    let created = created.map_err(|e| dry_run_error(&desired.key, e, &desired.object))?;
     let mut m = to_value(&created, &desired.resolved);
     strip_managed_fields(&mut m);
     Ok(m)
@@ -791,18 +914,19 @@ async fn dry_run_hook(cluster: &Cluster, desired: &Desired) -> Result<Value> {
 
 /// Step 4: a server-side dry-run of every wanted object not proven unchanged, bounded
 /// concurrency. A conflict is noted (and the dry-run repeated with force, to show the
-/// result); a change of an immutable field is noted; a manifest the server's schema rejects
-/// is invalid input.
+/// result); a change of an immutable field is noted; an object the server rejects as it
+/// stands is a [`Rejection`], every one of them found, not only the first; any other failure
+/// ends planning.
 pub async fn dry_run(
     cluster: &Cluster,
     wanted: Vec<Desired>,
     proven: &BTreeMap<ObjectKey, Option<String>>,
     found: &Discovered,
     opts: &Options,
-) -> Result<Vec<DryRun>> {
+) -> Result<(Vec<DryRun>, Vec<Rejection>)> {
     let namespace_exists = found.namespace_exists;
     let skip_dry_run = |r: &Resolved| r.pending || (r.namespaced && !namespace_exists);
-    futures::stream::iter(wanted.into_iter().map(|desired| {
+    let outcomes = futures::stream::iter(wanted.into_iter().map(|desired| {
         let api = cluster.api(
             &desired.resolved,
             desired.object["metadata"]["namespace"].as_str(),
@@ -817,15 +941,17 @@ pub async fn dry_run(
                 immutable: None,
             };
             if known_unchanged {
-                return Ok(unchecked(desired, None));
+                return Ok(Ok(unchecked(desired, None)));
             }
             if skip {
                 let merged = Some(desired.object.clone());
-                return Ok(unchecked(desired, merged));
+                return Ok(Ok(unchecked(desired, merged)));
             }
             if desired.placement.is_hook() {
-                let merged = dry_run_hook(cluster, &desired).await?;
-                return Ok(unchecked(desired, Some(merged)));
+                return match dry_run_hook(cluster, &desired).await {
+                    Ok(merged) => Ok(Ok(unchecked(desired, Some(merged)))),
+                    Err(e) => rejected(&desired.key, e),
+                };
             }
             let key = &desired.key;
             let r = &desired.resolved;
@@ -841,7 +967,13 @@ pub async fn dry_run(
                     let forced = pp.clone().force();
                     idempotent(|| api.patch(&key.name, &forced, &patch))
                         .await
-                        .map(|merged| (merged, Some(conflict)))
+                        .map(|merged| {
+                            let conflict = crate::normalize::mask_secret_values_in(
+                                &conflict,
+                                &[&desired.object],
+                            );
+                            (merged, Some(conflict))
+                        })
                 }
                 Err(e) => Err(e),
             };
@@ -850,31 +982,73 @@ pub async fn dry_run(
                 Ok((merged, conflict)) => {
                     let mut m = to_value(&merged, r);
                     strip_managed_fields(&mut m);
-                    Ok(DryRun {
+                    Ok(Ok(DryRun {
                         desired,
                         merged: Some(m),
                         conflict,
                         immutable: None,
-                    })
+                    }))
                 }
                 Err(e) => match immutable_fields(&e) {
                     // What it will look like when created anew, if it is replaced.
-                    Some(fields) => Ok(DryRun {
+                    Some(fields) => Ok(Ok(DryRun {
                         merged: Some(desired.object.clone()),
                         desired,
                         conflict: None,
                         immutable: Some(fields),
-                    }),
-                    None => Err(dry_run_error(key, e)),
+                    })),
+                    None => {
+                        let err = dry_run_error(key, e, &desired.object);
+                        rejected(key, err)
+                    }
                 },
             }
         }
     }))
     .buffer_unordered(opts.concurrency)
-    .collect::<Vec<Result<DryRun>>>()
-    .await
-    .into_iter()
-    .collect()
+    .collect::<Vec<Result<std::result::Result<DryRun, Rejection>>>>()
+    .await;
+    let mut runs = Vec::new();
+    let mut rejections = Vec::new();
+    for outcome in outcomes {
+        match outcome? {
+            Ok(run) => runs.push(run),
+            Err(r) => rejections.push(r),
+        }
+    }
+    Ok((runs, rejections))
+}
+
+/// A failed dry-run as an error, Secret values masked (the server may quote them). The server
+/// reports a manifest that does not fit the schema as 500 "failed to create typed patch
+/// object", and one it cannot decode (a Secret's data that is not base64) as 500 "failed to
+/// convert new object": that is bad input, not a failure. So are 400, 422 and 413 (larger
+/// than the server accepts in one request): no retry or permission makes them apply.
+fn dry_run_error(key: &ObjectKey, e: kube::Error, object: &Value) -> Error {
+    let schema = matches!(&e, kube::Error::Api(s) if s.message.contains("failed to create typed patch object") || s.message.contains("failed to convert new object"));
+    let invalid = schema || matches!(status_code(&e), Some(400 | 413 | 422));
+    let err = crate::normalize::mask_error(api_error(format!("dry-run of {key}"), e), &[object]);
+    if invalid {
+        Error {
+            kind: shared::ErrorKind::Invalid,
+            ..err
+        }
+    } else {
+        err
+    }
+}
+
+/// An invalid-input error is a finding about the object; anything else ends planning.
+fn rejected(key: &ObjectKey, error: Error) -> Result<std::result::Result<DryRun, Rejection>> {
+    if error.kind == shared::ErrorKind::Invalid {
+        Ok(Err(Rejection {
+            key: key.clone(),
+            error,
+            live: None,
+        }))
+    } else {
+        Err(error)
+    }
 }
 
 /// Step 5, for each wanted object: create, update or unchanged, from the live copy and the
@@ -1055,6 +1229,7 @@ pub fn assemble(
         applyset_id: id,
         parent_exists: found.parent_exists,
         parent_kinds: found.parent_kinds,
+        parent_namespaces: found.parent_namespaces,
         items,
         unowned,
         latest_revision: found.latest_revision,
@@ -1063,6 +1238,7 @@ pub fn assemble(
         skipped: Vec::new(),
         notes: Vec::new(),
         helm_releases: BTreeSet::new(),
+        rejected: Vec::new(),
     }
 }
 
@@ -1117,6 +1293,7 @@ mod tests {
             for_write: false,
             keep_unchanged_live: false,
             replace_immutable: false,
+            report_rejections: false,
         }
     }
 

@@ -98,6 +98,8 @@ pub struct Corrupt {
     /// The revision its name carries, when that is a number in range.
     pub revision: Option<u64>,
     pub reason: String,
+    /// Secret name and uid of the other parts labelled with its revision.
+    pub parts: Vec<(String, Option<String>)>,
 }
 
 impl Corrupt {
@@ -113,12 +115,44 @@ impl Corrupt {
     }
 }
 
+/// Parts of a record whose part 0 does not exist: a run died (or failed to clean up) between
+/// writing its parts and its part 0, or is writing them right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incomplete {
+    pub revision: u64,
+    /// Secret name and uid of each part.
+    pub parts: Vec<(String, Option<String>)>,
+    /// When the server created the oldest of them.
+    pub created: Option<jiff::Timestamp>,
+}
+
+impl Incomplete {
+    pub fn describe(&self) -> String {
+        let names: Vec<&str> = self.parts.iter().map(|(n, _)| n.as_str()).collect();
+        format!(
+            "incomplete (Secret{} {}): parts of a record whose part 0 was never written",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        )
+    }
+}
+
+/// How long parts without their part 0 are left alone, measured on the API server's clock
+/// (their creation against the newest record's): a run writing a record takes seconds between
+/// its parts and its part 0, so parts this much older than a complete later record belong to
+/// a run that is gone.
+pub const ORPHAN_AGE: jiff::SignedDuration = jiff::SignedDuration::from_mins(10);
+
 /// The records of a namespace.
 #[derive(Debug, Default)]
 pub struct Records {
     /// Readable and within bounds, oldest first.
     pub trusted: Vec<Meta>,
     pub corrupt: Vec<Corrupt>,
+    /// By revision, oldest first.
+    pub incomplete: Vec<Incomplete>,
+    /// When the server created the newest part 0 (any record, readable or not).
+    pub newest_created: Option<jiff::Timestamp>,
 }
 
 impl Records {
@@ -126,12 +160,27 @@ impl Records {
         self.trusted.last()
     }
 
-    /// The highest revision number taken, by a readable record or by the name of a corrupt
-    /// one (its Secret exists, so creating that name again would collide); 0 for none.
+    /// The highest revision number taken, by a readable record, by the name of a corrupt
+    /// one, or by parts of an incomplete one (their Secrets exist, so creating those names
+    /// again would collide); 0 for none.
     pub fn newest_number(&self) -> u64 {
         let trusted = self.trusted.last().map(|m| m.revision);
         let corrupt = self.corrupt.iter().filter_map(|c| c.revision).max();
-        trusted.max(corrupt).unwrap_or(0)
+        let incomplete = self.incomplete.iter().map(|i| i.revision).max();
+        trusted.max(corrupt).max(incomplete).unwrap_or(0)
+    }
+
+    /// Incomplete records that no live run can still be writing (see [`ORPHAN_AGE`]).
+    pub fn orphans(&self) -> impl Iterator<Item = &Incomplete> {
+        let newest = self.newest_created;
+        self.incomplete
+            .iter()
+            .filter(move |i| match (i.created, newest) {
+                (Some(created), Some(newest)) => {
+                    created.checked_add(ORPHAN_AGE).is_ok_and(|t| t <= newest)
+                }
+                _ => false,
+            })
     }
 
     /// The number the next record takes.
@@ -170,6 +219,7 @@ fn check(secret: &str, meta_b64: Option<&str>, parts: &BTreeSet<String>) -> Resu
         name: secret.to_string(),
         revision: number,
         reason,
+        parts: Vec::new(),
     };
     let Some(n) = number else {
         return Err(corrupt(format!(
@@ -234,21 +284,73 @@ pub async fn list(cluster: &Cluster, ns: &str) -> Result<Records> {
     // Parts are created before their part 0 and deleted after it, so every part of a part 0
     // listed above still exists now, unless the record is being pruned at this moment.
     let lp = ListParams::default().labels(&format!("{MANAGED_BY}=kubectl-gitops,{PART_LABEL}"));
-    let parts: BTreeSet<String> = idempotent(|| api.list_metadata(&lp))
+    let part_list = idempotent(|| api.list_metadata(&lp))
         .await
-        .map_err(|e| api_error(format!("listing revision record parts in {ns}"), e))?
+        .map_err(|e| api_error(format!("listing revision record parts in {ns}"), e))?;
+    let parts: BTreeSet<String> = part_list
         .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
         .collect();
-    let mut out = Records::default();
+    let head_names: BTreeSet<String> = heads
+        .items
+        .iter()
+        .filter_map(|h| h.metadata.name.clone())
+        .collect();
+    let mut out = Records {
+        newest_created: heads
+            .items
+            .iter()
+            .filter_map(|h| h.metadata.creation_timestamp.as_ref().map(|t| t.0))
+            .max(),
+        ..Records::default()
+    };
+    let mut incomplete: std::collections::BTreeMap<u64, Incomplete> = Default::default();
+    let mut headed: std::collections::BTreeMap<u64, Vec<(String, Option<String>)>> =
+        Default::default();
+    for p in part_list.items {
+        let Some(revision) = p
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(PART_LABEL))
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| (1..=MAX_REVISION).contains(n))
+        else {
+            continue;
+        };
+        if head_names.contains(&name(revision, 0)) {
+            headed
+                .entry(revision)
+                .or_default()
+                .push((p.metadata.name.unwrap_or_default(), p.metadata.uid));
+            continue;
+        }
+        let entry = incomplete.entry(revision).or_insert(Incomplete {
+            revision,
+            parts: Vec::new(),
+            created: None,
+        });
+        let created = p.metadata.creation_timestamp.map(|t| t.0);
+        entry.created = match (entry.created, created) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        entry
+            .parts
+            .push((p.metadata.name.unwrap_or_default(), p.metadata.uid));
+    }
+    out.incomplete = incomplete.into_values().collect();
     for s in heads.items {
         let secret = s.metadata.name.clone().unwrap_or_default();
         let meta = s.data["data"]["meta.json"].as_str();
         match check(&secret, meta, &parts) {
             Ok(m) => out.trusted.push(m),
-            Err(c) => {
+            Err(mut c) => {
                 warn_once(ns, &c);
+                if let Some(n) = c.revision {
+                    c.parts = headed.remove(&n).unwrap_or_default();
+                }
                 out.corrupt.push(c)
             }
         }
@@ -257,6 +359,24 @@ pub async fn list(cluster: &Cluster, ns: &str) -> Result<Records> {
     out.corrupt
         .sort_by(|a, b| (a.revision, &a.name).cmp(&(b.revision, &b.name)));
     Ok(out)
+}
+
+/// One record's meta exactly as [`list`] reads it (same bounds; a corrupt one is warned
+/// about once), for readers that learn the Secrets some other way: the exporter watches
+/// their metadata and fetches each record once. `parts` holds the names of the part Secrets
+/// in the namespace.
+pub fn read_meta(
+    ns: &str,
+    secret: &str,
+    meta_b64: Option<&str>,
+    parts: &BTreeSet<String>,
+) -> Result<Meta, Corrupt> {
+    check(secret, meta_b64, parts).inspect_err(|c| warn_once(ns, c))
+}
+
+/// The revision a record's Secret name carries (its part 0), if any.
+pub fn revision_of(secret: &str) -> Option<u64> {
+    number_in_name(secret)
 }
 
 /// A run lists the records several times; each corrupt one is worth one warning.
@@ -352,7 +472,9 @@ pub async fn write(cluster: &Cluster, ns: &str, mut meta: Meta, blob: &[u8]) -> 
     meta.parts = chunks.len() as u32;
     let api = secrets(cluster, ns);
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    // Later parts first, so a part-0 record that exists is always complete.
+    // Later parts first, so a part-0 record that exists is always complete. Parts written
+    // before a failure are deleted again: left behind, they would hold the revision number.
+    let mut written: Vec<(String, Option<String>)> = Vec::new();
     for (k, chunk) in chunks.iter().enumerate().rev() {
         let mut data = serde_json::Map::new();
         data.insert(format!("manifests.{k}"), json!(b64(chunk)));
@@ -366,30 +488,54 @@ pub async fn write(cluster: &Cluster, ns: &str, mut meta: Meta, blob: &[u8]) -> 
         } else {
             labels[PART_LABEL] = json!(meta.revision.to_string());
         }
+        let part = name(meta.revision, k as u32);
         let obj: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name(meta.revision, k as u32), "namespace": ns, "labels": labels},
+            "metadata": {"name": part, "namespace": ns, "labels": labels},
             "type": SECRET_TYPE,
             "data": data,
         }))
         .expect("valid Secret");
         let pp = PostParams::default();
-        if let Err(e) = crate::cluster::when_throttled(|| api.create(&pp, &obj)).await {
-            if status_code(&e) == Some(409) {
-                return Err(Error::race(format!(
-                    "revision {} in namespace {ns} was recorded by another sync at the same time",
-                    meta.revision
-                ))
-                .hint("another sync or revert ran concurrently; check `kubectl gitops history`, then retry"));
+        match crate::cluster::when_throttled(|| api.create(&pp, &obj)).await {
+            Ok(created) => written.push((part, created.metadata.uid)),
+            Err(e) => {
+                remove_parts(&api, ns, &written).await;
+                if status_code(&e) == Some(409) {
+                    return Err(Error::race(format!(
+                        "revision {} in namespace {ns} was recorded by another sync at the same time",
+                        meta.revision
+                    ))
+                    .hint("another sync or revert ran concurrently; check `kubectl gitops history`, then retry"));
+                }
+                return Err(api_error(format!("writing revision record {part}"), e));
             }
-            return Err(api_error(
-                format!("writing revision record {}", name(meta.revision, k as u32)),
-                e,
-            ));
         }
     }
     Ok(())
+}
+
+/// Deletes record parts this run wrote or found orphaned, each only if it is still the same
+/// Secret (uid). Failures are warnings: what is left is named by `history` and removed later.
+async fn remove_parts(api: &Api<DynamicObject>, ns: &str, parts: &[(String, Option<String>)]) {
+    for (part, uid) in parts {
+        let dp = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match idempotent(|| api.delete(part, &dp)).await {
+            Ok(_) => {}
+            Err(e) if matches!(status_code(&e), Some(404 | 409)) => {}
+            Err(e) => crate::log::warn(format!(
+                "could not delete the record part Secret/{ns}/{part}: {}",
+                api_error("deleting", e).message
+            )),
+        }
+    }
 }
 
 /// The manifests of a recorded revision (one [`list`] trusted).
@@ -400,6 +546,7 @@ pub async fn manifests(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<V
             name: name(meta.revision, 0),
             revision: Some(meta.revision),
             reason,
+            parts: Vec::new(),
         }
         .error(ns)
     };
@@ -417,16 +564,39 @@ pub async fn manifests(cluster: &Cluster, ns: &str, meta: &Meta) -> Result<Vec<V
             .map_err(|e| corrupt(format!("part {k} is not base64: {e}")))?;
         blob.extend(bytes);
     }
-    decompress(&blob).map_err(corrupt)
+    // Up to 64 MiB to inflate and parse: off the runtime's thread.
+    tokio::task::block_in_place(|| decompress(&blob)).map_err(corrupt)
 }
 
-/// Keeps the newest `keep` readable records. Corrupt ones are left for a person to look at
-/// (`history` names them). Part 0 goes first, so a record interrupted while being deleted is
-/// gone rather than left without its parts.
+/// Keeps the newest `keep` readable records, and removes parts that lost their part 0 long
+/// ago ([`Records::orphans`]). A corrupt record older (by the number in its name) than the
+/// oldest record kept is beyond the limit like any other and removed with its parts; newer
+/// ones, and one whose name carries no number, are left for a person to look at (`history`
+/// names them). Part 0 goes first, so a record interrupted while being deleted is gone rather
+/// than left without its parts (which become orphans, removed by a later run).
 pub async fn prune_history(cluster: &Cluster, ns: &str, keep: u32) -> Result<()> {
     let all = list(cluster, ns).await?;
     let api = secrets(cluster, ns);
+    for orphan in all.orphans() {
+        crate::log::info(2, format!("removing {}", orphan.describe()));
+        remove_parts(&api, ns, &orphan.parts).await;
+    }
     let excess = all.trusted.len().saturating_sub(keep as usize);
+    if let Some(oldest_kept) = all.trusted.get(excess).map(|m| m.revision) {
+        for c in all
+            .corrupt
+            .iter()
+            .filter(|c| c.revision.is_some_and(|n| n < oldest_kept))
+        {
+            crate::log::info(
+                2,
+                format!("removing corrupt revision record {}: {}", c.name, c.reason),
+            );
+            let head = [(c.name.clone(), None)];
+            remove_parts(&api, ns, &head).await;
+            remove_parts(&api, ns, &c.parts).await;
+        }
+    }
     for meta in all.trusted.iter().take(excess) {
         for k in 0..meta.parts {
             let part = name(meta.revision, k);
@@ -462,11 +632,29 @@ pub async fn open(kube: &KubeArgs) -> Result<Recorded> {
         .unwrap_or(conn.default_namespace.clone());
     let cluster = Cluster::discover(conn.client.clone()).await?;
     let records = list(&cluster, &namespace).await?;
+    if records.trusted.is_empty() && records.corrupt.is_empty() && records.incomplete.is_empty() {
+        missing_namespace(&cluster, &namespace).await?;
+    }
     Ok(Recorded {
         cluster,
         namespace,
         records,
     })
+}
+
+/// Listing Secrets in a namespace that does not exist returns nothing, which must not read as
+/// "no revisions": a mistyped `-n` is an error naming it. A user who may not read namespaces
+/// (only Secrets in theirs) gets the empty answer the list gave.
+async fn missing_namespace(cluster: &Cluster, ns: &str) -> Result<()> {
+    let Some(r) = cluster.resolve("v1", "Namespace") else {
+        return Ok(());
+    };
+    let api = cluster.api(&r, None);
+    match idempotent(|| api.get_opt(ns)).await {
+        Ok(None) => Err(Error::invalid(format!("namespace {ns:?} does not exist"))
+            .hint("check -n (or the context's namespace): kubectl get namespaces lists them")),
+        Ok(Some(_)) | Err(_) => Ok(()),
+    }
 }
 
 /// A recorded revision's objects as manifests, checked as a tag's files are, so they go
@@ -554,23 +742,62 @@ mod tests {
     #[test]
     fn a_corrupt_record_still_takes_its_number() {
         let r = Records {
-            trusted: vec![],
             corrupt: vec![Corrupt {
                 name: "kubectl-gitops.rev.7".into(),
                 revision: Some(7),
                 reason: "x".into(),
+                parts: vec![],
             }],
+            ..Records::default()
         };
         assert_eq!(r.next_number("ns").unwrap(), 8);
         let full = Records {
-            trusted: vec![],
             corrupt: vec![Corrupt {
                 name: "n".into(),
                 revision: Some(MAX_REVISION),
                 reason: "x".into(),
+                parts: vec![],
             }],
+            ..Records::default()
         };
         assert!(full.next_number("ns").is_err());
+    }
+
+    fn at(t: &str) -> Option<jiff::Timestamp> {
+        Some(t.parse().unwrap())
+    }
+
+    #[test]
+    fn parts_without_their_part_0_hold_their_number_and_expire_by_the_servers_clock() {
+        let orphan = |revision, created| Incomplete {
+            revision,
+            parts: vec![(name(revision, 1), None)],
+            created,
+        };
+        let r = Records {
+            incomplete: vec![
+                orphan(4, at("2026-01-01T10:00:00Z")),
+                orphan(9, at("2026-01-01T10:55:00Z")),
+            ],
+            newest_created: at("2026-01-01T11:00:00Z"),
+            ..Records::default()
+        };
+        assert_eq!(r.next_number("ns").unwrap(), 10, "9 is taken by its parts");
+        let old: Vec<u64> = r.orphans().map(|i| i.revision).collect();
+        assert_eq!(
+            old,
+            [4],
+            "only parts 10 minutes older than the newest record"
+        );
+        let no_record = Records {
+            incomplete: vec![orphan(4, at("2026-01-01T10:00:00Z"))],
+            ..Records::default()
+        };
+        assert_eq!(
+            no_record.orphans().count(),
+            0,
+            "no complete record to compare with"
+        );
     }
 
     #[test]

@@ -309,6 +309,14 @@ pub fn plan_json(plan: &Plan, show_secrets: bool, extra: Value) -> Value {
         "notes": plan.notes,
         "waves": waves,
     });
+    // Only diff plans with rejections (sync refuses them before showing anything).
+    if !plan.rejected.is_empty() {
+        v["rejected"] = plan
+            .rejected
+            .iter()
+            .map(|r| json!({"object": r.key.to_string(), "message": r.reason()}))
+            .collect();
+    }
     if let (Some(map), Value::Object(extra)) = (v.as_object_mut(), extra) {
         map.extend(extra);
     }
@@ -371,11 +379,13 @@ pub fn external_diff(plan: &Plan, tool: &str, show_secrets: bool) -> shared::Res
     }
     let mut parts = tool.split_whitespace();
     let program = parts.next().unwrap_or("diff");
-    let status = std::process::Command::new(program)
-        .args(parts)
-        .arg(&live_dir)
-        .arg(&merged_dir)
-        .status()
-        .map_err(|e| shared::Error::refused(format!("KUBECTL_EXTERNAL_DIFF={tool}: {e}")))?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(parts).arg(&live_dir).arg(&merged_dir);
+    let status = crate::child::status(
+        cmd,
+        &format!("KUBECTL_EXTERNAL_DIFF={tool}"),
+        &crate::child::EXTERNAL_DIFF,
+    )?
+    .map_err(|e| shared::Error::refused(format!("KUBECTL_EXTERNAL_DIFF={tool}: {e}")))?;
     Ok(status.code().unwrap_or(2))
 }

@@ -50,6 +50,8 @@ pub struct Located {
     pub env: Option<String>,
     pub namespace: Option<String>,
     pub context: Option<String>,
+    /// The environment's `notify:` webhooks in gitops.yaml at the tag.
+    pub notify: Vec<shared::config::NotifyTarget>,
     /// What decides a Helm chart's render besides the chart (the environment's `helm:` block
     /// at the tag, `--values`, `--set`).
     values: helm::Values,
@@ -83,6 +85,30 @@ pub fn kubectl_binary() -> PathBuf {
     std::env::var_os("KUBECTL_PATH")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("kubectl"))
+}
+
+/// The environment `name`'s entry in gitops.yaml at the tag. A deploy tag (or `--env`) names
+/// an environment, whose namespace and context come from there: a gitops.yaml that is broken
+/// or lacks the environment is an error (exit 2), never a silent fall-back to the current
+/// context's namespace. Only a `--tag` whose commit has no gitops.yaml at all goes on without
+/// (with `--path` and `-n`).
+fn environment_at(
+    repo: &Repo,
+    commit: ObjectId,
+    tag: &str,
+    name: &str,
+    required: bool,
+) -> Result<Option<shared::config::Environment>> {
+    if !required && repo.file_at(commit, shared::config::FILE_NAME)?.is_none() {
+        return Ok(None);
+    }
+    let cfg = repo.config_at(commit, tag)?;
+    match cfg.env(name) {
+        Some(e) => Ok(Some(e.clone())),
+        None => Err(cfg
+            .require(name, &format!("gitops.yaml at {tag}"))
+            .unwrap_err()),
+    }
 }
 
 /// Finds the tag and reads it once (ref, tag object, commit); the environment's entry in
@@ -134,20 +160,7 @@ pub fn locate(args: Location<'_>) -> Result<Located> {
     let tag_ref = signature::read_tag_at(&repo.inner, &tag, target)?;
     let commit = tag_ref.commit.id;
     let env = match &env_name {
-        Some(name) => match repo.config_at(commit, &tag) {
-            Ok(cfg) => match cfg.env(name) {
-                Some(e) => Some(e.clone()),
-                None if args.env.is_some() => {
-                    return Err(cfg
-                        .require(name, &format!("gitops.yaml at {tag}"))
-                        .unwrap_err());
-                }
-                None => None,
-            },
-            // A --tag without gitops.yaml is fine when --path and -n are given.
-            Err(e) if args.env.is_some() => return Err(e),
-            Err(_) => None,
-        },
+        Some(name) => environment_at(&repo, commit, &tag, name, args.env.is_some())?,
         None => None,
     };
     let path = match (args.path, &env) {
@@ -177,6 +190,7 @@ pub fn locate(args: Location<'_>) -> Result<Located> {
         path,
         env: env.as_ref().map(|e| e.name.clone()),
         namespace: env.as_ref().map(|e| e.namespace.clone()),
+        notify: env.as_ref().map(|e| e.notify.clone()).unwrap_or_default(),
         context: env.and_then(|e| e.context),
         values,
     })

@@ -439,8 +439,10 @@ async fn judge_tag(
     let policy = match read_policy(client, ns).await {
         Ok(Some(p)) => p,
         Ok(None) => return Ok(SignatureRecord::NoPolicy),
-        // diff still diffs when the policy cannot be read; a broken policy stays an error.
-        Err(e) if warn && e.kind != ErrorKind::Invalid => {
+        // diff still diffs when the policy cannot be read (say, forbidden); a broken policy
+        // stays an error, and so does a server that does not answer: the diff would only wait
+        // for it again.
+        Err(e) if warn && e.kind != ErrorKind::Invalid && !crate::cluster::is_transient(&e) => {
             let reason = format!("{}; the tag's signature was not checked", e.message);
             crate::log::warn(&reason);
             return Ok(SignatureRecord::Unverified { reason });

@@ -19,6 +19,7 @@ use crate::cluster::{Cluster, Resolved};
 use crate::execute::{self, Progress, SyncOptions};
 use crate::health::{self, Report};
 use crate::hooks::{self, Started};
+use crate::lock::Guard;
 use crate::manifest::ObjectKey;
 use crate::phases::Phase;
 use crate::plan::{Action, Item, Plan, Step};
@@ -73,16 +74,37 @@ pub async fn run(
     opts: &SyncOptions,
     progress: &mut Progress,
     seen: u32,
+    guard: Option<&Guard>,
 ) -> Result<(), Stop> {
     let mut budget = Budget::new(opts.timeout);
     for phase in [Phase::PreSync, Phase::Sync] {
         for step in plan.steps(phase) {
-            run_step(cluster, plan, &step, opts, progress, &mut budget, seen).await?;
+            run_step(
+                cluster,
+                plan,
+                &step,
+                opts,
+                progress,
+                &mut budget,
+                seen,
+                guard,
+            )
+            .await?;
         }
     }
-    prune(cluster, plan, progress).await?;
+    prune(cluster, plan, progress, guard).await?;
     for step in plan.steps(Phase::PostSync) {
-        run_step(cluster, plan, &step, opts, progress, &mut budget, seen).await?;
+        run_step(
+            cluster,
+            plan,
+            &step,
+            opts,
+            progress,
+            &mut budget,
+            seen,
+            guard,
+        )
+        .await?;
     }
     if opts.wait && !plan.ordered {
         let targets: Vec<(ObjectKey, Resolved)> = plan
@@ -115,6 +137,7 @@ pub async fn sync_fail(
     plan: &Plan,
     opts: &SyncOptions,
     progress: &mut Progress,
+    guard: Option<&Guard>,
 ) {
     let steps = plan.steps(Phase::SyncFail);
     if steps.is_empty() {
@@ -123,7 +146,18 @@ pub async fn sync_fail(
     let seen = crate::interrupt::count();
     let mut budget = Budget::new(opts.timeout);
     for step in steps {
-        match run_step(cluster, plan, &step, opts, progress, &mut budget, seen).await {
+        match run_step(
+            cluster,
+            plan,
+            &step,
+            opts,
+            progress,
+            &mut budget,
+            seen,
+            guard,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(Stop::Interrupted) => return,
             Err(Stop::NotReady { report, .. }) => {
@@ -141,6 +175,8 @@ pub async fn sync_fail(
 
 /// One wave: its hooks started and its objects applied, kind by kind (CRDs Established before
 /// anything else of the wave), then, when the plan is ordered, everything in it waited for.
+/// Each kind's batch first checks that the lease is still ours.
+#[allow(clippy::too_many_arguments)]
 async fn run_step(
     cluster: &mut Cluster,
     plan: &Plan,
@@ -149,6 +185,7 @@ async fn run_step(
     progress: &mut Progress,
     budget: &mut Budget,
     seen: u32,
+    guard: Option<&Guard>,
 ) -> Result<(), Stop> {
     let items: Vec<&Item> = step.items.iter().map(|&i| &plan.items[i]).collect();
     if plan.ordered {
@@ -162,6 +199,7 @@ async fn run_step(
     ranks.sort();
     ranks.dedup();
     for rank in ranks {
+        execute::checkpoint(guard, &format!("rank-{rank}")).await?;
         let batch: Vec<&Item> = items
             .iter()
             .filter(|i| i.rank == rank)
@@ -297,7 +335,14 @@ fn hook_deadline(item: &Item) -> Option<Duration> {
 
 /// Members that left the manifests, after the last wave of the Sync phase, in reverse wave
 /// order (and reverse kind order inside a wave): what depends on others goes first.
-async fn prune(cluster: &Cluster, plan: &Plan, progress: &mut Progress) -> Result<(), Stop> {
+/// The lease is checked before the first prune and, from what the renewer last found, before
+/// each one after it.
+async fn prune(
+    cluster: &Cluster,
+    plan: &Plan,
+    progress: &mut Progress,
+    guard: Option<&Guard>,
+) -> Result<(), Stop> {
     let mut prunes: Vec<&Item> = plan
         .items
         .iter()
@@ -306,7 +351,13 @@ async fn prune(cluster: &Cluster, plan: &Plan, progress: &mut Progress) -> Resul
     prunes.sort_by(|a, b| {
         (b.placement.wave, b.rank, &b.key).cmp(&(a.placement.wave, a.rank, &a.key))
     });
+    if !prunes.is_empty() {
+        execute::checkpoint(guard, "prune").await?;
+    }
     for item in prunes {
+        if let Some(g) = guard {
+            g.still_held().await?;
+        }
         execute::prune_item(cluster, item).await?;
         crate::log::info(4, format!("pruned {}", item.key));
         progress.pruned.push(item.key.to_string());

@@ -34,6 +34,18 @@ pub struct Environment {
     pub helm: Option<Helm>,
     /// What a deploy must have shown before it is promoted *into* this environment.
     pub gates: Gates,
+    /// Where sync and revert of this environment send one event per run, besides `--notify`.
+    pub notify: Vec<NotifyTarget>,
+}
+
+/// A webhook of `notify:` (README: notifications).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyTarget {
+    /// `url: https://...`, written in the file: anyone who can read the repository can post to
+    /// it, so `env` is usually the better choice.
+    Url(String),
+    /// `env: NAME`: the URL is read from this environment variable by the run.
+    Env(String),
 }
 
 /// Promotion gates of an environment, checked on the source deploy when promoting into it.
@@ -97,9 +109,49 @@ struct RawEnvironment {
     #[serde(default)]
     context: Option<Spanned<String>>,
     #[serde(default)]
+    notify: Option<Vec<Spanned<RawNotify>>>,
+    #[serde(default)]
     helm: Option<Spanned<RawHelm>>,
     #[serde(default)]
     gates: Option<RawGates>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    #[serde(default)]
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    env: Option<Spanned<String>>,
+}
+
+/// A `notify:` entry: exactly one of `url` and `env`, each well formed. Messages never quote
+/// a URL (it often carries a token).
+fn notify_target(file: &str, raw: Spanned<RawNotify>) -> Result<NotifyTarget, Error> {
+    let hint = "each notify entry is `url: https://...` or `env: NAME` (the URL read from that environment variable)";
+    match (raw.value.url, raw.value.env) {
+        (Some(url), None) => match refname::webhook_url_problem(&url.value) {
+            Some(problem) => {
+                Err(at(file, url.referenced, format!("notify url {problem}")).hint(hint))
+            }
+            None => Ok(NotifyTarget::Url(url.value)),
+        },
+        (None, Some(env)) => match refname::env_var_problem(&env.value) {
+            Some(problem) => Err(at(
+                file,
+                env.referenced,
+                format!("notify env {:?} {problem}", env.value),
+            )
+            .hint(hint)),
+            None => Ok(NotifyTarget::Env(env.value)),
+        },
+        _ => Err(at(
+            file,
+            raw.referenced,
+            "a notify entry needs exactly one of url and env",
+        )
+        .hint(hint)),
+    }
 }
 
 #[derive(Deserialize)]
@@ -122,7 +174,7 @@ struct RawGates {
     soak: Option<Spanned<String>>,
 }
 
-const FIELDS_HINT: &str = "each environment needs name, branch, path and namespace, and may have context, helm (release, valuesFiles, values) and gates (verified, soak); see the gitops.yaml reference in the README";
+const FIELDS_HINT: &str = "each environment needs name, branch, path and namespace, and may have context, helm (release, valuesFiles, values), gates (verified, soak) and notify (url or env); see the gitops.yaml reference in the README";
 
 fn at(file: &str, loc: serde_saphyr::Location, message: impl std::fmt::Display) -> Error {
     Error::invalid(format!("{file}:{}:{}: {message}", loc.line(), loc.column()))
@@ -216,6 +268,12 @@ impl Config {
                     .hint("each environment needs its own branch"));
                 }
             }
+            let notify = env
+                .notify
+                .into_iter()
+                .flatten()
+                .map(|raw| notify_target(file, raw))
+                .collect::<Result<Vec<_>, _>>()?;
             let gates = match env.gates {
                 Some(raw) => Gates {
                     verified: raw.verified.unwrap_or(false),
@@ -241,6 +299,7 @@ impl Config {
                 context: env.context.map(|c| c.value),
                 helm,
                 gates,
+                notify,
             });
         }
         Ok(Config { environments })
@@ -327,6 +386,19 @@ impl Config {
                         "      soak: {}\n",
                         quote(&crate::duration::format_duration(soak))
                     ));
+                }
+            }
+            if !env.notify.is_empty() {
+                out.push_str("    notify:\n");
+            }
+            for target in &env.notify {
+                match target {
+                    NotifyTarget::Url(url) => {
+                        out.push_str(&format!("      - url: {}\n", quote(url)))
+                    }
+                    NotifyTarget::Env(name) => {
+                        out.push_str(&format!("      - env: {}\n", quote(name)))
+                    }
                 }
             }
         }
@@ -483,6 +555,9 @@ environments:
     branch: env/staging
     path: ./deploy/overlays/staging
     namespace: staging
+    notify:
+      - env: SLACK_WEBHOOK_URL
+      - url: https://chat.example.com/hooks/abc
   - name: prod
     branch: env/prod
     path: deploy/overlays/production
@@ -503,6 +578,40 @@ environments:
         assert_eq!(c.previous_of("prod").unwrap().name, "staging");
         assert!(c.next_after("prod").is_none());
         assert!(c.previous_of("dev").is_none());
+        assert_eq!(
+            c.env("staging").unwrap().notify,
+            [
+                NotifyTarget::Env("SLACK_WEBHOOK_URL".into()),
+                NotifyTarget::Url("https://chat.example.com/hooks/abc".into())
+            ]
+        );
+        assert!(c.env("dev").unwrap().notify.is_empty());
+    }
+
+    #[test]
+    fn bad_notify_entries_name_line_and_column_and_never_the_url() {
+        let env = "environments:\n  - name: dev\n    branch: env/dev\n    path: d\n    namespace: dev\n    notify:\n";
+        let e = err(&format!("{env}      - url: ftp://secret-token@x/y\n"));
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(
+            e.contains("notify url is not an http:// or https:// URL"),
+            "{e}"
+        );
+        assert!(!e.contains("secret-token"), "{e}");
+        let e = err(&format!("{env}      - env: 'A-B'\n"));
+        assert!(e.starts_with("gitops.yaml:7:"), "{e}");
+        assert!(e.contains("notify env \"A-B\""), "{e}");
+        let e = err(&format!("{env}      - {{url: 'https://x', env: X}}\n"));
+        assert!(e.contains("exactly one of url and env"), "{e}");
+        let e = err(&format!("{env}      - {{}}\n"));
+        assert!(e.contains("exactly one of url and env"), "{e}");
+        let e = err(&format!("{env}      - {{channel: x}}\n"));
+        assert!(e.contains("channel"), "{e}");
+    }
+
+    #[test]
+    fn parses_the_gates_of_the_documented_example() {
+        let c = Config::parse("gitops.yaml", GOOD).unwrap();
         assert_eq!(
             c.env("prod").unwrap().gates,
             Gates {

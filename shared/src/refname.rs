@@ -264,3 +264,71 @@ mod tests {
         assert_eq!(normalize_repo_path("."), "");
     }
 }
+
+/// Returns why `url` is not usable as a webhook for notifications: an `http://` or
+/// `https://` URL with a host. The reason never quotes the URL, which often carries a token.
+pub fn webhook_url_problem(url: &str) -> Option<&'static str> {
+    let rest = match url.split_once("://") {
+        Some(("http" | "https", rest)) => rest,
+        _ => return Some("is not an http:// or https:// URL"),
+    };
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Some("contains a space or control character");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Some("has no host");
+    }
+    None
+}
+
+/// Returns why `name` is not a portable environment variable name (POSIX: letters, digits
+/// and '_', not starting with a digit).
+pub fn env_var_problem(name: &str) -> Option<&'static str> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => Some("is empty"),
+        Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+            Some("must start with a letter or '_'")
+        }
+        _ if !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Some("may only contain letters, digits and '_'")
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod webhook_tests {
+    use super::*;
+
+    #[test]
+    fn webhooks_are_http_urls_with_a_host() {
+        for ok in [
+            "https://hooks.slack.com/services/T0/B0/xyz",
+            "http://127.0.0.1:8080/hook",
+            "https://user:pw@example.com",
+        ] {
+            assert_eq!(webhook_url_problem(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("ftp://x/y", "is not an http:// or https:// URL"),
+            ("hooks.slack.com/x", "is not an http:// or https:// URL"),
+            ("https:///path", "has no host"),
+            ("https://:80/", "has no host"),
+            ("https://a b/", "contains a space or control character"),
+        ] {
+            assert_eq!(webhook_url_problem(bad), Some(why), "{bad}");
+        }
+    }
+
+    #[test]
+    fn environment_variable_names_are_posix() {
+        assert_eq!(env_var_problem("SLACK_URL"), None);
+        assert_eq!(env_var_problem("_x1"), None);
+        assert!(env_var_problem("").is_some());
+        assert!(env_var_problem("1X").is_some());
+        assert!(env_var_problem("A-B").is_some());
+    }
+}

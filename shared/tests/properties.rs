@@ -4,7 +4,7 @@
 //! kubectl-gitops, which owns them.)
 
 use proptest::prelude::*;
-use shared::config::{Config, Environment, Helm};
+use shared::config::{Config, Environment, Helm, NotifyTarget};
 use shared::tag::{Action, DeployRecord, TagName};
 
 fn config() -> ProptestConfig {
@@ -81,21 +81,37 @@ fn maybe_valid_env() -> impl Strategy<Value = Environment> {
         prop::option::of("\\PC{0,16}"),
         prop::option::of(maybe_valid_helm()),
         (any::<bool>(), prop::option::of(1u64..400_000)),
+        prop::collection::vec(maybe_valid_notify(), 0..3),
     )
         .prop_map(
-            |(name, branch, path, namespace, context, helm, (verified, soak))| Environment {
-                name,
-                branch,
-                path,
-                namespace,
-                context,
-                helm,
-                gates: shared::config::Gates {
-                    verified,
-                    soak: soak.map(std::time::Duration::from_secs),
-                },
+            |(name, branch, path, namespace, context, helm, (verified, soak), notify)| {
+                Environment {
+                    name,
+                    branch,
+                    path,
+                    namespace,
+                    context,
+                    notify,
+                    helm,
+                    gates: shared::config::Gates {
+                        verified,
+                        soak: soak.map(std::time::Duration::from_secs),
+                    },
+                }
             },
         )
+}
+
+/// Webhooks of `notify:`: URLs with tokens in the path or query, variable names, and hostile
+/// text in both.
+fn maybe_valid_notify() -> impl Strategy<Value = NotifyTarget> {
+    prop_oneof![
+        "https?://[a-z0-9.-]{1,16}(:[0-9]{1,5})?/[A-Za-z0-9/_?=&%-]{0,24}"
+            .prop_map(NotifyTarget::Url),
+        "\\PC{0,16}".prop_map(NotifyTarget::Url),
+        "[A-Z_][A-Z0-9_]{0,15}".prop_map(NotifyTarget::Env),
+        "\\PC{0,8}".prop_map(NotifyTarget::Env),
+    ]
 }
 
 /// Chart values as YAML would give them: strings (hostile ones too), integers, booleans,

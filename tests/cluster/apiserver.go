@@ -12,7 +12,6 @@ import (
 	basecompatibility "k8s.io/component-base/compatibility"
 	"k8s.io/component-base/featuregate"
 	logsapi "k8s.io/component-base/logs/api/v1"
-	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 )
 
@@ -60,41 +59,53 @@ func apiServerArgs(o clusterOptions, c *credentials, ports portSet) []string {
 	return append(args, o.extraAPIServerArg...)
 }
 
-// runAPIServer does what kube-apiserver's cobra command does, minus its process-wide signal
-// handler: our own context decides when to stop, and the listener is the one we reserved.
-func runAPIServer(ctx context.Context, o clusterOptions, c *credentials, ports portSet, listener net.Listener) error {
+// configureAPIServer does what kube-apiserver's cobra command does before it runs the server,
+// minus its process-wide signal handler (our own context decides when to stop) and with the
+// listener we reserved. It sets process-wide state (feature gates, klog's logger and contextual
+// logging, client-go's default warning handler), so it runs before any other goroutine that
+// reads that state starts (a RACE=1 build reported klog's settings written here while the
+// bootstrap client read them; see README.md, "Schemes and data races"). The listener is closed
+// on error.
+func configureAPIServer(ctx context.Context, o clusterOptions, c *credentials, ports portSet, listener net.Listener) (options.CompletedOptions, error) {
+	completed, err := completeAPIServerOptions(ctx, o, c, ports, listener)
+	if err != nil {
+		listener.Close()
+	}
+	return completed, err
+}
+
+func completeAPIServerOptions(ctx context.Context, o clusterOptions, c *credentials, ports portSet, listener net.Listener) (options.CompletedOptions, error) {
 	s := options.NewServerRunOptions()
 	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
 	for _, f := range s.Flags().FlagSets {
 		fs.AddFlagSet(f)
 	}
 	if err := fs.Parse(apiServerArgs(o, c, ports)); err != nil {
-		listener.Close()
-		return fmt.Errorf("flags: %w", err)
+		return options.CompletedOptions{}, fmt.Errorf("flags: %w", err)
 	}
 	s.SecureServing.Listener = listener
 	s.SecureServing.BindPort = ports.APIServer
 
 	featureGate := s.GenericServerRunOptions.ComponentGlobalsRegistry.FeatureGateFor(basecompatibility.DefaultKubeComponent)
 	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
-		return err
+		return options.CompletedOptions{}, err
 	}
 	// The apiserver's loopback clients would otherwise log every deprecation warning they
 	// cause themselves.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	if err := logsapi.ValidateAndApply(s.Logs, featureGate); err != nil {
-		return err
+		return options.CompletedOptions{}, err
 	}
 	completed, err := s.Complete(ctx)
 	if err != nil {
-		return err
+		return options.CompletedOptions{}, err
 	}
 	if errs := completed.Validate(); len(errs) != 0 {
-		return utilerrors.NewAggregate(errs)
+		return options.CompletedOptions{}, utilerrors.NewAggregate(errs)
 	}
 	if mfg, ok := featureGate.(featuregate.MutableFeatureGate); ok {
 		mfg.AddMetrics()
 	}
 	s.GenericServerRunOptions.ComponentGlobalsRegistry.AddMetrics()
-	return app.Run(ctx, completed)
+	return completed, nil
 }

@@ -50,18 +50,16 @@ import (
 	"k8s.io/kubernetes/pkg/controller/ttlafterfinished"
 )
 
-// startControllers starts ClusterRole aggregation always, with housekeeping the namespace,
-// service-account, root-CA and garbage-collector controllers, and with workloads the rest of
-// kube-controller-manager we run. It returns the shared informer factory (already started) so
-// that storage.go's controllers share its caches.
-//
-// Always: ClusterRole aggregation, without which the built-in "admin", "edit" and "view" roles
-// have no rules at all (RBAC would deny what any real cluster allows). Housekeeping:
-// namespace deletion (finalizer "kubernetes"), the "default" ServiceAccount of each namespace
-// (Pods need it), the "kube-root-ca.crt" ConfigMap of each namespace (a GitOps tool must learn
-// not to prune it), the garbage collector (ownerReference cascades, foreground/orphan
-// deletion).
-func startControllers(ctx context.Context, server string, c *credentials, housekeeping, workloads bool) (informers.SharedInformerFactory, error) {
+// controllerClients are the client and the shared informer factory of the controllers (and of
+// storage.go's, which share its caches). They are made before anything runs (see
+// buildComponents in main.go); the factory is started by startControllers and startStorage.
+type controllerClients struct {
+	cfg    *rest.Config
+	client kubernetes.Interface
+	shared informers.SharedInformerFactory
+}
+
+func newControllerClients(server string, c *credentials) (*controllerClients, error) {
 	cfg := adminRESTConfig(server, c)
 	cfg.UserAgent = "gitops-test-cluster/controllers"
 	// Same reasoning as kube-controller-manager's namespace controller: deleting a namespace
@@ -73,34 +71,50 @@ func startControllers(ctx context.Context, server string, c *credentials, housek
 	if err != nil {
 		return nil, err
 	}
-	// Managed fields are dead weight for controllers that only look at metadata and specs.
-	trim := func(obj any) (any, error) {
-		if accessor, err := meta.Accessor(obj); err == nil && accessor.GetManagedFields() != nil {
-			accessor.SetManagedFields(nil)
-		}
-		return obj, nil
-	}
 	const resync = 12 * time.Hour
-	shared := informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithTransform(trim))
+	shared := informers.NewSharedInformerFactoryWithOptions(client, resync, informers.WithTransform(trimManagedFields))
+	return &controllerClients{cfg: cfg, client: client, shared: shared}, nil
+}
 
+// trimManagedFields: managed fields are dead weight for controllers that only look at metadata
+// and specs.
+func trimManagedFields(obj any) (any, error) {
+	if accessor, err := meta.Accessor(obj); err == nil && accessor.GetManagedFields() != nil {
+		accessor.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// startControllers starts ClusterRole aggregation always, with housekeeping the namespace,
+// service-account, root-CA and garbage-collector controllers, and with workloads the rest of
+// kube-controller-manager we run, and starts the shared informer factory.
+//
+// Always: ClusterRole aggregation, without which the built-in "admin", "edit" and "view" roles
+// have no rules at all (RBAC would deny what any real cluster allows). Housekeeping:
+// namespace deletion (finalizer "kubernetes"), the "default" ServiceAccount of each namespace
+// (Pods need it), the "kube-root-ca.crt" ConfigMap of each namespace (a GitOps tool must learn
+// not to prune it), the garbage collector (ownerReference cascades, foreground/orphan
+// deletion).
+func startControllers(ctx context.Context, cc *controllerClients, c *credentials, housekeeping, workloads bool) error {
+	cfg, client, shared := cc.cfg, cc.client, cc.shared
 	aggregation := clusterroleaggregation.NewClusterRoleAggregation(shared.Rbac().V1().ClusterRoles(), client.RbacV1())
 	go aggregation.Run(ctx, 2)
 	if housekeeping {
-		if err := startHousekeeping(ctx, c, cfg, client, shared, trim); err != nil {
-			return nil, err
+		if err := startHousekeeping(ctx, c, cfg, client, shared); err != nil {
+			return err
 		}
 	}
 	if workloads {
 		if err := startWorkloadControllers(ctx, cfg, client, shared); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	shared.Start(ctx.Done())
-	return shared, nil
+	return nil
 }
 
 // startHousekeeping: namespaces, service accounts, root CA ConfigMaps, garbage collection.
-func startHousekeeping(ctx context.Context, c *credentials, cfg *rest.Config, client kubernetes.Interface, shared informers.SharedInformerFactory, trim func(any) (any, error)) error {
+func startHousekeeping(ctx context.Context, c *credentials, cfg *rest.Config, client kubernetes.Interface, shared informers.SharedInformerFactory) error {
 	metadataClient, err := metadata.NewForConfig(cfg)
 	if err != nil {
 		return err
@@ -110,7 +124,7 @@ func startHousekeeping(ctx context.Context, c *credentials, cfg *rest.Config, cl
 		return err
 	}
 	const resync = 12 * time.Hour
-	metadataInformers := metadatainformer.NewSharedInformerFactoryWithOptions(metadataClient, resync, metadatainformer.WithTransform(trim))
+	metadataInformers := metadatainformer.NewSharedInformerFactoryWithOptions(metadataClient, resync, metadatainformer.WithTransform(trimManagedFields))
 	objectOrMetadata := informerfactory.NewInformerFactory(shared, metadataInformers)
 
 	nsc := namespacecontroller.NewNamespaceController(

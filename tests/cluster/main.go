@@ -38,6 +38,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	provisioner "sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller"
 )
 
 const (
@@ -195,22 +198,39 @@ func serve(ctx context.Context, o clusterOptions) error {
 		return err
 	}
 
+	// Process-wide state (feature gates, klog's logger, runtime.Scheme registrations) is set
+	// here, before the first goroutine that reads it: etcd's own gRPC clients log through klog,
+	// the API server and every client decode with the shared schemes. See configureAPIServer,
+	// buildComponents and "Schemes and data races" in README.md.
+	apiOptions, err := configureAPIServer(ctx, o, creds, ports, apiListener)
+	if err != nil {
+		return apiServerExit(ctx, err)
+	}
+	server := fmt.Sprintf("https://127.0.0.1:%d", ports.APIServer)
+	apiCtx, cancelAPI := context.WithCancel(ctx)
+	parts, err := buildComponents(apiCtx, o, server, creds)
+	if err != nil {
+		cancelAPI()
+		apiListener.Close()
+		return err
+	}
+
 	etcd, err := startEtcd(ctx, o.dir, ports, o.etcdFsync)
 	if err != nil {
+		cancelAPI()
 		apiListener.Close()
 		return err
 	}
 	defer etcd.stop()
+	// Deferred after etcd.stop, so it runs first: the API server stops before etcd.
+	defer cancelAPI()
 	logf("etcd ready on 127.0.0.1:%d after %v", ports.EtcdClient, time.Since(started).Round(time.Millisecond))
 
-	apiCtx, cancelAPI := context.WithCancel(ctx)
-	defer cancelAPI()
 	apiDone := make(chan error, 1)
 	go func() {
-		apiDone <- runAPIServer(apiCtx, o, creds, ports, apiListener)
+		apiDone <- app.Run(apiCtx, apiOptions)
 	}()
 
-	server := fmt.Sprintf("https://127.0.0.1:%d", ports.APIServer)
 	kubeconfigPath := filepath.Join(o.dir, "kubeconfig")
 	if err := writeKubeconfig(kubeconfigPath, server, creds); err != nil {
 		return err
@@ -233,7 +253,7 @@ func serve(ctx context.Context, o clusterOptions) error {
 		}
 	}
 
-	if err := startComponents(apiCtx, o, server, kubeconfigPath, creds); err != nil {
+	if err := startComponents(apiCtx, o, server, kubeconfigPath, creds, parts); err != nil {
 		if ctx.Err() != nil {
 			return waitAPIServer(apiDone)
 		}
@@ -264,17 +284,46 @@ func serve(ctx context.Context, o clusterOptions) error {
 // runsWorkloads: Pods get scheduled and run, claims bind.
 func (o clusterOptions) runsWorkloads() bool { return o.controllers && o.workloads }
 
+// components are the parts of the cluster that are built before anything runs.
+type components struct {
+	controllers *controllerClients
+	provisioner *provisioner.ProvisionController // nil without workloads
+}
+
+// buildComponents makes, without starting anything, every part whose construction registers
+// types into a process-wide runtime.Scheme (client-go's scheme.Scheme, legacyscheme.Scheme):
+// such a registration writes the scheme's maps, and a write racing any decode (the API server's
+// own informers, the bootstrap client, our controllers' watches) is a fatal "concurrent map read
+// and map write" in Scheme.New. So it is called before etcd and the API server start. Today that
+// is only the provisioner library's (storage.go); the rest of kube-controller-manager, the
+// scheduler and KWOK register in package init() only. A RACE=1 build (README.md, "Schemes and
+// data races") reports a new one.
+func buildComponents(ctx context.Context, o clusterOptions, server string, c *credentials) (*components, error) {
+	cc, err := newControllerClients(server, c)
+	if err != nil {
+		return nil, fmt.Errorf("controllers' client: %w", err)
+	}
+	parts := &components{controllers: cc}
+	if o.runsWorkloads() {
+		parts.provisioner, err = newProvisioner(ctx, server, c, cc.shared)
+		if err != nil {
+			return nil, fmt.Errorf("provisioner: %w", err)
+		}
+	}
+	return parts, nil
+}
+
 // startComponents starts what acts on the API server's objects. Each part starts its own
 // informers and returns at once; waitUntilUsable then waits for the visible results.
-func startComponents(ctx context.Context, o clusterOptions, server, kubeconfigPath string, c *credentials) error {
-	shared, err := startControllers(ctx, server, c, o.controllers, o.runsWorkloads())
-	if err != nil {
+func startComponents(ctx context.Context, o clusterOptions, server, kubeconfigPath string, c *credentials, parts *components) error {
+	shared := parts.controllers.shared
+	if err := startControllers(ctx, parts.controllers, c, o.controllers, o.runsWorkloads()); err != nil {
 		return fmt.Errorf("start controllers: %w", err)
 	}
 	if !o.runsWorkloads() {
 		return nil
 	}
-	if err := startStorage(ctx, server, c, shared); err != nil {
+	if err := startStorage(ctx, server, c, shared, parts.provisioner); err != nil {
 		return fmt.Errorf("start storage: %w", err)
 	}
 	if err := startScheduler(ctx, server, c); err != nil {

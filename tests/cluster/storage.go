@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	csitrans "k8s.io/csi-translation-lib"
@@ -45,10 +46,35 @@ const (
 	annProvisionedBy = "pv.kubernetes.io/provisioned-by"
 )
 
-func startStorage(ctx context.Context, server string, c *credentials, shared informers.SharedInformerFactory) error {
+// newProvisioner builds the provisioner's controller, sharing the controllers' informers, without
+// starting it. It must run before any goroutine decodes API objects: NewProvisionController
+// (v13.0.0, controller.go) calls v1.AddToScheme(scheme.Scheme), i.e. it writes the maps of
+// client-go's process-wide scheme, which every typed client and informer reads when it decodes
+// (Scheme.New); done after the API server and the informers had started, it crashed the process
+// with "concurrent map read and map write". See "Schemes and data races" in README.md.
+func newProvisioner(ctx context.Context, server string, c *credentials, shared informers.SharedInformerFactory) (*provisioner.ProvisionController, error) {
+	client, err := kubernetes.NewForConfig(storageRESTConfig(server, c))
+	if err != nil {
+		return nil, err
+	}
+	return provisioner.NewProvisionController(ctx, client, provisionerName, hostPathProvisioner{},
+		provisioner.LeaderElection(false),
+		provisioner.ClaimsInformer(shared.Core().V1().PersistentVolumeClaims().Informer()),
+		provisioner.VolumesInformer(shared.Core().V1().PersistentVolumes().Informer()),
+		provisioner.ClassesInformer(shared.Storage().V1().StorageClasses().Informer()),
+	), nil
+}
+
+func storageRESTConfig(server string, c *credentials) *rest.Config {
 	cfg := adminRESTConfig(server, c)
 	cfg.UserAgent = "gitops-test-cluster/storage"
-	client, err := kubernetes.NewForConfig(cfg)
+	return cfg
+}
+
+// startStorage creates the default StorageClass and starts the volume controllers, the
+// provisioner built by newProvisioner and the resizer.
+func startStorage(ctx context.Context, server string, c *credentials, shared informers.SharedInformerFactory, provisionController *provisioner.ProvisionController) error {
+	client, err := kubernetes.NewForConfig(storageRESTConfig(server, c))
 	if err != nil {
 		return err
 	}
@@ -58,13 +84,6 @@ func startStorage(ctx context.Context, server string, c *credentials, shared inf
 	if err := startVolumeControllers(ctx, client, shared); err != nil {
 		return err
 	}
-	claims := shared.Core().V1().PersistentVolumeClaims()
-	provisionController := provisioner.NewProvisionController(ctx, client, provisionerName, hostPathProvisioner{},
-		provisioner.LeaderElection(false),
-		provisioner.ClaimsInformer(claims.Informer()),
-		provisioner.VolumesInformer(shared.Core().V1().PersistentVolumes().Informer()),
-		provisioner.ClassesInformer(shared.Storage().V1().StorageClasses().Informer()),
-	)
 	go provisionController.Run(ctx)
 	if err := startResizer(ctx, client, shared); err != nil {
 		return err

@@ -33,6 +33,9 @@
 //! - `GITOPS_TEST_CLUSTER_TIMEOUT=<seconds>`: how long to wait for readiness (default 120;
 //!   the build before it is not counted, run `tests/cluster/build` first to keep it out).
 //! - `GITOPS_TEST_KEEP_CLUSTER_DIR=1`: keep the state directory (logs, etcd data) after exit.
+//! - `RACE=1`: build and run the cluster with the Go race detector (see tests/cluster/build);
+//!   its reports go to the run's `cluster.log` (keep it with the variable above) or to
+//!   `GORACE=log_path=...`.
 //! - `KUBECTL`: the kubectl binary for [`TestCluster::kubectl`] (default: `kubectl` on PATH).
 //!
 //! If Go is missing, the first call panics with install instructions: tests that need a

@@ -214,7 +214,9 @@ fn wait_for_lease(kubeconfig: &Path, ns: &str) {
 }
 
 /// The "time passes" step: instead of waiting out the 30 s lease, move its last renewal into
-/// the past, exactly what a holder that stopped renewing looks like 30 s later.
+/// the past, exactly what a holder that stopped renewing looks like 30 s later, and shorten
+/// its duration to 2 s: the next run must still see it unchanged for that long (on its own
+/// monotonic clock) before it takes it over.
 fn expire_lease(kubeconfig: &Path, ns: &str) {
     kubectl_ok(
         kubeconfig,
@@ -226,7 +228,7 @@ fn expire_lease(kubeconfig: &Path, ns: &str) {
             ns,
             "--type=merge",
             "-p",
-            r#"{"spec":{"renewTime":"2020-01-01T00:00:00.000000Z"}}"#,
+            r#"{"spec":{"renewTime":"2020-01-01T00:00:00.000000Z","leaseDurationSeconds":2}}"#,
         ],
     );
 }
@@ -330,6 +332,10 @@ fn api_server_stopped_mid_sync_fails_cleanly_and_a_rerun_converges() {
     assert!(
         stderr.contains(" more\nnot recorded"),
         "the list of objects not applied is cut short: {stderr}"
+    );
+    assert!(
+        stderr.contains("; rerunning the sync converges"),
+        "a lost connection is transient: {stderr}"
     );
     assert!(
         stderr.contains("not recorded") && !stderr.contains("recorded as revision"),
@@ -656,7 +662,7 @@ fn a_server_that_stops_answering_mid_sync_times_out_and_a_rerun_converges() {
     proxy.remove_toxic("silence");
     let present = assert_cut_off(&o, kc, &ns, 1000);
     assert!(
-        err(&o).contains("timed out"),
+        err(&o).contains("no answer from the API server within 2s"),
         "names the timeout: {}",
         err(&o)
     );
@@ -664,4 +670,389 @@ fn a_server_that_stops_answering_mid_sync_times_out_and_a_rerun_converges() {
         "sync gave up {took:?} after the server stopped answering; {present} of 1000 applied"
     );
     rerun_converges(kc, &proxied, &repo, &ns, pid, present);
+}
+
+/// A kubeconfig whose server is `url`, with a token and no certificate check: all a client
+/// needs to start talking (the listener below never gets that far).
+fn kubeconfig_for(dir: &Path, url: &str) -> PathBuf {
+    let path = dir.join(format!("kubeconfig-{}", url.replace([':', '/'], "_")));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {url}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: abc\ncontexts:\n- name: x\n  context: {{cluster: c, user: u, namespace: default}}\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A server that accepts TCP connections and never says a word: neither the TLS handshake nor
+/// an HTTP answer ever comes. Connections are held open until the test ends.
+fn silent_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_in_bounded_time() {
+    let repo = Repo::new();
+    repo.tag_config_maps("v1", 1);
+    let addr = silent_server();
+    let diff = |kc: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "diff",
+            "--repo",
+            repo.dir(),
+            "--tag",
+            "v1",
+            "--path",
+            "app",
+            "-n",
+            "x",
+        ];
+        args.extend_from_slice(extra);
+        let child = gitops(kc, &args).spawn().unwrap();
+        wait_bounded(child, Duration::from_secs(90), &format!("diff {extra:?}"))
+    };
+    // https: the TLS handshake never completes; http: the request is never answered.
+    for url in [format!("https://{addr}"), format!("http://{addr}")] {
+        let kc = kubeconfig_for(repo.tmp.path(), &url);
+        let (o, took) = diff(&kc, &["--request-timeout", "2s"]);
+        eprintln!(
+            "{url} --request-timeout 2s: exit {:?} after {took:?}",
+            o.status.code()
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+        assert!(
+            took < Duration::from_secs(8),
+            "{url}: --request-timeout 2s bounds each request (not retried after a timeout), took {took:?}: {}",
+            err(&o)
+        );
+        assert!(
+            err(&o).contains("no answer from the API server within 2s"),
+            "{url}: says what happened: {}",
+            err(&o)
+        );
+    }
+    // Without the flag the default bounds hold: the TLS handshake is part of connecting (10 s).
+    let kc = kubeconfig_for(repo.tmp.path(), &format!("https://{addr}"));
+    let (o, took) = diff(&kc, &[]);
+    eprintln!("https, no flag: exit {:?} after {took:?}", o.status.code());
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        took < Duration::from_secs(20),
+        "connecting is bounded by 10 s without --request-timeout, took {took:?}: {}",
+        err(&o)
+    );
+    assert!(err(&o).contains("within 10s"), "{}", err(&o));
+}
+
+/// Two tags of three ConfigMaps: `keep` changes, `gone` leaves, `new` arrives.
+fn lease_repo() -> Repo {
+    let repo = Repo::new();
+    let cm = |name: &str, v: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  v: '{v}'\n"
+        )
+    };
+    repo.write(
+        "app/all.yaml",
+        format!("{}{}", cm("keep", "1"), cm("gone", "1")),
+    );
+    repo.tag("A");
+    repo.write(
+        "app/all.yaml",
+        format!("{}{}", cm("keep", "2"), cm("new", "2")),
+    );
+    repo.tag("B");
+    repo
+}
+
+/// Starts `sync B`, paused (the test-only `KUBECTL_GITOPS_TEST_PAUSE_BEFORE`) at its
+/// checkpoint `at` while holding the lease; returns the child and the file that releases it.
+fn paused_sync(kc: &Path, repo: &Repo, ns: &str, at: &str) -> (Child, PathBuf) {
+    let gate = repo.tmp.path().join(format!("release-{at}"));
+    let mut cmd = gitops(kc, &sync_args(repo, "B", ns));
+    cmd.env(
+        "KUBECTL_GITOPS_TEST_PAUSE_BEFORE",
+        format!("{at}:{}", gate.display()),
+    );
+    let child = cmd.spawn().unwrap();
+    let paused = PathBuf::from(format!("{}.paused", gate.display()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !paused.exists() {
+        assert!(Instant::now() < deadline, "the sync never reached {at}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, gate)
+}
+
+fn exists(kc: &Path, ns: &str, what: &str) -> bool {
+    kubectl(kc, &["get", what, "-n", ns]).status.success()
+}
+
+#[test]
+fn a_sync_that_loses_its_lease_stops_before_its_next_write() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("stolen");
+    let repo = lease_repo();
+    ok(run(kc, &sync_args(&repo, "A", &ns)));
+    let (child, gate) = paused_sync(kc, &repo, &ns, "prune");
+    // Another client takes the Lease while the sync holds it (by force: the protocol alone
+    // never does this to a live holder, but a person or a buggy tool may).
+    let thief = "thief@elsewhere (pid 7)";
+    kubectl_ok(
+        kc,
+        &[
+            "patch",
+            "lease",
+            "kubectl-gitops-lock",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"holderIdentity":"{thief}"}}}}"#),
+        ],
+    );
+    std::fs::write(&gate, "").unwrap();
+    let (o, _) = wait_bounded(child, Duration::from_secs(60), "sync that lost its lease");
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!("lost the namespace lock to {thief}")),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        exists(kc, &ns, "configmap/gone"),
+        "nothing is pruned after the lease is lost"
+    );
+    let h = history(kc, &ns);
+    assert_eq!(
+        h[0].2,
+        format!("interrupted: lost the namespace lock to {thief}"),
+        "{h:?}"
+    );
+    assert_eq!(
+        lease_holder(kc, &ns).as_deref(),
+        Some(thief),
+        "the new holder's lease is left alone"
+    );
+}
+
+#[test]
+fn a_client_whose_clock_runs_ahead_does_not_take_over_a_live_lease() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("clock");
+    let repo = lease_repo();
+    ok(run(kc, &sync_args(&repo, "A", &ns)));
+    let (holder, gate) = paused_sync(kc, &repo, &ns, "prune");
+    let held_by = lease_holder(kc, &ns).unwrap();
+    // 40 s ahead: by its clock the holder's last renewal is more than 30 s old.
+    let mut cmd = gitops(kc, &sync_args(&repo, "B", &ns));
+    cmd.env("KUBECTL_GITOPS_TEST_CLOCK_OFFSET", "40s");
+    let (o, took) = wait_bounded(cmd.spawn().unwrap(), Duration::from_secs(60), "sync ahead");
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains(&held_by), "names the holder: {}", err(&o));
+    assert!(
+        took < Duration::from_secs(30),
+        "stops as soon as it sees the holder renew (every 10 s), took {took:?}"
+    );
+    assert_eq!(lease_holder(kc, &ns), Some(held_by), "still the holder's");
+    std::fs::write(&gate, "").unwrap();
+    let (o, _) = wait_bounded(holder, Duration::from_secs(60), "the holder");
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let h = history(kc, &ns);
+    assert_eq!(
+        h.iter()
+            .map(|r| (r.0, r.1.as_str(), r.2.as_str()))
+            .collect::<Vec<_>>(),
+        [(2, "B", "succeeded"), (1, "A", "succeeded")]
+    );
+}
+
+/// Random lowercase letters: data that gzip cannot shrink much.
+fn noise(seed: u64, n: usize) -> String {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (b'a' + (s % 26) as u8) as char
+        })
+        .collect()
+}
+
+/// Makes `f` (YAML) exist in the cluster, with kubectl apply.
+fn apply_yaml(kc: &Path, dir: &Path, name: &str, yaml: &str) {
+    let f = dir.join(name);
+    std::fs::write(&f, yaml).unwrap();
+    kubectl_ok(kc, &["apply", "-f", f.to_str().unwrap()]);
+}
+
+/// Names of the record part Secrets (`kubectl-gitops.rev.N.k`) in the namespace.
+fn record_parts(kc: &Path, ns: &str) -> Vec<String> {
+    kubectl_ok(
+        kc,
+        &[
+            "get",
+            "secrets",
+            "-n",
+            ns,
+            "-l",
+            "gitops.kubectl.io/part-of-revision",
+            "-o",
+            "name",
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+#[test]
+fn a_record_write_that_fails_midway_leaves_nothing_that_blocks_later_runs() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("halfrecord");
+    let repo = Repo::new();
+    repo.tag_config_maps("small", 1);
+    // Two ConfigMaps of incompressible data: the record needs two parts.
+    let app = repo.path.join("app");
+    for (i, name) in ["big-a", "big-b"].iter().enumerate() {
+        std::fs::write(
+            app.join(format!("{name}.yaml")),
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  blob: {}\n",
+                noise(i as u64 + 7, 600_000)
+            ),
+        )
+        .unwrap();
+    }
+    repo.tag("big");
+    ok(run(kc, &sync_args(&repo, "small", &ns)));
+
+    // An admission policy refuses part 0 of any record in this namespace: the sync applies,
+    // writes part 1, and then fails to write part 0.
+    let policy = format!("deny-record-{ns}");
+    apply_yaml(
+        kc,
+        repo.tmp.path(),
+        "policy.yaml",
+        &format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: {policy}\nspec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - apiGroups: ['']\n      apiVersions: [v1]\n      operations: [CREATE]\n      resources: [secrets]\n  validations:\n  - expression: \"!object.metadata.name.matches('^kubectl-gitops[.]rev[.][0-9]+$')\"\n    message: test policy refuses revision records\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata:\n  name: {policy}\nspec:\n  policyName: {policy}\n  validationActions: [Deny]\n  matchResources:\n    namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: {ns}\n"
+        ),
+    );
+    let probe = |expect_denied: bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = kubectl(
+                kc,
+                &[
+                    "create",
+                    "secret",
+                    "generic",
+                    "kubectl-gitops.rev.999",
+                    "-n",
+                    &ns,
+                    "--dry-run=server",
+                ],
+            );
+            if o.status.success() != expect_denied {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the policy never took effect");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    probe(true);
+    let o = run(kc, &sync_args(&repo, "big", &ns));
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("test policy refuses revision records"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        record_parts(kc, &ns),
+        Vec::<String>::new(),
+        "the failed write removed the part it had written"
+    );
+    kubectl_ok(
+        kc,
+        &[
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            &policy,
+        ],
+    );
+    probe(false);
+
+    // A no-op sync records normally (before: exit 3, "recorded by another sync").
+    let o = ok(run(kc, &sync_args(&repo, "big", &ns)));
+    assert!(err(&o).contains("0 to create, 0 to update"), "{}", err(&o));
+
+    // Parts left by a run that died between its parts and its part 0 (made by hand here): the
+    // next record takes a number past them, and history names them.
+    let newest = history(kc, &ns)[0].0;
+    let orphan = format!("kubectl-gitops.rev.{}.1", newest + 1);
+    kubectl_ok(
+        kc,
+        &[
+            "create",
+            "secret",
+            "generic",
+            &orphan,
+            "-n",
+            &ns,
+            "--from-literal=manifests.1=x",
+        ],
+    );
+    kubectl_ok(
+        kc,
+        &[
+            "label",
+            "secret",
+            &orphan,
+            "-n",
+            &ns,
+            "app.kubernetes.io/managed-by=kubectl-gitops",
+            &format!("gitops.kubectl.io/part-of-revision={}", newest + 1),
+        ],
+    );
+    let o = ok(run(kc, &sync_args(&repo, "big", &ns)));
+    assert!(
+        err(&o).contains(&format!("revision {}", newest + 2)),
+        "skips the number the orphan holds: {}",
+        err(&o)
+    );
+    let listed = ok(run(kc, &["history", "-n", &ns, "-o", "json"]));
+    let v: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let entry = v["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["revision"] == newest + 1)
+        .unwrap_or_else(|| panic!("history lists revision {}: {v}", newest + 1))
+        .clone();
+    assert!(
+        entry["incomplete"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&orphan),
+        "{entry}"
+    );
+    assert!(
+        record_parts(kc, &ns).contains(&format!("secret/{orphan}")),
+        "parts of a run that may still be writing are left alone for 10 minutes"
+    );
 }

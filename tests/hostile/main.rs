@@ -597,7 +597,8 @@ struct KubeCase {
     raw: bool,
     code: i32,
     needle: String,
-    secret: bool,
+    /// Values that must appear in no output (plain or base64), also through `diff -o json`.
+    secrets: Vec<String>,
 }
 
 fn kcase(
@@ -614,7 +615,7 @@ fn kcase(
         raw: false,
         code,
         needle: needle.to_string(),
-        secret: false,
+        secrets: Vec::new(),
     }
 }
 
@@ -624,7 +625,12 @@ fn file(path: &'static str, content: impl Into<String>) -> impl Fn(&Repo) + 'sta
 }
 
 fn with_secret(mut c: KubeCase) -> KubeCase {
-    c.secret = true;
+    c.secrets.push(SECRET_VALUE.to_string());
+    c
+}
+
+fn with_secret_value(mut c: KubeCase, value: &str) -> KubeCase {
+    c.secrets.push(value.to_string());
     c
 }
 
@@ -736,15 +742,16 @@ fn run_kube_cases(ns: &str, cases: Vec<KubeCase>) -> Vec<String> {
         if repo.refs() != refs {
             failures.push(format!("[{}] git refs changed", case.name));
         }
-        if case.secret {
-            failures.extend(leaks(case.name, &o, &[SECRET_VALUE]));
+        if !case.secrets.is_empty() {
+            let secrets: Vec<&str> = case.secrets.iter().map(String::as_str).collect();
+            failures.extend(leaks(case.name, &o, &secrets));
             // The same input through diff -o json must not leak either.
             let mut diff = args.clone();
             diff[0] = "diff".into();
             diff.retain(|a| a != "--yes");
             diff.extend(["-o".to_string(), "json".to_string()]);
             let d = kubectl_gitops(&diff, repo.tmp.path());
-            failures.extend(leaks(case.name, &d, &[SECRET_VALUE]));
+            failures.extend(leaks(case.name, &d, &secrets));
         }
     }
     failures
@@ -1110,6 +1117,46 @@ fn kubectl_gitops_refuses_bad_manifests_and_writes_nothing() {
             2,
             "Secret",
         )),
+        // The server quotes a value it cannot take in its error: masked there too.
+        with_secret_value(
+            kcase(
+                "secret-number-quoted-by-the-server",
+                file(
+                    "app/s.yaml",
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  pw: 48151623429999\n",
+                ),
+                &[],
+                2,
+                "Secret",
+            ),
+            "48151623429999",
+        ),
+        with_secret_value(
+            kcase(
+                "secret-map-quoted-by-the-server",
+                file(
+                    "app/s.yaml",
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  pw: {inner: Hunter2-Quoted-Map}\n",
+                ),
+                &[],
+                2,
+                "Secret",
+            ),
+            "Hunter2-Quoted-Map",
+        ),
+        with_secret_value(
+            kcase(
+                "secret-list-quoted-by-the-server",
+                file(
+                    "app/s.yaml",
+                    "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  pw: [Hunter2-Quoted-List]\n",
+                ),
+                &[],
+                2,
+                "Secret",
+            ),
+            "Hunter2-Quoted-List",
+        ),
     ];
     report(run_kube_cases(&ns, cases));
 }
@@ -1210,6 +1257,54 @@ fn kubectl_gitops_refuses_bad_connections_flags_and_config() {
             2,
             "gitops.yaml",
         )),
+        // A deploy tag whose gitops.yaml (at the tag) is broken or lacks the environment: its
+        // namespace and context are unknown, so nothing may fall back to the context's.
+        raw(kcase(
+            "deploy-tag-with-broken-gitops-yaml",
+            |r: &Repo| {
+                deploy_tag_with_config(
+                    r,
+                    "environments:\n  - {name: dev, branch: env/dev, path: app, namespace: dev, colour: red}\n",
+                )
+            },
+            &[
+                "sync",
+                "--repo",
+                "{repo}",
+                "--tag",
+                "deploy/dev/20250101T000000Z",
+                "--path",
+                "app",
+                "-n",
+                "{ns}",
+                "--yes",
+            ],
+            2,
+            "gitops.yaml at deploy/dev/20250101T000000Z",
+        )),
+        raw(kcase(
+            "deploy-tag-whose-gitops-yaml-lacks-the-env",
+            |r: &Repo| {
+                deploy_tag_with_config(
+                    r,
+                    "environments:\n  - {name: prod, branch: env/prod, path: app, namespace: prod}\n",
+                )
+            },
+            &[
+                "sync",
+                "--repo",
+                "{repo}",
+                "--tag",
+                "deploy/dev/20250101T000000Z",
+                "--path",
+                "app",
+                "-n",
+                "{ns}",
+                "--yes",
+            ],
+            2,
+            "\"dev\"",
+        )),
         raw(kcase(
             "env-unknown",
             |r: &Repo| {
@@ -1233,6 +1328,23 @@ fn kubectl_gitops_refuses_bad_connections_flags_and_config() {
         }
     }
     report(run_kube_cases(&ns, cases));
+}
+
+/// A trusted deploy tag of dev whose commit holds `config` as gitops.yaml, while the commit
+/// the fixture makes next (HEAD, which env/dev moves to) holds a good one.
+fn deploy_tag_with_config(r: &Repo, config: &str) {
+    r.write("app/cm.yaml", CM);
+    r.write("gitops.yaml", config);
+    r.git(&["add", "-A"]);
+    r.git(&["commit", "-q", "-m", "config at the tag"]);
+    r.git(&[
+        "tag",
+        "-a",
+        "-m",
+        "deploy dev: tag\n\nDeploy-Env: dev\n",
+        "deploy/dev/20250101T000000Z",
+    ]);
+    r.write("gitops.yaml", GOOD_CONFIG);
 }
 
 /// The restricted user may read `restricted-ns` only: a sync there is refused by the server
@@ -1828,6 +1940,347 @@ fn corrupt_records_are_named_and_never_trusted() {
             ));
         }
         failures.extend(no_lease(name, &ns));
+        // Beyond the limit, the corrupt record goes as any other would, parts and all.
+        let left: Vec<String> = snapshot(&ns)
+            .into_iter()
+            .filter(|s| s.contains("kubectl-gitops.rev."))
+            .collect();
+        if left.len() != 1 || !left[0].contains("kubectl-gitops.rev.3") {
+            failures.push(format!(
+                "[{name}] --history-limit 1 should leave revision 3 alone: {left:?}"
+            ));
+        }
+    }
+    report(failures);
+}
+
+/// A kubeconfig for the test cluster whose user is an exec credential plugin: `script`, run by
+/// sh. Server and certificate authority are the test cluster's.
+fn exec_plugin_kubeconfig(dir: &Path, script: &str) -> PathBuf {
+    let o = cluster::cluster()
+        .kubectl()
+        .args(["config", "view", "--raw", "--minify", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let kc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cluster = &kc["clusters"][0]["cluster"];
+    let plugin = dir.join("credential-plugin");
+    std::fs::write(&plugin, format!("#!/bin/sh\n{script}")).unwrap();
+    let mut perms = std::fs::metadata(&plugin).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&plugin, perms).unwrap();
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "u", "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": plugin,
+            "interactiveMode": "Never",
+        }}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    });
+    let path = dir.join("exec-kubeconfig");
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+/// A credential plugin that fails, or answers with truncated JSON, may have printed a token:
+/// the error shows its exit status and stderr (as kubectl does), never its output.
+#[test]
+fn a_failing_exec_credential_plugin_never_shows_its_output() {
+    const TOKEN: &str = "sk-live-7f3a9c2e41b8d6f0";
+    let ns = cluster::cluster().fresh_namespace("hostile-exec");
+    let cases = [
+        (
+            "plugin-fails-after-printing-a-token",
+            format!(
+                "printf '%s' '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{TOKEN}\"}}}}'\necho 'login expired: run sso-login' >&2\nexit 1\n"
+            ),
+            "login expired: run sso-login",
+        ),
+        (
+            "plugin-prints-truncated-json",
+            format!(
+                "printf '%s' '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{TOKEN}'\n"
+            ),
+            "not an ExecCredential",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (case, script, needle) in cases {
+        let repo = Repo::new();
+        repo.write("app/cm.yaml", CM);
+        repo.tag_fixture();
+        let kc = exec_plugin_kubeconfig(repo.tmp.path(), &script);
+        let r = repo.path.to_str().unwrap();
+        let before = snapshot(&ns);
+        for verb in ["sync", "diff"] {
+            let mut args = strings(&[
+                verb, "--repo", r, "--tag", "t", "--path", "app", "-n", &ns, "-v", "9",
+            ]);
+            if verb == "sync" {
+                args.push("--yes".into());
+            }
+            args.extend(["--kubeconfig".to_string(), kc.to_str().unwrap().to_string()]);
+            let o = kubectl_gitops(&args, repo.tmp.path());
+            let name = format!("{case} ({verb})");
+            failures.extend(check_error(&name, &o, 2, needle));
+            failures.extend(leaks(&name, &o, &[TOKEN]));
+        }
+        if snapshot(&ns) != before {
+            failures.push(format!("[{case}] the namespace changed"));
+        }
+    }
+    report(failures);
+}
+
+/// `history` and `status` read a namespace the same way, and as README's exit codes say for
+/// the read-only verbs: a namespace the user may not read and one that does not exist are both
+/// errors (exit 2, one line naming the namespace), never an empty history (exit 0) or an API
+/// failure (exit 1). An existing namespace without records still has an empty history.
+#[test]
+fn history_and_status_agree_on_a_forbidden_or_missing_namespace() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("hostile-readns");
+    let missing = format!("{ns}-does-not-exist");
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for verb in ["history", "status"] {
+        for (case, target, extra, needle) in [
+            (
+                "forbidden",
+                ns.as_str(),
+                &["--context", "restricted"][..],
+                ns.as_str(),
+            ),
+            ("missing", missing.as_str(), &[][..], "does not exist"),
+        ] {
+            let mut args = strings(&[verb, "-n", target]);
+            args.extend(strings(extra));
+            let (o, done) = kubectl_gitops_within(&args, dir.path(), 60);
+            let name = format!("{verb} {case}");
+            if !done {
+                failures.push(format!("[{name}] still running after 60 s"));
+                continue;
+            }
+            failures.extend(check_error(&name, &o, 2, needle));
+            if case == "missing" && !text(&o.stderr).contains(&missing) {
+                failures.push(format!(
+                    "[{name}] the namespace is not named: {}",
+                    text(&o.stderr)
+                ));
+            }
+        }
+    }
+    let (o, _) = kubectl_gitops_within(&strings(&["history", "-n", &ns]), dir.path(), 60);
+    if o.status.code() != Some(0) || !text(&o.stdout).contains("no revisions recorded") {
+        failures.push(format!(
+            "[history empty] exit {:?}: {}{}",
+            o.status.code(),
+            text(&o.stdout),
+            text(&o.stderr)
+        ));
+    }
+    report(failures);
+}
+
+/// A Lease is anyone's to write in the namespace: a holder name that would forge a second
+/// `error:` line is shown escaped, and a Lease "renewed" in year 9999 is a held lock (exit 3
+/// naming it), not a crash or an API failure.
+#[test]
+fn a_forged_lease_is_a_held_lock_named_safely() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("hostile-lease");
+    let repo = Repo::new();
+    repo.write("app/cm.yaml", CM);
+    repo.tag_fixture();
+    let mut failures = Vec::new();
+    let now = String::from_utf8(
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    for (case, holder, renewed) in [
+        (
+            "holder-with-newline",
+            "mallory\nerror: forged line",
+            now.trim(),
+        ),
+        (
+            "renewed-in-year-9999",
+            "mallory",
+            "9999-12-31T23:59:59.999999Z",
+        ),
+    ] {
+        let lease = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "kubectl-gitops-lock", "namespace": ns},
+            "spec": {"holderIdentity": holder, "acquireTime": "2020-01-01T00:00:00.000000Z",
+                     "renewTime": renewed, "leaseDurationSeconds": 3600},
+        });
+        let f = repo.tmp.path().join("lease.json");
+        std::fs::write(&f, lease.to_string()).unwrap();
+        let o = c
+            .kubectl()
+            .args(["apply", "-f", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let before = snapshot(&ns);
+        let r = repo.path.to_str().unwrap();
+        let (o, done) = kubectl_gitops_within(
+            &strings(&[
+                "sync", "--repo", r, "--tag", "t", "--path", "app", "-n", &ns, "--yes",
+            ]),
+            repo.tmp.path(),
+            60,
+        );
+        if !done {
+            failures.push(format!("[{case}] still running after 60 s"));
+            continue;
+        }
+        failures.extend(check_error(case, &o, 3, "mallory"));
+        if case == "holder-with-newline"
+            && !text(&o.stderr).contains(r#"mallory\nerror: forged line"#)
+        {
+            failures.push(format!(
+                "[{case}] the holder is not shown escaped:\n{}",
+                text(&o.stderr)
+            ));
+        }
+        if snapshot(&ns) != before {
+            failures.push(format!("[{case}] the namespace changed"));
+        }
+    }
+    report(failures);
+}
+
+/// `kubectl kustomize` and a `KUBECTL_EXTERNAL_DIFF` tool that never finish are stopped at
+/// their time limits (shortened here through the documented variables) with an error naming
+/// the tool; nothing is written.
+#[test]
+fn child_processes_that_hang_are_stopped_at_their_limit() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("hostile-hang");
+    let repo = Repo::new();
+    repo.write("app/cm.yaml", CM);
+    repo.write("app/kustomization.yaml", "resources:\n- cm.yaml\n");
+    repo.write("plain/cm.yaml", CM);
+    repo.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: hang\nversion: 0.1.0\n",
+    );
+    repo.write("chart/templates/cm.yaml", CM);
+    repo.tag_fixture();
+    let hang = repo.tmp.path().join("kubectl-that-hangs");
+    std::fs::write(&hang, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    let mut perms = std::fs::metadata(&hang).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&hang, perms).unwrap();
+    let r = repo.path.to_str().unwrap();
+    let kc = c.kubeconfig().to_str().unwrap().to_string();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(KUBECTL_GITOPS);
+        cmd.args(args)
+            .args(["--kubeconfig", &kc])
+            .current_dir(repo.tmp.path());
+        repo::isolate(&mut cmd, repo.tmp.path());
+        cmd.envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let started = std::time::Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(40) {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        (child.wait_with_output().unwrap(), started.elapsed())
+    };
+    let before = snapshot(&ns);
+    let mut failures = Vec::new();
+    let (o, took) = run(
+        &[
+            "sync", "--repo", r, "--tag", "t", "--path", "app", "-n", &ns, "--yes",
+        ],
+        &[
+            ("KUBECTL_PATH", hang.to_str().unwrap()),
+            ("KUBECTL_GITOPS_KUSTOMIZE_TIMEOUT", "2s"),
+        ],
+    );
+    failures.extend(check_error("kustomize-hangs", &o, 1, "kustomize"));
+    if !text(&o.stderr).contains("did not finish within 2s") || took.as_secs() > 20 {
+        failures.push(format!(
+            "[kustomize-hangs] not stopped at 2s (took {took:?}):\n{}",
+            text(&o.stderr)
+        ));
+    }
+    let (o, took) = run(
+        &[
+            "diff", "--repo", r, "--tag", "t", "--path", "plain", "-n", &ns,
+        ],
+        &[
+            ("KUBECTL_EXTERNAL_DIFF", hang.to_str().unwrap()),
+            ("KUBECTL_GITOPS_DIFF_TIMEOUT", "2s"),
+        ],
+    );
+    failures.extend(check_error(
+        "external-diff-hangs",
+        &o,
+        2,
+        "KUBECTL_EXTERNAL_DIFF=",
+    ));
+    if !text(&o.stderr).contains("did not finish within 2s") || took.as_secs() > 20 {
+        failures.push(format!(
+            "[external-diff-hangs] not stopped at 2s (took {took:?}):\n{}",
+            text(&o.stderr)
+        ));
+    }
+    let (o, took) = run(
+        &[
+            "sync", "--repo", r, "--tag", "t", "--path", "chart", "-n", &ns, "--yes",
+        ],
+        &[
+            ("HELM_PATH", hang.to_str().unwrap()),
+            ("KUBECTL_GITOPS_HELM_TIMEOUT", "2s"),
+        ],
+    );
+    failures.extend(check_error("helm-hangs", &o, 1, "Helm chart at chart"));
+    if !text(&o.stderr).contains("did not finish within 2s") || took.as_secs() > 20 {
+        failures.push(format!(
+            "[helm-hangs] not stopped at 2s (took {took:?}):\n{}",
+            text(&o.stderr)
+        ));
+    }
+    let (o, _) = run(
+        &[
+            "diff", "--repo", r, "--tag", "t", "--path", "plain", "-n", &ns,
+        ],
+        &[
+            ("KUBECTL_EXTERNAL_DIFF", "diff"),
+            ("KUBECTL_GITOPS_DIFF_TIMEOUT", "soon"),
+        ],
+    );
+    failures.extend(check_error(
+        "limit-not-a-duration",
+        &o,
+        2,
+        "KUBECTL_GITOPS_DIFF_TIMEOUT",
+    ));
+    if snapshot(&ns) != before {
+        failures.push("the namespace changed".into());
     }
     report(failures);
 }

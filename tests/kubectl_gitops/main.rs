@@ -8,6 +8,8 @@ mod health;
 mod helm;
 #[path = "../install/common.rs"]
 mod install_common;
+mod metrics;
+mod notify;
 #[path = "../common/repo.rs"]
 mod repo;
 mod rollback;
@@ -1037,13 +1039,15 @@ fn a_held_lease_makes_a_second_writer_exit_3() {
         err(&o)
     );
     assert_eq!(snapshot(&ns), before, "nothing written");
-    // An expired lease (holder killed) is taken over.
+    // An expired lease (holder killed) is taken over, once it has been seen unchanged for its
+    // whole duration (2 s here).
     let stale = "2020-01-01T00:00:00.000000Z";
     patch_lease(
         &ns,
-        &format!(r#"{{"renewTime":"{stale}","leaseDurationSeconds":30}}"#),
+        &format!(r#"{{"renewTime":"{stale}","leaseDurationSeconds":2}}"#),
     );
-    ok(sync_app(r, "A", &ns, &[]));
+    let o = ok(sync_app(r, "A", &ns, &[]));
+    assert!(err(&o).contains("watching it for 2s"), "{}", err(&o));
     let leases = kubectl_json(&["get", "leases", "-n", &ns]);
     assert!(
         leases["items"].as_array().unwrap().is_empty(),
@@ -1068,7 +1072,7 @@ fn a_sync_with_nothing_to_change_writes_only_its_record() {
     let sync = || sync_app(r, "A", &ns, &[]);
     ok(sync());
     // A lease left by a dead run: a sync that takes the lease would take this one over.
-    let lease = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubectl-gitops-lock\nspec:\n  holderIdentity: dead@host (pid 1)\n  acquireTime: \"2020-01-01T00:00:00.000000Z\"\n  renewTime: \"2020-01-01T00:00:00.000000Z\"\n  leaseDurationSeconds: 30\n";
+    let lease = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: kubectl-gitops-lock\nspec:\n  holderIdentity: dead@host (pid 1)\n  acquireTime: \"2020-01-01T00:00:00.000000Z\"\n  renewTime: \"2020-01-01T00:00:00.000000Z\"\n  leaseDurationSeconds: 2\n";
     let f = repo.tmp.path().join("lease.yaml");
     std::fs::write(&f, lease).unwrap();
     kubectl(&["apply", "-n", &ns, "-f", f.to_str().unwrap()]);
@@ -1427,6 +1431,10 @@ fn an_interrupted_sync_is_recorded_and_a_rerun_converges() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stderr.contains("(interrupted); rerunning the sync converges"),
+        "{stderr}"
+    );
     let h = history(&ns);
     assert_eq!(h["revisions"][0]["outcome"], "interrupted", "{h}");
     assert!(
@@ -1542,4 +1550,336 @@ fn json_to_a_reader_that_went_away_ends_quietly() {
         assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+/// KEP-3659's `additional-namespaces`: members in another namespace are listed on the
+/// ApplySet parent, so diff, status and prune see them.
+#[test]
+fn objects_in_another_namespace_are_tracked_reported_and_pruned() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("home");
+    let far = c.fresh_namespace("far");
+    let repo = Repo::new();
+    let cm = |name: &str, in_ns: Option<&str>| {
+        let meta_ns = in_ns
+            .map(|n| format!("  namespace: {n}\n"))
+            .unwrap_or_default();
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n{meta_ns}data:\n  k: v\n"
+        )
+    };
+    repo.write(
+        "app/all.yaml",
+        format!(
+            "{}{}{}",
+            cm("local", None),
+            cm("far-a", Some(&far)),
+            cm("far-b", Some(&far))
+        ),
+    );
+    repo.tag("A");
+    repo.write(
+        "app/all.yaml",
+        format!("{}{}", cm("local", None), cm("far-a", Some(&far))),
+    );
+    repo.tag("B");
+    repo.write("app/all.yaml", cm("local", None));
+    repo.tag("C");
+    let r = repo.path.to_str().unwrap();
+    let allow = ["--allow-other-namespaces"];
+    ok(sync_app(r, "A", &ns, &allow));
+    let parent = kubectl_json(&["get", "secret", "kubectl-gitops-applyset", "-n", &ns]);
+    assert_eq!(
+        parent["metadata"]["annotations"]["applyset.kubernetes.io/additional-namespaces"],
+        far.as_str(),
+        "{parent}"
+    );
+    let o = run(&["status", "-n", &ns, "--exit-code"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+
+    // Drift in the other namespace is drift.
+    kubectl(&[
+        "patch",
+        "configmap",
+        "far-a",
+        "-n",
+        &far,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"k":"edited"}}"#,
+    ]);
+    let o = run(&["status", "-n", &ns, "--exit-code", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        s["drift"]["changed"],
+        serde_json::json!([format!("ConfigMap/{far}/far-a")]),
+        "{s}"
+    );
+    assert_eq!(s["drift"]["missing"], serde_json::json!([]), "{s}");
+
+    // What left the tag is pruned there too, and diff says so first.
+    let d = diff_app(r, "B", &ns, &allow);
+    assert_eq!(d.status.code(), Some(1), "{}", err(&d));
+    assert!(
+        out(&d).contains(&format!("# prune ConfigMap/{far}/far-b")),
+        "{}",
+        out(&d)
+    );
+    // The edit above took the field from us: taking it back is a conflict like any other.
+    ok(sync_app(
+        r,
+        "B",
+        &ns,
+        &["--allow-other-namespaces", "--force-conflicts"],
+    ));
+    let left = names(&kubectl_json(&[
+        "get",
+        "configmaps",
+        "-n",
+        &far,
+        "-l",
+        "applyset.kubernetes.io/part-of",
+    ]));
+    assert_eq!(left, ["far-a"]);
+
+    // Nothing left there: pruned, and the parent no longer lists the namespace.
+    ok(sync_app(r, "C", &ns, &allow));
+    let left = names(&kubectl_json(&[
+        "get",
+        "configmaps",
+        "-n",
+        &far,
+        "-l",
+        "applyset.kubernetes.io/part-of",
+    ]));
+    assert!(left.is_empty(), "{left:?}");
+    let parent = kubectl_json(&["get", "secret", "kubectl-gitops-applyset", "-n", &ns]);
+    assert!(
+        parent["metadata"]["annotations"]
+            .get("applyset.kubernetes.io/additional-namespaces")
+            .is_none(),
+        "{parent}"
+    );
+}
+
+/// A user who may work in the target namespace but not in an additional one gets an error
+/// naming that namespace, not a partial answer.
+#[test]
+fn an_additional_namespace_the_user_may_not_read_is_named() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("home");
+    let far = c.fresh_namespace("far");
+    let repo = Repo::new();
+    repo.write(
+        "app/all.yaml",
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: away\n  namespace: {far}\n"),
+    );
+    repo.tag("A");
+    let r = repo.path.to_str().unwrap();
+    ok(sync_app(r, "A", &ns, &["--allow-other-namespaces"]));
+    let user = format!("only-{ns}");
+    kubectl(&[
+        "create",
+        "rolebinding",
+        "admin",
+        "-n",
+        &ns,
+        "--clusterrole=admin",
+        &format!("--user={user}"),
+    ]);
+    let o = run(&["status", "-n", &ns, "--as", &user]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(
+        err(&o).contains(&format!(
+            "namespace {far} (an additional namespace of the ApplySet)"
+        )) && err(&o).contains("forbidden"),
+        "{}",
+        err(&o)
+    );
+}
+
+/// A Service whose only port someone renamed by hand (`kubectl patch`, as in issue 13):
+/// re-applying ours would give two ports named `http`, so the server rejects the dry-run (422).
+fn service(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector:\n    app: {name}\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n"
+    )
+}
+
+/// A rejected dry-run is a finding about one object, not the end of the report: `status`
+/// lists every such object as drift (`cannot re-apply: <server message>`) beside the drift and
+/// health of the others (exit 1 with --exit-code); `diff` shows every diff it could compute and
+/// then all rejections in one error (exit 2); `sync` refuses before any write, naming them all.
+#[test]
+fn rejected_objects_are_reported_beside_the_rest() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("rejected");
+    let repo = Repo::new();
+    repo.write("app/frontend.yaml", service("frontend"));
+    repo.write("app/backend.yaml", service("backend"));
+    repo.write(
+        "app/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n",
+    );
+    repo.tag("A");
+    let r = repo.path.to_str().unwrap();
+    ok(sync_app(r, "A", &ns, &[]));
+    for svc in ["frontend", "backend"] {
+        kubectl(&[
+            "patch",
+            "svc",
+            svc,
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"ports":[{"name":"http","port":81,"targetPort":8080}]}}"#,
+        ]);
+    }
+    kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"edited"}}"#,
+    ]);
+    let rejected = [
+        format!("Service/{ns}/backend"),
+        format!("Service/{ns}/frontend"),
+    ];
+
+    // status: every finding, the rejected ones as drift.
+    let o = run(&["status", "-n", &ns, "--exit-code", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", out(&o), err(&o));
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        s["drift"]["changed"],
+        serde_json::json!([format!("ConfigMap/{ns}/settings")]),
+        "{s:#}"
+    );
+    let objects: Vec<&str> = s["drift"]["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["object"].as_str().unwrap())
+        .collect();
+    assert_eq!(objects, rejected, "{s:#}");
+    assert!(
+        s["drift"]["rejected"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Duplicate value"),
+        "{s:#}"
+    );
+    assert_eq!(s["in_sync"], false);
+    assert_eq!(
+        s["health"].as_array().unwrap().len(),
+        3,
+        "every object's health, rejected ones too: {s:#}"
+    );
+    let o = run(&["status", "-n", &ns, "--exit-code"]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", out(&o), err(&o));
+    for k in &rejected {
+        assert!(
+            out(&o).contains(&format!("cannot re-apply: {k}: ")),
+            "{}",
+            out(&o)
+        );
+    }
+    assert!(out(&o).contains(&format!("changed: ConfigMap/{ns}/settings")));
+
+    // diff: the ConfigMap's diff, then both rejections in one error.
+    let o = diff_app(r, "A", &ns, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}\n{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("edited"),
+        "the computable diff: {}",
+        out(&o)
+    );
+    let errors = err(&o).lines().filter(|l| l.starts_with("error:")).count();
+    assert_eq!(errors, 1, "{}", err(&o));
+    for k in &rejected {
+        assert!(err(&o).contains(k.as_str()), "{}", err(&o));
+    }
+    let o = diff_app(r, "A", &ns, &["-o", "json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    let d: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["rejected"].as_array().map(Vec::len), Some(2), "{d:#}");
+    assert_eq!(d["summary"]["update"], 1, "{d:#}");
+
+    // sync: refused before any write, both named.
+    let before = snapshot(&ns);
+    let o = sync_app(r, "A", &ns, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    for k in &rejected {
+        assert!(err(&o).contains(k.as_str()), "{}", err(&o));
+    }
+    assert_eq!(snapshot(&ns), before, "nothing written");
+}
+
+/// A sync that fails on something every rerun meets again (here an admission policy that
+/// refuses the real write but not its dry-run, as a full Service IP range or a quota would)
+/// does not tell the user that rerunning converges; it says what must change. An interrupted
+/// one still does (`an_interrupted_sync_is_recorded_and_a_rerun_converges`).
+#[test]
+fn a_failure_a_rerun_meets_again_is_not_called_transient() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("refused");
+    let repo = Repo::new();
+    repo.write(
+        "app/fine.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fine\ndata:\n  a: b\n",
+    );
+    repo.write(
+        "app/refused.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: refused\ndata:\n  a: b\n",
+    );
+    repo.tag("v1");
+    let policy = format!("{ns}-no-real-writes");
+    let yaml = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: {policy}\nspec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - apiGroups: ['']\n      apiVersions: [v1]\n      operations: [CREATE, UPDATE]\n      resources: [configmaps]\n  validations:\n  - expression: \"request.dryRun == true || !object.metadata.name.startsWith('refused')\"\n    message: test policy refuses real writes\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata:\n  name: {policy}\nspec:\n  policyName: {policy}\n  validationActions: [Deny]\n  matchResources:\n    namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: {ns}\n"
+    );
+    let file = repo.tmp.path().join("policy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    // Policies take effect within a second or so: wait until a real write is refused.
+    wait_for("the policy to take effect", Duration::from_secs(30), || {
+        let o = c
+            .kubectl()
+            .args(["create", "configmap", "refused-probe", "-n", &ns])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            kubectl(&["delete", "configmap", "refused-probe", "-n", &ns]);
+            None
+        } else {
+            Some(())
+        }
+    });
+    let r = repo.path.to_str().unwrap();
+    let o = sync_app(r, "v1", &ns, &[]);
+    let _ = c
+        .kubectl()
+        .args([
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            &policy,
+        ])
+        .output();
+    let stderr = err(&o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("test policy refuses real writes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("(failed); a rerun fails the same way until what the error names is changed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("converges"), "{stderr}");
 }

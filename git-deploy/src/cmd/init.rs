@@ -49,6 +49,7 @@ fn parse_env(spec: &str) -> Result<Environment> {
         context: None,
         helm: None,
         gates: Default::default(),
+        notify: Vec::new(),
     })
 }
 
@@ -63,6 +64,7 @@ fn default_envs() -> Vec<Environment> {
             context: None,
             helm: None,
             gates: Default::default(),
+            notify: Vec::new(),
         })
         .collect()
 }

@@ -20,10 +20,27 @@ pub async fn run(kube: &KubeArgs, args: DiffArgs) -> Result<i32> {
             if let Ok(tool) = std::env::var("KUBECTL_EXTERNAL_DIFF")
                 && !tool.trim().is_empty()
             {
-                return report::external_diff(&p.plan, &tool, args.source.show_secrets);
+                // Writes files and waits for a child process: on a blocking thread.
+                let show = args.source.show_secrets;
+                let plan = p.plan;
+                let (code, plan) = tokio::task::spawn_blocking(move || {
+                    (report::external_diff(&plan, &tool, show), plan)
+                })
+                .await
+                .map_err(|e| shared::Error::refused(format!("KUBECTL_EXTERNAL_DIFF: {e}")))?;
+                return rejected(&plan).map_or(code, Err);
             }
             report::print_diff(&p.plan, args.source.show_secrets);
         }
     }
+    if let Some(e) = rejected(&p.plan) {
+        return Err(e);
+    }
     Ok(if p.plan.has_changes() { 1 } else { 0 })
+}
+
+/// Objects the server rejects, shown after every diff that could be computed: together as
+/// one error (exit 2), as a sync of them would refuse.
+fn rejected(plan: &crate::plan::Plan) -> Option<shared::Error> {
+    crate::plan::rejections_error(&plan.rejected)
 }

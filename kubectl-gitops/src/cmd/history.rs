@@ -5,12 +5,15 @@ use shared::Result;
 use shared::output::{self, Cell};
 
 use crate::cli::{Format, HistoryArgs, KubeArgs};
-use crate::record::{Corrupt, Meta};
+use crate::record::{Corrupt, Incomplete, Meta};
 use crate::trust::SignatureRecord;
 
+/// Every record that exists, readable or not: a forged record or one whose write never
+/// finished is seen, never silently skipped.
 enum Row<'a> {
     Readable(&'a Meta),
     Corrupt(&'a Corrupt),
+    Incomplete(&'a Incomplete),
 }
 
 impl Row<'_> {
@@ -18,6 +21,7 @@ impl Row<'_> {
         match self {
             Row::Readable(m) => m.revision,
             Row::Corrupt(c) => c.revision.unwrap_or(0),
+            Row::Incomplete(i) => i.revision,
         }
     }
 }
@@ -33,6 +37,7 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
         .iter()
         .map(Row::Readable)
         .chain(records.corrupt.iter().map(Row::Corrupt))
+        .chain(records.incomplete.iter().map(Row::Incomplete))
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.revision()));
     let records = rows;
@@ -61,6 +66,11 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                         "revision": c.revision,
                         "secret": c.name,
                         "corrupt": c.reason,
+                    }),
+                    Row::Incomplete(i) => json!({
+                        "revision": i.revision,
+                        "secrets": i.parts.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+                        "incomplete": i.describe(),
                     }),
                 })
                 .collect();
@@ -99,6 +109,19 @@ pub async fn run(kube: &KubeArgs, args: HistoryArgs) -> Result<i32> {
                             format!("corrupt (Secret {}): {}", c.name, c.reason),
                             output::BAD,
                         ),
+                        Cell::plain("-"),
+                        Cell::plain("-"),
+                    ]
+                    .into_iter()
+                    .chain(any_hooks.then(|| Cell::plain("-")))
+                    .collect(),
+                    Row::Incomplete(i) => vec![
+                        Cell::plain(i.revision.to_string()),
+                        Cell::plain("-"),
+                        Cell::plain("-"),
+                        Cell::plain("-"),
+                        Cell::plain("-"),
+                        Cell::styled(i.describe(), output::BAD),
                         Cell::plain("-"),
                         Cell::plain("-"),
                     ]

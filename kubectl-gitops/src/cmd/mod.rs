@@ -4,6 +4,7 @@
 
 pub mod diff;
 pub mod history;
+pub mod metrics;
 pub mod revert;
 pub mod status;
 pub mod sync;
@@ -19,7 +20,7 @@ use crate::kubeconf::{self, Connection};
 use crate::manifest::{Content, Manifest};
 use crate::plan::{self, Plan};
 use crate::trust::{Enforce, Gate, SignatureRecord};
-use crate::{execute, log, report, source};
+use crate::{execute, log, notify, report, source};
 
 pub struct Prepared {
     pub tag: String,
@@ -31,6 +32,8 @@ pub struct Prepared {
     pub signature: SignatureRecord,
     /// The options the plan was made with; a rollback plans with the same.
     pub flags: plan::Options,
+    /// The environment deployed, when known (`--env`, or a deploy tag's name).
+    pub env: Option<String>,
 }
 
 /// Connects (context from the flags, else the environment's) and names the target namespace:
@@ -89,7 +92,8 @@ pub async fn objects(
         Content::Objects(manifests) => Ok(manifests),
         Content::Chart(chart) => {
             let caps = cluster.capabilities().await?;
-            let manifests = chart.render(&caps, namespace)?;
+            // Runs helm and parses its output: off the runtime's threads.
+            let manifests = tokio::task::block_in_place(|| chart.render(&caps, namespace))?;
             log::info(
                 1,
                 format!(
@@ -125,6 +129,8 @@ pub fn plan_options(
         for_write: apply.is_some_and(|a| !a.dry_run),
         keep_unchanged_live: false,
         replace_immutable: apply.is_some_and(|a| a.replace_immutable),
+        // diff shows every object it could compute, then every rejection (exit 2).
+        report_rejections: apply.is_none(),
     }
 }
 
@@ -137,7 +143,20 @@ pub async fn prepare(
     apply: Option<&ApplyArgs>,
     enforce: Enforce,
 ) -> Result<Prepared> {
-    let located = source::locate(args.into())?;
+    // Reading git objects and parsing block: off the runtime's threads.
+    let location: source::Location = args.into();
+    let located = tokio::task::block_in_place(|| source::locate(location))?;
+    plan_located(kube, located, args, apply, enforce).await
+}
+
+/// [`prepare`] of a tag already located.
+pub async fn plan_located(
+    kube: &KubeArgs,
+    located: source::Located,
+    args: &SourceArgs,
+    apply: Option<&ApplyArgs>,
+    enforce: Enforce,
+) -> Result<Prepared> {
     let (conn, namespace) = connect(
         kube,
         located.namespace.as_deref(),
@@ -147,7 +166,7 @@ pub async fn prepare(
     let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
     gate.check_command_line_values(&args.set)?;
     let commit = gate.commit().unwrap_or_else(|| located.commit());
-    let content = located.load(commit)?;
+    let content = tokio::task::block_in_place(|| located.load(commit))?;
     log::info(
         1,
         format!(
@@ -177,7 +196,51 @@ pub async fn prepare(
         plan,
         signature: gate.record,
         flags,
+        env: located.env.clone(),
     })
+}
+
+/// What a sync or revert is about before its plan exists: enough to tell the webhooks about a
+/// run that failed while planning (manifests the server rejects, a chart that does not
+/// render, an untrusted tag, the cluster unreachable).
+pub struct Intent {
+    pub verb: &'static str,
+    /// `-n`, else the environment's; `None`: the context's, unknown until connected.
+    pub namespace: Option<String>,
+    pub env: Option<String>,
+    pub tag: String,
+    pub commit: String,
+}
+
+/// Awaits `planning`; if it fails (and the run was meant to write), `webhooks` get one
+/// `failed` event before the error is returned.
+pub async fn planned(
+    intent: &Intent,
+    webhooks: &[notify::Target],
+    args: &ApplyArgs,
+    planning: impl std::future::Future<Output = Result<Prepared>>,
+) -> Result<Prepared> {
+    let result = planning.await;
+    if let Err(e) = &result
+        && !args.dry_run
+    {
+        let namespace = intent
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "(the context's)".to_string());
+        let run = notify::Run {
+            verb: intent.verb,
+            namespace: &namespace,
+            environment: intent.env.as_deref(),
+            tag: &intent.tag,
+            commit: &intent.commit,
+            user: "",
+            started: notify::started(),
+        };
+        let facts = notify::Facts::default();
+        notify::send(webhooks, &notify::event(&run, &facts, Some(e))).await;
+    }
+    result
 }
 
 pub fn source_json(p: &Prepared) -> serde_json::Value {
@@ -185,13 +248,45 @@ pub fn source_json(p: &Prepared) -> serde_json::Value {
 }
 
 /// Shows the plan, refuses what must be refused, confirms, executes (waiting as asked and as
-/// the plan's waves need), reports: sync and revert.
+/// the plan's waves need), reports, and tells the webhooks how it went: sync and revert.
 pub async fn apply_flow(
     mut p: Prepared,
+    webhooks: &[notify::Target],
     args: &ApplyArgs,
     show_secrets: bool,
     concurrency: usize,
     revert: Option<(Option<u64>, String)>,
+) -> Result<i32> {
+    let mut facts = notify::Facts::default();
+    let verb = if revert.is_some() { "revert" } else { "sync" };
+    let result = run_apply(&mut p, args, show_secrets, concurrency, revert, &mut facts).await;
+    if facts.meant_to_write {
+        let run = notify::Run {
+            verb,
+            namespace: &p.plan.namespace,
+            environment: p.env.as_deref(),
+            tag: &p.tag,
+            commit: &p.commit,
+            user: &p.conn.user,
+            started: notify::started(),
+        };
+        notify::send(
+            webhooks,
+            &notify::event(&run, &facts, result.as_ref().err()),
+        )
+        .await;
+    }
+    result
+}
+
+/// [`apply_flow`] but the notification; `facts` gathers what the event reports.
+async fn run_apply(
+    p: &mut Prepared,
+    args: &ApplyArgs,
+    show_secrets: bool,
+    concurrency: usize,
+    revert: Option<(Option<u64>, String)>,
+    facts: &mut notify::Facts,
 ) -> Result<i32> {
     let reverted_to = revert.as_ref().and_then(|r| r.0);
     let success = revert
@@ -216,9 +311,11 @@ pub async fn apply_flow(
     report::print_notes(&p.plan);
     let blocked = execute::check_blockers(&p.plan, args.adopt, args.force_conflicts);
     if json && (args.dry_run || blocked.is_err()) {
-        let v = report::plan_json(&p.plan, show_secrets, source_json(&p));
+        let v = report::plan_json(&p.plan, show_secrets, source_json(p));
         shared::output::print_json(&v);
     }
+    // A refusal of a run meant to write is a failed run; a declined prompt tells nobody.
+    facts.meant_to_write = !args.dry_run && blocked.is_err();
     blocked?;
     if args.dry_run {
         eprintln!("dry run: nothing was written");
@@ -231,7 +328,9 @@ pub async fn apply_flow(
         p.plan.namespace,
         p.tag
     );
-    shared::prompt::confirm(&question, args.yes, verb)?;
+    // Reads the terminal: a blocking wait, off the runtime's thread.
+    tokio::task::block_in_place(|| shared::prompt::confirm(&question, args.yes, verb))?;
+    facts.meant_to_write = true;
     let opts = execute::SyncOptions {
         force_conflicts: args.force_conflicts,
         concurrency,
@@ -257,6 +356,10 @@ pub async fn apply_flow(
         keep_on_failure: rollback_to.is_some(),
     };
     let outcome = execute::execute(&mut p.cluster, &p.plan, &opts, info, lease).await?;
+    facts.applied = outcome.progress.applied.len();
+    facts.pruned = outcome.progress.pruned.len();
+    facts.revision = outcome.revision;
+    facts.outcome = Some(outcome.outcome.clone());
     if args.adopt && !p.plan.helm_releases.is_empty() {
         shared::output::warn(format!(
             "adopted objects of Helm release {}: {}",
@@ -270,12 +373,12 @@ pub async fn apply_flow(
         ));
     }
     let mut v = json.then(|| {
-        let mut v = report::plan_json(&p.plan, show_secrets, source_json(&p));
+        let mut v = report::plan_json(&p.plan, show_secrets, source_json(p));
         v["result"] = report::outcome_json(&outcome);
         v
     });
     if outcome.failure.is_some() && args.rollback_on_failure {
-        let result = roll_back(&mut p, args, concurrency, outcome, rollback_to).await;
+        let result = roll_back(p, args, concurrency, outcome, rollback_to, facts).await;
         if let Some(v) = &mut v {
             v["rollback"] = result.1;
             shared::output::print_json(v);
@@ -321,6 +424,7 @@ async fn roll_back(
     concurrency: usize,
     outcome: execute::Outcome,
     to: Option<crate::record::Meta>,
+    facts: &mut notify::Facts,
 ) -> (shared::Error, serde_json::Value) {
     let failure = outcome.failure.expect("a failed run");
     let ns = p.plan.namespace.clone();
@@ -375,6 +479,11 @@ async fn roll_back(
             ))
         }
         Ok(back) => {
+            // The event reports the rollback's record: `rolled back to revision N ...`.
+            if back.revision.is_some() {
+                facts.revision = back.revision;
+                facts.outcome = Some(back.outcome.clone());
+            }
             v["result"] = report::outcome_json(&back);
             v["ready"] = json!(back.failure.is_none());
             let recorded = back.revision.map_or_else(

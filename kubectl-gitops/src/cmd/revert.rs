@@ -6,14 +6,59 @@
 use crate::manifest::Content;
 use shared::{Error, Result};
 
-use super::{Prepared, apply_flow, connect, plan_for, plan_in, plan_options};
+use super::{Intent, Prepared, apply_flow, connect, plan_for, plan_in, plan_options, planned};
 use crate::cli::{KubeArgs, RevertArgs};
 use crate::kubeconf::Connection;
+use crate::notify;
 use crate::record;
 use crate::trust::{Enforce, Gate};
 
 pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     let target = target(kube, &args).await?;
+    let env = target
+        .env
+        .clone()
+        .or_else(|| shared::tag::TagName::parse(&target.tag).map(|t| t.env));
+    let webhooks = notify::targets(
+        &args.apply.notify,
+        &args.apply.notify_env,
+        &target.notify,
+        env.as_deref(),
+    )?;
+    let intent = Intent {
+        verb: "revert",
+        namespace: Some(target.namespace.clone()),
+        env: env.clone(),
+        tag: target.tag.clone(),
+        commit: target.commit.clone(),
+    };
+    let revision = target.revision;
+    let describe = target.describe.clone();
+    let p = planned(
+        &intent,
+        &webhooks,
+        &args.apply,
+        plan(kube, &args, target, env),
+    )
+    .await?;
+    apply_flow(
+        p,
+        &webhooks,
+        &args.apply,
+        args.show_secrets,
+        args.planning.concurrency as usize,
+        Some((revision, format!("reverted to {describe}"))),
+    )
+    .await
+}
+
+/// The plan of going back to `target`.
+async fn plan(
+    kube: &KubeArgs,
+    args: &RevertArgs,
+    target: Target,
+    env: Option<String>,
+) -> Result<Prepared> {
     let flags = plan_options(&args.scope, &args.planning, Some(&args.apply));
     let (conn, cluster, plan) = match target.conn {
         Some(conn) => {
@@ -39,7 +84,7 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
     };
     target.gate.check_plan(&conn.client, &plan).await?;
     eprintln!("revert {} to {}", plan.namespace, target.describe);
-    let p = Prepared {
+    Ok(Prepared {
         tag: target.tag,
         commit: target.commit,
         conn,
@@ -47,15 +92,8 @@ pub async fn run(kube: &KubeArgs, args: RevertArgs) -> Result<i32> {
         plan,
         signature: target.gate.record.clone(),
         flags,
-    };
-    apply_flow(
-        p,
-        &args.apply,
-        args.show_secrets,
-        args.planning.concurrency as usize,
-        Some((target.revision, format!("reverted to {}", target.describe))),
-    )
-    .await
+        env,
+    })
 }
 
 pub struct Target {
@@ -70,19 +108,24 @@ pub struct Target {
     pub conn: Option<Connection>,
     /// The signature check, passed before the manifests were loaded.
     pub gate: Gate,
+    /// With --to-tag of an environment's deploy tag: the environment and its `notify:`.
+    pub env: Option<String>,
+    pub notify: Vec<shared::config::NotifyTarget>,
 }
 
 async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
     let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
     if let Some(tag) = &args.to_tag {
-        let located = crate::source::locate(crate::source::Location {
+        let location = crate::source::Location {
             repo: args.repo.as_deref(),
             tag: Some(tag),
             env: None,
             path: args.path.as_deref(),
             values: &[],
             set: &[],
-        })?;
+        };
+        // Reads git objects: off the runtime's threads.
+        let located = tokio::task::block_in_place(|| crate::source::locate(location))?;
         let (conn, namespace) = connect(
             kube,
             located.namespace.as_deref(),
@@ -92,7 +135,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
         let gate = Gate::for_tag(&conn.client, &namespace, located.tag.clone(), enforce).await?;
         let commit = gate.commit().unwrap_or_else(|| located.commit());
         return Ok(Target {
-            content: located.load(commit)?,
+            content: tokio::task::block_in_place(|| located.load(commit))?,
             namespace,
             describe: format!("tag {}", located.name()),
             tag: located.name().to_string(),
@@ -100,6 +143,8 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
             revision: None,
             conn: Some(conn),
             gate,
+            env: located.env.clone(),
+            notify: located.notify.clone(),
         });
     }
     let record::Recorded {
@@ -172,5 +217,7 @@ async fn target(kube: &KubeArgs, args: &RevertArgs) -> Result<Target> {
         revision: Some(meta.revision),
         conn: None,
         gate,
+        env: None,
+        notify: Vec::new(),
     })
 }

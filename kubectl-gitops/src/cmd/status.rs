@@ -36,6 +36,7 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
         missing,
         extra,
         unowned,
+        rejected,
         health: health_rows,
     } = &inspection;
     let unhealthy = inspection.unhealthy();
@@ -57,7 +58,10 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
                     "time": current.time, "user": current.user, "outcome": current.outcome,
                     "objects": current.objects.len(), "signature": current.signature,
                 },
-                "drift": {"changed": changed, "missing": missing, "extra": extra, "unowned": unowned},
+                "drift": {"changed": changed, "missing": missing, "extra": extra, "unowned": unowned,
+                          "rejected": rejected.iter()
+                              .map(|(k, why)| json!({"object": k, "message": why}))
+                              .collect::<Vec<_>>()},
                 "in_sync": in_sync,
                 "healthy": unhealthy == 0,
                 "health": health_json,
@@ -90,13 +94,21 @@ pub async fn run(kube: &KubeArgs, args: StatusArgs) -> Result<i32> {
             );
             let _ = writeln!(
                 out,
-                "drift: {} changed, {} missing, {} extra, {} not owned by any applyset{}",
+                "drift: {} changed, {} missing, {} extra, {}{} not owned by any applyset{}",
                 changed.len(),
                 missing.len(),
                 extra.len(),
+                if rejected.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} cannot be re-applied, ", rejected.len())
+                },
                 unowned.len(),
                 if in_sync { " (in sync)" } else { "" }
             );
+            for (k, why) in rejected {
+                let _ = writeln!(out, "  cannot re-apply: {k}: {why}");
+            }
             for (label, list) in [
                 ("changed", changed),
                 ("missing", missing),

@@ -3,8 +3,9 @@
 
 use shared::Result;
 
-use super::{apply_flow, prepare, verify};
+use super::{Intent, apply_flow, plan_located, planned, verify};
 use crate::cli::{Format, KubeArgs, SyncArgs};
+use crate::notify;
 use crate::trust::Enforce;
 
 pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
@@ -12,7 +13,31 @@ pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
         shared::git::push::check_remote(remote)?;
     }
     let enforce = Enforce::for_apply(args.apply.insecure_skip_signature);
-    let p = prepare(kube, &args.source, Some(&args.apply), enforce).await?;
+    // Reading git objects: off the runtime's threads.
+    let location: crate::source::Location = (&args.source).into();
+    let located = tokio::task::block_in_place(|| crate::source::locate(location))?;
+    // Checked before planning: an unusable webhook is bad input, and a run that fails while
+    // planning is told too.
+    let webhooks = notify::targets(
+        &args.apply.notify,
+        &args.apply.notify_env,
+        &located.notify,
+        located.env.as_deref(),
+    )?;
+    let intent = Intent {
+        verb: "sync",
+        namespace: kube.namespace.clone().or(located.namespace.clone()),
+        env: located.env.clone(),
+        tag: located.name().to_string(),
+        commit: located.commit().to_string(),
+    };
+    let p = planned(
+        &intent,
+        &webhooks,
+        &args.apply,
+        plan_located(kube, located, &args.source, Some(&args.apply), enforce),
+    )
+    .await?;
     if !args.force {
         // A plan for writing read the records already; a dry run reads them only for this
         // line, and goes on without it when it may not.
@@ -29,6 +54,7 @@ pub async fn run(kube: &KubeArgs, args: SyncArgs) -> Result<i32> {
     }
     let code = apply_flow(
         p,
+        &webhooks,
         &args.apply,
         args.source.show_secrets,
         args.source.planning.concurrency as usize,

@@ -17,11 +17,7 @@ use crate::cluster::Cluster;
 /// Deployment whose own status says it is still rolling out.
 pub async fn judge_live(cluster: &Cluster, obj: &Value, limit: Duration) -> Verdict {
     let own = judge(obj, &Context::now());
-    let deployment = obj["kind"] == "Deployment"
-        && obj["apiVersion"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("apps/"));
-    if own.status != Status::InProgress || !deployment {
+    if !needs_related(obj, &own) {
         return own;
     }
     match tokio::time::timeout(limit, related(cluster, obj)).await {
@@ -34,6 +30,34 @@ pub async fn judge_live(cluster: &Cluster, obj: &Value, limit: Duration) -> Verd
         ),
         _ => own,
     }
+}
+
+/// The verdict on `obj` as of now, with its ReplicaSets and Pods taken from `related` (any
+/// superset: the rules pick those the Deployment controls) rather than read from the cluster:
+/// for a reader that already holds them, such as the exporter's watches.
+pub fn judge_known(obj: &Value, related: impl FnOnce() -> Related) -> Verdict {
+    let own = judge(obj, &Context::now());
+    if !needs_related(obj, &own) {
+        return own;
+    }
+    let related = related();
+    judge(
+        obj,
+        &Context {
+            now: jiff::Timestamp::now(),
+            related: Some(&related),
+        },
+    )
+}
+
+/// Whether the Pods can change the verdict: a Deployment whose own status says it is still
+/// rolling out.
+fn needs_related(obj: &Value, own: &Verdict) -> bool {
+    let deployment = obj["kind"] == "Deployment"
+        && obj["apiVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("apps/"));
+    own.status == Status::InProgress && deployment
 }
 
 /// The ReplicaSets and Pods the Deployment's selector matches. None when they cannot be read:

@@ -40,6 +40,6 @@ mod rules;
 mod verdict;
 mod wait;
 
-pub use live::judge_live;
-pub use verdict::Verdict;
+pub use live::{judge_known, judge_live};
+pub use verdict::{Related, Status, Verdict};
 pub use wait::{End, Report, Waited, wait};

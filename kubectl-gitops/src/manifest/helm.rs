@@ -274,7 +274,7 @@ impl Chart {
     fn check_dependencies_vendored(&self) -> Result<()> {
         let mut command = self.helm_command();
         command.arg("dependency").arg("list").arg(self.dir());
-        let output = self.run(&mut command)?;
+        let output = self.run(command)?;
         if !output.status.success() {
             return Err(Error::invalid(format!(
                 "helm dependency list of the chart at {} (commit {}) failed:\n{}",
@@ -381,8 +381,15 @@ impl Chart {
         command
     }
 
-    fn run(&self, command: &mut Command) -> Result<Output> {
-        command.output().map_err(|e| {
+    /// Runs helm within its time limit ([`crate::child::HELM`]): a chart whose templates
+    /// never finish rendering is stopped and named, never waited for.
+    fn run(&self, command: Command) -> Result<Output> {
+        let tool = format!(
+            "{} for the Helm chart at {}",
+            self.helm.display(),
+            self.shown_path()
+        );
+        crate::child::output(command, &tool, &crate::child::HELM)?.map_err(|e| {
             Error::refused(format!(
                 "cannot run {} for the Helm chart at {}: {e}",
                 self.helm.display(),
@@ -426,7 +433,7 @@ impl Chart {
                 self.value_args.len() / 2
             ),
         );
-        let output = self.run(&mut command)?;
+        let output = self.run(command)?;
         if !output.status.success() {
             return Err(Error::invalid(format!(
                 "helm template of the chart at {} (commit {}) failed:\n{}",

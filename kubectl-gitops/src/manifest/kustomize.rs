@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -41,22 +41,23 @@ pub(super) fn render_kustomization(
     } else {
         tmp.path().join(path)
     };
-    let mut command = Command::new(kubectl);
-    command
-        .arg("kustomize")
-        .arg(&dir)
-        .current_dir(tmp.path())
-        .stdin(Stdio::null());
-    // Belt and braces after the checks above: remote bases are cloned with git and remote
-    // files fetched over HTTP(S); both fail fast instead of reaching out.
-    let output = without_network(&mut command).output().map_err(|e| {
-        Error::refused(format!("cannot run {}: {e}", kubectl.display()))
-            .hint("rendering a kustomization needs kubectl; install it or set KUBECTL_PATH")
-    })?;
     let label = format!(
         "kustomize build {}",
         if path.is_empty() { "." } else { path }
     );
+    let mut cmd = Command::new(kubectl);
+    cmd.arg("kustomize").arg(&dir).current_dir(tmp.path());
+    // Belt and braces after the checks above: remote bases are cloned with git and remote
+    // files fetched over HTTP(S); both fail fast instead of reaching out.
+    without_network(&mut cmd);
+    let tool = format!(
+        "{} kustomize ({label} at commit {short})",
+        kubectl.display()
+    );
+    let output = crate::child::output(cmd, &tool, &crate::child::KUSTOMIZE)?.map_err(|e| {
+        Error::refused(format!("cannot run {}: {e}", kubectl.display()))
+            .hint("rendering a kustomization needs kubectl; install it or set KUBECTL_PATH")
+    })?;
     if !output.status.success() {
         let stderr = kubectl_message(&String::from_utf8_lossy(&output.stderr), tmp.path());
         return Err(Error::invalid(format!(
