@@ -33,6 +33,9 @@ pub fn normalize(obj: &mut Value) {
     }
     if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
         annotations.remove(LAST_APPLIED);
+        // Ours, derived from the manifest: it changes exactly when something else does, and an
+        // object applied before we stamped it is not changed by the stamp alone.
+        annotations.remove(crate::unchanged::DIGEST_ANNOTATION);
     }
     // An empty map and a missing one mean the same to the server; keeping either would show
     // up as a difference against the other side.

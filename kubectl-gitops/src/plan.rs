@@ -510,6 +510,8 @@ pub fn validate(
         } else if !is_target_namespace(&key, ns) {
             obj["metadata"]["labels"][applyset::LABEL_PART_OF] = json!(id);
         }
+        // Last: the digest covers everything sent.
+        crate::unchanged::stamp(&mut obj);
         notes.extend(classified.notes.into_iter().map(|n| format!("{key}: {n}")));
         objects.push(Desired {
             key,

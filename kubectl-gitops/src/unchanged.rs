@@ -13,8 +13,68 @@
 //! entry, a different apiVersion) answers "don't know", and the server's dry-run decides.
 //! Values inside a field we own as a whole (a scalar or an atomic list/map) must be equal,
 //! not merely contained, because applying an atomic value replaces it entirely.
+//!
+//! Some values never equal the manifest: the server completes atomic values with defaults
+//! (a Deployment's `env[].valueFrom.fieldRef` gains `apiVersion: v1`) or normalises numbers
+//! and quantities. For those the proof is the digest annotation ([`DIGEST_ANNOTATION`]): every
+//! object we apply carries the SHA-256 of the manifest we sent. When the live object carries
+//! the digest of the manifest we would send now and we still own that annotation, our last
+//! apply was this very manifest (any other apply by us would have written another digest,
+//! and anyone else changing the annotation would have taken it from us). Since then, a field
+//! we still own cannot have changed value: a write by any other manager that changes a field
+//! moves it to that manager. So a field we own as a whole holds what the server made of this
+//! manifest's value, whatever the server normalised; the field set must still cover the
+//! manifest exactly, as above. (This trusts the server to complete a value the same way it
+//! did at our apply, which Kubernetes' API rules require within an API version.)
 
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Annotation every applied object carries: `sha256:<hex>` of the manifest as sent, without
+/// this annotation. It is ours alone, so a diff neither shows it nor counts it as a change.
+pub const DIGEST_ANNOTATION: &str = "gitops.kubectl.io/applied-digest";
+
+/// Sets [`DIGEST_ANNOTATION`] on `obj` to the digest of `obj` without it (a value a manifest
+/// brought for it is replaced). serde_json's maps are ordered by key, so the digest does not
+/// depend on the key order in the file.
+pub fn stamp(obj: &mut Value) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(Value::Object(annotations)) = meta.get_mut("annotations") {
+        annotations.remove(DIGEST_ANNOTATION);
+        if annotations.is_empty() {
+            meta.remove("annotations");
+        }
+    }
+    let bytes = serde_json::to_vec(obj).expect("a JSON value serialises");
+    let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+    obj["metadata"]["annotations"][DIGEST_ANNOTATION] = Value::String(digest);
+}
+
+fn digest_of(obj: &Map<String, Value>) -> Option<&str> {
+    obj.get("metadata")?
+        .get("annotations")?
+        .get(DIGEST_ANNOTATION)?
+        .as_str()
+}
+
+/// `desired` without its digest annotation, for live objects our last apply did not stamp
+/// (applied by an earlier version): the annotation alone is not a change worth a write.
+fn without_digest(desired: &Value) -> Value {
+    let mut d = desired.clone();
+    if let Some(Value::Object(annotations)) =
+        d.get_mut("metadata").and_then(|m| m.get_mut("annotations"))
+    {
+        annotations.remove(DIGEST_ANNOTATION);
+        if annotations.is_empty() {
+            d["metadata"]
+                .as_object_mut()
+                .map(|m| m.remove("annotations"));
+        }
+    }
+    d
+}
 
 /// True when a server-side apply of `desired` by `manager` onto `live` provably changes no
 /// value. `live` must be the object as the server returns it (with `managedFields`).
@@ -22,6 +82,26 @@ pub fn apply_is_noop(manager: &str, desired: &Value, live: &Value) -> bool {
     let (Some(d), Some(l)) = (desired.as_object(), live.as_object()) else {
         return false;
     };
+    match (digest_of(d), digest_of(l)) {
+        (Some(_), None) => {
+            let d = without_digest(desired);
+            return d.as_object().is_some_and(|d| noop_by(manager, d, l, false));
+        }
+        (Some(want), Some(have)) if want == have => return noop_by(manager, d, l, true),
+        _ => {}
+    }
+    noop_by(manager, d, l, false)
+}
+
+/// The proof itself; `same_digest`: the live object carries the digest of `d`, so values we
+/// still own need not equal the manifest (see the module comment; that we still own the
+/// annotation is checked with the rest of the metadata).
+fn noop_by(
+    manager: &str,
+    d: &Map<String, Value>,
+    l: &Map<String, Value>,
+    same_digest: bool,
+) -> bool {
     let api_version = d.get("apiVersion");
     if api_version.is_none() || api_version != l.get("apiVersion") || d.get("kind") != l.get("kind")
     {
@@ -48,7 +128,7 @@ pub fn apply_is_noop(manager: &str, desired: &Value, live: &Value) -> bool {
             "apiVersion" | "kind" => {}
             "metadata" => {
                 let Some(mf) = meta_fields else { return false };
-                if !map_covered(dm, lm, mf, &["name", "namespace"]) {
+                if !map_covered(dm, lm, mf, &["name", "namespace"], same_digest) {
                     return false;
                 }
             }
@@ -56,7 +136,7 @@ pub fn apply_is_noop(manager: &str, desired: &Value, live: &Value) -> bool {
                 let (Some(lv), Some(f)) = (l.get(key), field(fields, key)) else {
                     return false;
                 };
-                if !covered(dv, lv, f) {
+                if !covered(dv, lv, f, same_digest) {
                     return false;
                 }
             }
@@ -104,14 +184,15 @@ fn entries(fields: &Map<String, Value>) -> impl Iterator<Item = &String> {
 }
 
 /// Whether applying `d` where the server has `l` and we own `f` changes no value.
-fn covered(d: &Value, l: &Value, f: &Map<String, Value>) -> bool {
+fn covered(d: &Value, l: &Value, f: &Map<String, Value>, same_digest: bool) -> bool {
     if entries(f).next().is_none() {
-        // We own this value as a whole: a scalar, or an atomic list or map.
-        return d == l;
+        // We own this value as a whole: a scalar, or an atomic list or map. With the digest
+        // of this manifest live, it is what the server made of this value.
+        return d == l || same_digest;
     }
     match (d, l) {
-        (Value::Object(dm), Value::Object(lm)) => map_covered(dm, lm, f, &[]),
-        (Value::Array(da), Value::Array(la)) => list_covered(da, la, f),
+        (Value::Object(dm), Value::Object(lm)) => map_covered(dm, lm, f, &[], same_digest),
+        (Value::Array(da), Value::Array(la)) => list_covered(da, la, f, same_digest),
         _ => false,
     }
 }
@@ -121,6 +202,7 @@ fn map_covered(
     l: &Map<String, Value>,
     f: &Map<String, Value>,
     identity: &[&str],
+    same_digest: bool,
 ) -> bool {
     let owned_all_present = entries(f).all(|k| {
         k.strip_prefix("f:")
@@ -130,7 +212,7 @@ fn map_covered(
         && d.iter()
             .filter(|(k, _)| !identity.contains(&k.as_str()))
             .all(|(k, dv)| match (l.get(k), field(f, k)) {
-                (Some(lv), Some(sub)) => covered(dv, lv, sub),
+                (Some(lv), Some(sub)) => covered(dv, lv, sub, same_digest),
                 _ => false,
             })
 }
@@ -138,7 +220,7 @@ fn map_covered(
 /// A granular list: one field-set entry per element, by key (`k:`), value (`v:`) or index
 /// (`i:`). Elements are matched to the live list position by position, so an element added
 /// by someone else (a different length) falls back to the server.
-fn list_covered(d: &[Value], l: &[Value], f: &Map<String, Value>) -> bool {
+fn list_covered(d: &[Value], l: &[Value], f: &Map<String, Value>, same_digest: bool) -> bool {
     if d.len() != l.len() || entries(f).count() != d.len() {
         return false;
     }
@@ -151,7 +233,7 @@ fn list_covered(d: &[Value], l: &[Value], f: &Map<String, Value>) -> bool {
             return dv == lv;
         }
         match f.get(key).and_then(Value::as_object) {
-            Some(sub) => covered(dv, lv, sub),
+            Some(sub) => covered(dv, lv, sub, same_digest),
             None => false,
         }
     })
@@ -343,6 +425,99 @@ mod tests {
     fn a_number_the_server_would_normalise_is_not_proven() {
         let mut d = desired();
         d["spec"]["replicas"] = json!(2.0);
+        assert!(!noop(&d, &live()));
+    }
+
+    /// A Deployment whose env var's atomic fieldRef the server completed, applied by us with
+    /// the digest of `stamped_desired()`.
+    fn stamped_desired() -> Value {
+        let mut d = desired();
+        d["spec"]["template"]["spec"]["containers"][0]["env"] =
+            json!([{"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]);
+        stamp(&mut d);
+        d
+    }
+
+    fn stamped_live() -> Value {
+        let d = stamped_desired();
+        let mut l = live();
+        l["metadata"]["annotations"] = d["metadata"]["annotations"].clone();
+        let fields = &mut l["metadata"]["managedFields"][0]["fieldsV1"];
+        fields["f:metadata"]["f:annotations"] = json!({ format!("f:{DIGEST_ANNOTATION}"): {} });
+        fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"app\"}"]["f:env"] = json!({"k:{\"name\":\"POD\"}": {".": {}, "f:name": {}, "f:valueFrom": {"f:fieldRef": {}}}});
+        l["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "POD",
+            "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}]);
+        l
+    }
+
+    #[test]
+    fn the_stamp_is_the_digest_of_the_rest() {
+        let a = stamped_desired();
+        let mut again = a.clone();
+        stamp(&mut again);
+        assert_eq!(a, again, "stamping a stamped object changes nothing");
+        let mut forged = a.clone();
+        forged["metadata"]["annotations"][DIGEST_ANNOTATION] = json!("sha256:00");
+        stamp(&mut forged);
+        assert_eq!(forged, a, "a value brought by the manifest is replaced");
+        let mut other = desired();
+        other["spec"]["replicas"] = json!(3);
+        stamp(&mut other);
+        assert_ne!(
+            other["metadata"]["annotations"][DIGEST_ANNOTATION],
+            a["metadata"]["annotations"][DIGEST_ANNOTATION]
+        );
+    }
+
+    #[test]
+    fn a_completed_atomic_value_is_proven_by_the_digest_of_this_manifest_only() {
+        assert!(noop(&stamped_desired(), &stamped_live()));
+        // The same live object without the digest: the completed value is not equal.
+        let mut l = stamped_live();
+        l["metadata"].as_object_mut().unwrap().remove("annotations");
+        l["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("f:annotations");
+        assert!(!noop(&stamped_desired(), &l));
+        // Another manifest: another digest.
+        let mut d = stamped_desired();
+        d["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] =
+            json!("metadata.namespace");
+        stamp(&mut d);
+        assert!(!noop(&d, &stamped_live()));
+    }
+
+    #[test]
+    fn the_digest_proves_nothing_we_no_longer_own() {
+        // Someone else changed the fieldRef: it left our field set.
+        let mut l = stamped_live();
+        l["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:template"]["f:spec"]
+            ["f:containers"]["k:{\"name\":\"app\"}"]["f:env"]["k:{\"name\":\"POD\"}"]
+            .as_object_mut()
+            .unwrap()
+            .remove("f:valueFrom");
+        l["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] =
+            json!("metadata.uid");
+        assert!(!noop(&stamped_desired(), &l));
+        // Someone else wrote the annotation (a forged digest): it is not ours.
+        let mut l = stamped_live();
+        l["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("f:annotations");
+        assert!(!noop(&stamped_desired(), &l));
+    }
+
+    #[test]
+    fn an_object_applied_before_the_stamp_is_proven_by_equal_values() {
+        // The plain rule, with the stamp left out of the comparison.
+        let mut d = desired();
+        stamp(&mut d);
+        assert!(noop(&d, &live()));
+        let mut d = desired();
+        d["spec"]["replicas"] = json!(3);
+        stamp(&mut d);
         assert!(!noop(&d, &live()));
     }
 }

@@ -1,12 +1,17 @@
 //! Faults, end to end (issue 8): the API server stopped mid-sync and started again on the same
 //! etcd data, a sync killed with SIGKILL, ten writers racing on one namespace, and a server
-//! that answers 429. Each runs the real `kubectl-gitops` against the real test API server;
-//! every wait is bounded.
+//! that answers 429; and through Toxiproxy (issue 19), connections reset in the middle of a
+//! sync and a server that stops answering. Each runs the real `kubectl-gitops` against the
+//! real test API server; every wait is bounded.
 
 #[path = "../common/cluster.rs"]
 mod cluster;
 #[path = "../common/repo.rs"]
 mod repo;
+#[path = "../common/tools.rs"]
+mod tools;
+#[path = "../common/toxiproxy.rs"]
+mod toxiproxy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -343,29 +348,15 @@ fn api_server_stopped_mid_sync_fails_cleanly_and_a_rerun_converges() {
     eprintln!("sync gave up {took:?} after the server went down");
 
     c.up();
-    // The failed run could not release its lease either: the next run sees it, names it, and
-    // writes nothing.
+    // The failed run could not release its lease either: until it expires (30 s after the
+    // last renewal; a loaded machine may take that long to restart the server), the next run
+    // sees it, names it, and writes nothing.
     let before = count_config_maps(&kc, ns, "applyset.kubernetes.io/part-of");
-    let o = run(&kc, &sync_args(&repo, "v1", ns));
-    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
-    assert!(err(&o).contains(&format!("(pid {pid})")), "{}", err(&o));
-    assert_eq!(
-        count_config_maps(&kc, ns, "applyset.kubernetes.io/part-of"),
-        before
-    );
     assert!(
         before > 0 && before < 1000,
         "stopped midway: {before} of 1000 applied"
     );
-    expire_lease(&kc, ns);
-    let o = ok(run(&kc, &sync_args(&repo, "v1", ns)));
-    assert!(err(&o).contains("taking over expired Lease"), "{}", err(&o));
-    diff_is_empty(&kc, &repo, "v1", ns);
-    let h = history(&kc, ns);
-    assert_consistent(&h);
-    assert_eq!(h[0].2, "succeeded", "{h:?}");
-    assert_eq!(h.len(), 1, "the failed run left no record: {h:?}");
-    assert_eq!(lease_holder(&kc, ns), None, "released");
+    rerun_converges(&kc, &kc, &repo, ns, pid, before);
 }
 
 #[cfg(unix)]
@@ -526,6 +517,159 @@ fn a_throttled_server_answering_429_is_ridden_out() {
         "our retries (-v 6) rode them out: {}",
         err(&o)
     );
+}
+
+/// How far a failed sync says it got: K of "after applying K of N changed objects".
+fn applied_count(stderr: &str, ns: &str) -> (usize, usize) {
+    let prefix = format!("sync of {ns} failed after applying ");
+    let rest = stderr
+        .split_once(&prefix)
+        .unwrap_or_else(|| panic!("no {prefix:?} in: {stderr}"))
+        .1;
+    let mut words = rest.split_whitespace();
+    let k = words.next().and_then(|w| w.parse().ok());
+    let of = words.next();
+    let n = words.next().and_then(|w| w.parse().ok());
+    match (k, of, n) {
+        (Some(k), Some("of"), Some(n)) => (k, n),
+        _ => panic!("cannot read the count after {prefix:?}: {stderr}"),
+    }
+}
+
+/// The outcome rules for a sync cut off by the network: it failed in bounded time (the caller
+/// bounds it), said how many objects it applied and named the rest, did not claim a record it
+/// could not write, and the namespace holds at least what it said it applied (requests in
+/// flight when it stopped may have landed too) and less than everything.
+fn assert_cut_off(o: &Output, kc: &Path, ns: &str, total: usize) -> usize {
+    let stderr = err(o);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (said, of) = applied_count(&stderr, ns);
+    assert_eq!(of, total, "{stderr}");
+    assert!(
+        stderr.contains("\nnot applied: ") && stderr.contains(" more\nnot recorded"),
+        "names what was not applied, cut short: {stderr}"
+    );
+    assert!(
+        stderr.contains("could not record the failed revision")
+            && !stderr.contains("recorded as revision"),
+        "does not claim a record it could not write: {stderr}"
+    );
+    assert!(
+        stderr.contains("check that the API server is reachable"),
+        "names a network failure: {stderr}"
+    );
+    let present = count_config_maps(kc, ns, "applyset.kubernetes.io/part-of");
+    assert!(
+        said <= present && present < total,
+        "said {said} applied, {present} of {total} are there: {stderr}"
+    );
+    present
+}
+
+/// After a cut-off run: it could not release its lease, so until the lease expires the next
+/// run names the holder and writes nothing; then a rerun takes the lease over and converges,
+/// and history has its one record. (A run cut off for longer than the lease's 30 s, as the
+/// silent server's is, finds the lease expired already.)
+fn rerun_converges(kc: &Path, proxied: &Path, repo: &Repo, ns: &str, pid: u32, present: usize) {
+    let mut o = run(proxied, &sync_args(repo, "v1", ns));
+    if o.status.code() == Some(3) {
+        assert!(err(&o).contains(&format!("(pid {pid})")), "{}", err(&o));
+        assert_eq!(
+            count_config_maps(kc, ns, "applyset.kubernetes.io/part-of"),
+            present,
+            "a run refused for the lease wrote nothing"
+        );
+        expire_lease(kc, ns);
+        o = run(proxied, &sync_args(repo, "v1", ns));
+    }
+    let o = ok(o);
+    assert!(
+        err(&o).contains(&format!(
+            "taking over expired Lease {ns}/kubectl-gitops-lock from"
+        )) && err(&o).contains(&format!("(pid {pid})")),
+        "{}",
+        err(&o)
+    );
+    diff_is_empty(proxied, repo, "v1", ns);
+    let h = history(kc, ns);
+    assert_consistent(&h);
+    assert_eq!(h.len(), 1, "the cut-off run left no record: {h:?}");
+    assert_eq!(h[0].2, "succeeded", "{h:?}");
+    assert_eq!(lease_holder(kc, ns), None, "released");
+}
+
+/// Starts a sync of 1,000 ConfigMaps through `proxied` at concurrency 2 and returns once it
+/// holds the lease and has been applying for a moment, so the fault lands mid-sync.
+fn sync_through_proxy(kc: &Path, proxied: &Path, repo: &Repo, ns: &str, extra: &[&str]) -> Child {
+    let mut args = sync_args(repo, "v1", ns);
+    args.extend(["--concurrency", "2"]);
+    args.extend(extra);
+    let child = gitops(proxied, &args).spawn().unwrap();
+    wait_for_lease(kc, ns);
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+#[test]
+fn connections_reset_mid_sync_fail_it_in_bounded_time_and_a_rerun_converges() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("reset");
+    let proxies = toxiproxy::Toxiproxy::start();
+    let dir = tempfile::tempdir().unwrap();
+    let proxied = dir.path().join("kubeconfig");
+    let proxy = proxies.proxied_kubeconfig("apiserver", kc, &proxied);
+    let repo = Repo::new();
+    repo.tag_config_maps("v1", 1000);
+
+    let child = sync_through_proxy(kc, &proxied, &repo, &ns, &[]);
+    let pid = child.id();
+    // Every connection, open or new, is reset by peer until the toxic goes: longer than the
+    // retries of idempotent requests (about 15 s), so the sync must give up on its own.
+    proxy.add_reset_peer("reset", Duration::ZERO);
+    let (o, took) = wait_bounded(child, Duration::from_secs(60), "sync with resets");
+    proxy.remove_toxic("reset");
+    let present = assert_cut_off(&o, kc, &ns, 1000);
+    assert!(
+        err(&o).contains("Connection reset by peer"),
+        "names the reset connection: {}",
+        err(&o)
+    );
+    eprintln!("sync gave up {took:?} after connections were reset; {present} of 1000 applied");
+    rerun_converges(kc, &proxied, &repo, &ns, pid, present);
+}
+
+#[test]
+fn a_server_that_stops_answering_mid_sync_times_out_and_a_rerun_converges() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("silent");
+    let proxies = toxiproxy::Toxiproxy::start();
+    let dir = tempfile::tempdir().unwrap();
+    let proxied = dir.path().join("kubeconfig");
+    let proxy = proxies.proxied_kubeconfig("apiserver", kc, &proxied);
+    let repo = Repo::new();
+    repo.tag_config_maps("v1", 1000);
+
+    // Connections stay open and nothing comes back: only a request timeout notices. With
+    // --request-timeout 2s each request gives up after 2 s and is retried (about 15 s of
+    // backoff in all), so the run ends well within the bound.
+    let child = sync_through_proxy(kc, &proxied, &repo, &ns, &["--request-timeout", "2s"]);
+    let pid = child.id();
+    proxy.add_timeout("silence", Duration::ZERO);
+    let (o, took) = wait_bounded(child, Duration::from_secs(120), "sync with a silent server");
+    proxy.remove_toxic("silence");
+    let present = assert_cut_off(&o, kc, &ns, 1000);
+    assert!(
+        err(&o).contains("no answer from the API server within 2s"),
+        "names the timeout: {}",
+        err(&o)
+    );
+    eprintln!(
+        "sync gave up {took:?} after the server stopped answering; {present} of 1000 applied"
+    );
+    rerun_converges(kc, &proxied, &repo, &ns, pid, present);
 }
 
 /// A kubeconfig whose server is `url`, with a token and no certificate check: all a client

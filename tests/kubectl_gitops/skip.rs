@@ -1,7 +1,9 @@
 //! Objects whose live fields provably match the manifest are not dry-run (that is what makes a
 //! diff of a large, mostly unchanged namespace fast). These tests hold that shortcut to the
 //! API server's own answer: after edits by other field managers, the plan with the shortcut
-//! and the plan with `--check-all` (one dry-run per object) must be identical.
+//! and the plan with `--check-all` (one dry-run per object) must be identical. Values the server
+//! completes (a Deployment's fieldRef) are proven by the digest annotation of our last apply;
+//! the second test holds each part of that rule.
 
 use super::*;
 
@@ -189,14 +191,12 @@ fn unchanged_objects_skip_the_dry_run_and_agree_with_the_server() {
     let r = repo.path.to_str().unwrap();
     ok(sync_app(r, "t1", &ns, &[]));
 
-    // Right after the sync: nothing to do, and most of it known without asking the server.
-    // (worker's fieldRef is an atomic value the server completes with a default apiVersion,
-    // so it is one the shortcut cannot prove and leaves to the dry-run.)
+    // Right after the sync: nothing to do, and all of it known without asking the server
+    // (worker's fieldRef, an atomic value the server completes with a default apiVersion, by
+    // the digest of our last apply).
     let plan = both_plans(&repo, "t1", &ns);
     assert_eq!(plan["summary"]["update"], 0, "{plan:#}");
-    let (proven, total) = skipped(&repo, "t1", &ns, &[]);
-    assert_eq!(total, 8);
-    assert!(proven >= 6, "only {proven} of {total} proven unchanged");
+    assert_eq!(skipped(&repo, "t1", &ns, &[]), (8, 8));
     assert_eq!(skipped(&repo, "t1", &ns, &["--check-all"]).0, 0);
 
     // Other managers edit the live objects.
@@ -287,4 +287,102 @@ fn unchanged_objects_skip_the_dry_run_and_agree_with_the_server() {
     let plan = both_plans(&repo, "t2", &ns);
     assert_eq!(plan["summary"]["update"], 0, "{plan:#}");
     assert!(skipped(&repo, "t2", &ns, &[]).0 >= 5);
+}
+
+const DIGEST: &str = "gitops.kubectl.io/applied-digest";
+
+fn digest(ns: &str, object: &str) -> String {
+    kubectl(&[
+        "get",
+        object,
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.metadata.annotations.gitops\\.kubectl\\.io/applied-digest}",
+    ])
+}
+
+/// The digest rule: values the server completes never equal the manifest (worker's atomic
+/// fieldRef gains `apiVersion: v1`), and are proven by the digest annotation of our last
+/// apply together with our field set. Each part of the rule has a case here where skipping it
+/// would call a changed object unchanged: the digest must be the one of the manifest at hand
+/// (t2 changes only inside the completed value), the field must still be ours (another manager
+/// edits the fieldRef), the annotation must still be ours (another manager forges t2's digest
+/// on an object at t1), and an object without the annotation (applied before it existed) is
+/// proven by equal values alone.
+#[test]
+fn the_digest_of_our_last_apply_proves_completed_values_and_nothing_more() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("digest");
+    let repo = Repo::new();
+    repo.write("app/all.yaml", MANIFESTS);
+    repo.tag("t1");
+    repo.write(
+        "app/all.yaml",
+        MANIFESTS.replace(
+            "valueFrom: {fieldRef: {fieldPath: metadata.name}}",
+            "valueFrom: {fieldRef: {fieldPath: metadata.namespace}}",
+        ),
+    );
+    repo.tag("t2");
+    let r = repo.path.to_str().unwrap();
+    let worker = || vec![format!("Deployment.apps/{ns}/worker")];
+    ok(sync_app(r, "t1", &ns, &[]));
+    let stamped = digest(&ns, "deployment/worker");
+    assert!(stamped.starts_with("sha256:"), "{stamped:?}");
+    assert_eq!(both_plans(&repo, "t1", &ns)["summary"]["update"], 0);
+    assert_eq!(skipped(&repo, "t1", &ns, &[]), (8, 8));
+
+    // The manifest changed inside the completed value: another digest, so the dry-run decides.
+    let plan = both_plans(&repo, "t2", &ns);
+    assert_eq!(objects(&plan, "updates"), worker(), "{plan:#}");
+
+    // Another manager changes the fieldRef: it is theirs now, and the digest alone is no proof.
+    kubectl(&[
+        "patch",
+        "deployment/worker",
+        "-n",
+        &ns,
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/env/0/valueFrom/fieldRef/fieldPath","value":"metadata.uid"}]"#,
+    ]);
+    let plan = both_plans(&repo, "t1", &ns);
+    assert_eq!(objects(&plan, "updates"), worker(), "{plan:#}");
+    ok(sync_app(r, "t1", &ns, &["--force-conflicts"]));
+    assert_eq!(both_plans(&repo, "t1", &ns)["summary"]["update"], 0);
+    assert_eq!(skipped(&repo, "t1", &ns, &[]), (8, 8));
+
+    // A forged digest: the object is at t1, another manager writes t2's digest on it.
+    ok(sync_app(r, "t2", &ns, &[]));
+    let t2_digest = digest(&ns, "deployment/worker");
+    assert_ne!(t2_digest, stamped);
+    ok(sync_app(r, "t1", &ns, &[]));
+    assert_eq!(digest(&ns, "deployment/worker"), stamped);
+    kubectl(&[
+        "annotate",
+        "deployment/worker",
+        "-n",
+        &ns,
+        "--overwrite",
+        &format!("{DIGEST}={t2_digest}"),
+    ]);
+    let plan = both_plans(&repo, "t2", &ns);
+    assert_eq!(objects(&plan, "updates"), worker(), "{plan:#}");
+
+    // No annotation (as on objects applied before it existed): the stamp alone is no change,
+    // and only equal values prove anything.
+    kubectl(&[
+        "annotate",
+        "deployment/worker",
+        "-n",
+        &ns,
+        &format!("{DIGEST}-"),
+    ]);
+    assert_eq!(digest(&ns, "deployment/worker"), "");
+    let plan = both_plans(&repo, "t1", &ns);
+    assert_eq!(plan["summary"]["update"], 0, "{plan:#}");
+    assert_eq!(skipped(&repo, "t1", &ns, &[]), (7, 8));
+    let plan = both_plans(&repo, "t2", &ns);
+    assert_eq!(objects(&plan, "updates"), worker(), "{plan:#}");
 }
