@@ -113,6 +113,13 @@ pub async fn run(
             .filter(|i| i.desired.is_some())
             .map(|i| (i.key.clone(), i.resolved.clone()))
             .collect();
+        // As each wave of an ordered plan says it: a pipeline's log (no terminal, so no
+        // progress display) shows what the run is doing while it waits.
+        eprintln!(
+            "waiting for {} object{}",
+            targets.len(),
+            if targets.len() == 1 { "" } else { "s" }
+        );
         let mut report = health::wait(
             cluster,
             &targets,

@@ -36,7 +36,7 @@ fn image_of(ns: &str, name: &str) -> Value {
         .clone()
 }
 
-fn leases(ns: &str) -> usize {
+pub(super) fn leases(ns: &str) -> usize {
     kubectl_json(&["get", "leases", "-n", ns])["items"]
         .as_array()
         .unwrap()
@@ -295,14 +295,14 @@ fn a_first_sync_that_fails_has_nothing_to_roll_back_to() {
 }
 
 /// A sync running in the background, its stderr collected as it comes.
-struct Running {
+pub(super) struct Running {
     child: Child,
     stderr: Arc<Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
-    fn start(repo: &str, tag: &str, ns: &str, extra: &[&str]) -> Running {
+    pub(super) fn start(repo: &str, tag: &str, ns: &str, extra: &[&str]) -> Running {
         let c = cluster::cluster();
         let mut child = std::process::Command::new(BIN)
             .args([
@@ -338,11 +338,11 @@ impl Running {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(super) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    fn ctrl_c(&self) {
+    pub(super) fn ctrl_c(&self) {
         let status = std::process::Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status()
@@ -350,13 +350,13 @@ impl Running {
         assert!(status.success());
     }
 
-    fn wait_for_stderr(&self, needle: &str, limit: Duration) {
+    pub(super) fn wait_for_stderr(&self, needle: &str, limit: Duration) {
         wait_for(&format!("{needle:?} on stderr"), limit, || {
             self.stderr().contains(needle).then_some(())
         });
     }
 
-    fn finish(mut self) -> (Option<i32>, String) {
+    pub(super) fn finish(mut self) -> (Option<i32>, String) {
         let status = self.child.wait().unwrap();
         self.reader.take().unwrap().join().unwrap();
         (status.code(), self.stderr())
@@ -385,7 +385,9 @@ fn ctrl_c_during_the_wait_rolls_back() {
             .any(|p| p["spec"]["containers"][0]["image"] == "nginx:broken")
             .then_some(())
     });
-    std::thread::sleep(Duration::from_secs(1));
+    // Waiting, not still applying or recording: a loaded machine can take longer than a
+    // fixed pause between the Pod appearing and the wait starting.
+    run.wait_for_stderr("waiting for 2 objects", Duration::from_secs(30));
     let interrupted = Instant::now();
     run.ctrl_c();
     let (code, e) = run.finish();
@@ -438,9 +440,13 @@ fn a_second_ctrl_c_stops_the_rollback() {
             .any(|p| p["spec"]["containers"][0]["image"] == "nginx:broken")
             .then_some(())
     });
+    run.wait_for_stderr("waiting for 1 object", Duration::from_secs(30));
     run.ctrl_c();
     run.wait_for_stderr("rolling back namespace", Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(2));
+    // The rollback's own wait has begun: its "waiting for" line is the second one.
+    wait_for("the rollback's wait", Duration::from_secs(30), || {
+        (run.stderr().matches("waiting for 1 object").count() >= 2).then_some(())
+    });
     let second = Instant::now();
     run.ctrl_c();
     let (code, e) = run.finish();

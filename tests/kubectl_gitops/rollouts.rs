@@ -93,60 +93,27 @@ fn ctrl_c_during_the_wait_stops_at_once_and_records_it() {
         &[("app/web.yaml", deployment("web", "nginx:broken"))],
     );
     let r = repo.path.to_str().unwrap();
-    let mut child = std::process::Command::new(BIN)
-        .args([
-            "sync",
-            "--repo",
-            r,
-            "--tag",
-            "bad",
-            "--path",
-            "app",
-            "-n",
-            &ns,
-            "--yes",
-            "--wait",
-            "--timeout",
-            "300s",
-            "--kubeconfig",
-        ])
-        .arg(c.kubeconfig())
-        .env_remove("KUBECONFIG")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Applied and waiting: the Deployment exists and the lease is still held.
-    wait_for(
-        "the sync to wait for its Deployment",
-        Duration::from_secs(30),
-        || {
-            let pods = live_pods(&ns, "web");
-            let lease = c
-                .kubectl()
-                .args(["get", "lease", "kubectl-gitops-lock", "-n", &ns])
-                .output()
-                .unwrap();
-            (!pods.is_empty() && lease.status.success()).then_some(())
-        },
+    let run = super::rollback::Running::start(r, "bad", &ns, &["--wait", "--timeout", "300s"]);
+    // Applied and waiting: the Deployment's Pod exists and the run says it is waiting (a fixed
+    // pause after the Pod appeared was too short on a loaded machine).
+    wait_for("the sync's Pod", Duration::from_secs(30), || {
+        (!live_pods(&ns, "web").is_empty()).then_some(())
+    });
+    run.wait_for_stderr("waiting for 1 object", Duration::from_secs(30));
+    assert_eq!(
+        super::rollback::leases(&ns),
+        1,
+        "the lease is held while waiting"
     );
-    std::thread::sleep(Duration::from_secs(1));
     let interrupted = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
+    run.ctrl_c();
+    let (code, stderr) = run.finish();
     assert!(
         interrupted.elapsed() < Duration::from_secs(10),
         "{:?} after Ctrl-C",
         interrupted.elapsed()
     );
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "interrupted (Ctrl-C) while waiting for 1 object: Deployment.apps/{ns}/web"
