@@ -10,6 +10,10 @@ use serde_json::{Map, Value, json};
 use crate::manifest::parse_stream;
 use crate::normalize::{mask_secrets, normalize};
 
+#[path = "../../tests/common/yamlish.rs"]
+mod yamlish;
+use yamlish::yamlish;
+
 /// A parse that takes this long on a few KiB of input would be a complexity bug (alias
 /// expansion, backtracking), not a slow machine.
 const PARSE_BUDGET: Duration = Duration::from_secs(5);
@@ -32,42 +36,6 @@ fn parse_quickly(file: &str, bytes: &[u8]) {
         bytes.len(),
         start.elapsed()
     );
-}
-
-/// Fragments that steer random text towards the parser's interesting paths: documents,
-/// anchors and aliases, flow collections, tags, block scalars, nesting.
-fn yamlish() -> impl Strategy<Value = String> {
-    let token = prop_oneof![
-        Just("---\n".to_string()),
-        Just("...\n".to_string()),
-        Just("apiVersion: v1\n".to_string()),
-        Just("kind: ConfigMap\n".to_string()),
-        Just("kind: List\nitems:\n".to_string()),
-        Just("metadata:\n  name: x\n".to_string()),
-        Just("&a ".to_string()),
-        Just("*a".to_string()),
-        Just("<<: *a\n".to_string()),
-        Just("[".to_string()),
-        Just("]".to_string()),
-        Just("{".to_string()),
-        Just("}".to_string()),
-        Just(", ".to_string()),
-        Just(": ".to_string()),
-        Just("- ".to_string()),
-        Just("!!binary ".to_string()),
-        Just("!custom ".to_string()),
-        Just("|\n".to_string()),
-        Just(">-\n".to_string()),
-        Just("\"".to_string()),
-        Just("'".to_string()),
-        Just("#".to_string()),
-        Just("\t".to_string()),
-        Just("\n".to_string()),
-        "[ a-z0-9]{0,8}".prop_map(|s| s.to_string()),
-        "\\PC{0,4}",
-        (0usize..12).prop_map(|n| " ".repeat(n)),
-    ];
-    prop::collection::vec(token, 0..64).prop_map(|v| v.concat())
 }
 
 /// JSON-ish text: the same idea for the `.json` path.
