@@ -8,38 +8,12 @@ use std::process::Command;
 use crate::fixture::{Fixture, stderr, stdout};
 use crate::json;
 
-struct SshKey {
-    private: PathBuf,
-    /// `ssh-ed25519 AAAA... comment`
-    public: String,
-    /// `SHA256:...` as `ssh-keygen -l` prints it.
-    fingerprint: String,
-}
+#[path = "../common/ssh_key.rs"]
+mod ssh_key_file;
+use ssh_key_file::SshKey;
 
 fn ssh_key(f: &Fixture, name: &str) -> SshKey {
-    let private = f.tmp.path().join(name);
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&private)
-        .output()
-        .expect("ssh-keygen is needed for the signing tests (Debian package openssh-client)");
-    assert!(out.status.success(), "ssh-keygen: {}", stderr(&out));
-    let public_file = private.with_extension("pub");
-    let public = std::fs::read_to_string(&public_file)
-        .unwrap()
-        .trim()
-        .to_string();
-    let listed = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(&public_file)
-        .output()
-        .unwrap();
-    let fingerprint = stdout(&listed).split(' ').nth(1).unwrap().to_string();
-    SshKey {
-        private,
-        public,
-        fingerprint,
-    }
+    ssh_key_file::make(f.tmp.path(), name)
 }
 
 /// An allowed_signers file trusting `key` for `principal`; returns its path.

@@ -71,36 +71,12 @@ fn commit(repo: &Repo, message: &str) {
     repo.git(&["commit", "-q", "--allow-empty", "-m", message]);
 }
 
-struct SshKey {
-    private: PathBuf,
-    public: String,
-    fingerprint: String,
-}
+#[path = "../common/ssh_key.rs"]
+mod ssh_key_file;
+use ssh_key_file::SshKey;
 
 fn ssh_key(repo: &Repo, name: &str) -> SshKey {
-    let private = repo.tmp.path().join(name);
-    let o = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&private)
-        .output()
-        .expect("ssh-keygen is needed (Debian package openssh-client)");
-    assert!(o.status.success(), "ssh-keygen: {}", err(&o));
-    let public_file = private.with_extension("pub");
-    let public = std::fs::read_to_string(&public_file)
-        .unwrap()
-        .trim()
-        .to_string();
-    let listed = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(&public_file)
-        .output()
-        .unwrap();
-    let fingerprint = out(&listed).split(' ').nth(1).unwrap().to_string();
-    SshKey {
-        private,
-        public,
-        fingerprint,
-    }
+    ssh_key_file::make(repo.tmp.path(), name)
 }
 
 fn ssh_signing(key: &SshKey) -> [String; 4] {
