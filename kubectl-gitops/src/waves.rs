@@ -77,7 +77,11 @@ pub async fn run(
     guard: Option<&Guard>,
 ) -> Result<(), Stop> {
     let mut budget = Budget::new(opts.timeout);
-    for phase in [Phase::PreSync, Phase::Sync] {
+    for phase in [Phase::PreSync, Phase::Sync, Phase::PostSync] {
+        // What the new revision no longer has goes once Sync is done, before PostSync hooks.
+        if phase == Phase::PostSync {
+            prune(cluster, plan, progress, guard).await?;
+        }
         for step in plan.steps(phase) {
             run_step(
                 cluster,
@@ -92,20 +96,6 @@ pub async fn run(
             .await?;
         }
     }
-    prune(cluster, plan, progress, guard).await?;
-    for step in plan.steps(Phase::PostSync) {
-        run_step(
-            cluster,
-            plan,
-            &step,
-            opts,
-            progress,
-            &mut budget,
-            seen,
-            guard,
-        )
-        .await?;
-    }
     if opts.wait && !plan.ordered {
         let targets: Vec<(ObjectKey, Resolved)> = plan
             .items
@@ -115,11 +105,7 @@ pub async fn run(
             .collect();
         // As each wave of an ordered plan says it: a pipeline's log (no terminal, so no
         // progress display) shows what the run is doing while it waits.
-        eprintln!(
-            "waiting for {} object{}",
-            targets.len(),
-            if targets.len() == 1 { "" } else { "s" }
-        );
+        say_waiting("", targets.len());
         let mut report = health::wait(
             cluster,
             &targets,
@@ -272,12 +258,9 @@ async fn run_step(
         .filter_map(|(item, _)| hook_deadline(item))
         .max()
         .filter(|own| *own > remaining);
-    eprintln!(
-        "{} wave {}: waiting for {} object{}",
-        step.phase,
-        step.wave,
+    say_waiting(
+        &format!("{} wave {}: ", step.phase, step.wave),
         targets.len(),
-        if targets.len() == 1 { "" } else { "s" }
     );
     let began = Instant::now();
     let mut report = health::wait(
@@ -370,4 +353,12 @@ async fn prune(
         progress.pruned.push(item.key.to_string());
     }
     Ok(())
+}
+
+/// `waiting for 3 objects`, after `prefix` (`Sync wave 1: `).
+fn say_waiting(prefix: &str, n: usize) {
+    eprintln!(
+        "{prefix}waiting for {n} object{}",
+        if n == 1 { "" } else { "s" }
+    );
 }
