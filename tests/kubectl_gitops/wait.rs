@@ -20,13 +20,6 @@ fn wait_requests(own: &OwnCluster) -> BTreeMap<(String, String, String), f64> {
         .collect()
 }
 
-fn count(m: &BTreeMap<(String, String, String), f64>, verb: &str, resource: &str) -> f64 {
-    m.iter()
-        .filter(|((v, r, _), _)| v == verb && r == resource)
-        .map(|(_, n)| n)
-        .sum()
-}
-
 /// Six Deployments rolling out: the wait reads them by one LIST + WATCH of Deployments (and,
 /// since they roll out, of ReplicaSets and Pods), not by a GET per Deployment per poll and a
 /// LIST of Pods per check (what the polling did: it fails this test). On a cluster of its own,
@@ -34,8 +27,6 @@ fn count(m: &BTreeMap<(String, String, String), f64>, verb: &str, resource: &str
 #[test]
 fn a_wait_on_deployments_watches_them_and_never_gets_them_one_by_one() {
     let own = OwnCluster::start(&[]);
-    let kc = own.kubeconfig();
-    own.kubectl(&["create", "namespace", "waited"]);
     let repo = Repo::new();
     let names = ["a", "b", "c", "d", "e", "f"];
     for name in names {
@@ -43,20 +34,54 @@ fn a_wait_on_deployments_watches_them_and_never_gets_them_one_by_one() {
     }
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
-    let before = wait_requests(&own);
-    let o = Command::new(BIN)
-        .args([
-            "sync", "--repo", r, "--tag", "v1", "--path", "app", "-n", "waited", "--yes",
-            "--wait", "--timeout", "60s", "--kubeconfig",
-        ])
-        .arg(&kc)
-        .env_remove("KUBECONFIG")
-        .env("NO_COLOR", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = err(&o);
-    assert!(o.status.success(), "{stderr}");
+    // The requests of one sync, counted by the server; a watch is counted once it ends (the
+    // process has exited), so the counters are read a moment later.
+    let sync = |ns: &str, extra: &[&str]| {
+        own.kubectl(&["create", "namespace", ns]);
+        let before = wait_requests(&own);
+        let o = Command::new(BIN)
+            .args([
+                "sync",
+                "--repo",
+                r,
+                "--tag",
+                "v1",
+                "--path",
+                "app",
+                "-n",
+                ns,
+                "--yes",
+                "--kubeconfig",
+            ])
+            .arg(own.kubeconfig())
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+        std::thread::sleep(Duration::from_secs(2));
+        let after = wait_requests(&own);
+        let made: BTreeMap<(String, String), f64> = after
+            .iter()
+            .map(|((verb, resource, _), v)| {
+                let was: f64 = before
+                    .iter()
+                    .filter(|((b, r, _), _)| b == verb && r == resource)
+                    .map(|(_, n)| n)
+                    .sum();
+                ((verb.clone(), resource.clone()), v - was)
+            })
+            .fold(BTreeMap::new(), |mut m, (k, v)| {
+                *m.entry(k).or_insert(0.0) += v;
+                m
+            });
+        (err(&o), made)
+    };
+    // What a sync reads without waiting (its plan lists the namespace's Deployments).
+    let (_, plain) = sync("plain", &[]);
+    let (stderr, waited) = sync("waited", &["--wait", "--timeout", "60s"]);
     assert!(stderr.contains("waiting for 6 objects"), "{stderr}");
     // Returned only once every Deployment was available.
     let available = own.kubectl(&[
@@ -67,27 +92,36 @@ fn a_wait_on_deployments_watches_them_and_never_gets_them_one_by_one() {
         "-o",
         "jsonpath={.items[*].status.availableReplicas}",
     ]);
-    assert_eq!(available.split_whitespace().count(), names.len(), "{available}");
-    // A watch is counted once it ends (the process has exited): let it land.
-    std::thread::sleep(Duration::from_secs(2));
-    let after = wait_requests(&own);
-    let made = |verb: &str, resource: &str| count(&after, verb, resource) - count(&before, verb, resource);
-    let all: BTreeMap<_, _> = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, v)| *v > 0.0)
-        .collect();
+    assert_eq!(
+        available.split_whitespace().count(),
+        names.len(),
+        "{available}"
+    );
+    let n = |m: &BTreeMap<(String, String), f64>, verb: &str, resource: &str| {
+        m.get(&(verb.to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0.0)
+    };
     for resource in ["deployments", "replicasets", "pods"] {
-        assert_eq!(made("GET", resource), 0.0, "GETs of {resource}: {all:?}");
+        assert_eq!(
+            n(&waited, "GET", resource),
+            0.0,
+            "GETs of {resource}: {waited:?}"
+        );
+        // The wait's own: one LIST and one WATCH of each (a watch that expired would add one
+        // of each; none does within a minute).
+        let lists = n(&waited, "LIST", resource) - n(&plain, "LIST", resource);
+        let watches = n(&waited, "WATCH", resource) - n(&plain, "WATCH", resource);
+        assert!(
+            lists <= 1.0 && watches <= 1.0,
+            "{resource}: {lists} LIST, {watches} WATCH; with --wait {waited:?}, without {plain:?}"
+        );
     }
-    // Deployments: the plan's LIST of the namespace, the wait's LIST and WATCH (a watch that
-    // expired would add one of each; none does in a minute).
-    assert!(made("LIST", "deployments") <= 2.0, "{all:?}");
-    assert!(made("WATCH", "deployments") <= 1.0, "{all:?}");
-    for resource in ["replicasets", "pods"] {
-        assert!(made("LIST", resource) <= 1.0, "{resource}: {all:?}");
-        assert!(made("WATCH", resource) <= 1.0, "{resource}: {all:?}");
-    }
+    assert_eq!(
+        n(&waited, "WATCH", "deployments") - n(&plain, "WATCH", "deployments"),
+        1.0,
+        "{waited:?}"
+    );
 }
 
 /// A deployer whose Role may get and list Deployments but not watch them (and may not read
@@ -101,7 +135,10 @@ fn a_deployer_who_may_not_watch_deployments_gets_a_wait_by_polling() {
         "resources: [deployments]\n  verbs: [get, list, watch,",
         "resources: [deployments]\n  verbs: [get, list,",
     );
-    assert!(!role.contains("[deployments]\n  verbs: [get, list, watch"), "{role}");
+    assert!(
+        !role.contains("[deployments]\n  verbs: [get, list, watch"),
+        "{role}"
+    );
     kubectl(&["create", "serviceaccount", "ci-deployer", "-n", &ns]);
     let mut apply = c.kubectl();
     apply
@@ -119,7 +156,12 @@ fn a_deployer_who_may_not_watch_deployments_gets_a_wait_by_polling() {
     repo.tag("v1");
     let r = repo.path.to_str().unwrap();
     let ci = format!("--as=system:serviceaccount:{ns}:ci-deployer");
-    let o = sync_app(r, "v1", &ns, &[&ci, "--wait", "--timeout", "60s", "-v", "2"]);
+    let o = sync_app(
+        r,
+        "v1",
+        &ns,
+        &[&ci, "--wait", "--timeout", "60s", "-v", "2"],
+    );
     let stderr = err(&o);
     assert!(o.status.success(), "{stderr}");
     assert!(

@@ -620,6 +620,42 @@ mod tests {
         assert!(!needs_no_wait(&key("example.com", "Secret", "x")));
     }
 
+    #[test]
+    fn objects_are_watched_by_the_label_of_ours_they_carry() {
+        let resolved = Resolved {
+            resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(
+                &(),
+            ),
+            namespaced: true,
+            pending: false,
+        };
+        let of = |labels: serde_json::Value| {
+            Target::of(
+                key("apps", "Deployment", "web"),
+                resolved.clone(),
+                Some(&serde_json::json!({"metadata": {"labels": labels}})),
+            )
+            .selector
+        };
+        assert_eq!(
+            of(
+                serde_json::json!({"app": "web", "applyset.kubernetes.io/part-of": "applyset-x-v1"})
+            )
+            .as_deref(),
+            Some("applyset.kubernetes.io/part-of=applyset-x-v1")
+        );
+        assert_eq!(
+            of(serde_json::json!({"gitops.kubectl.io/hook-of": "applyset-x-v1"})).as_deref(),
+            Some("gitops.kubectl.io/hook-of=applyset-x-v1")
+        );
+        // The target Namespace carries neither: it is polled.
+        assert_eq!(of(serde_json::json!({"app": "web"})), None);
+        assert_eq!(
+            Target::of(key("apps", "Deployment", "web"), resolved.clone(), None).selector,
+            None
+        );
+    }
+
     fn report(keys: Vec<ObjectKey>, state: Vec<Verdict>, end: End, timeout: Duration) -> Report {
         Report {
             waited: keys
