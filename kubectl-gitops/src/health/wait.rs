@@ -275,8 +275,9 @@ pub async fn wait(
     })
 }
 
-/// Judges the watched objects from what their watches hold (those whose watch has listed).
-/// Returns those a listed watch does not hold.
+/// Judges the watched objects not ready yet from what their watches hold (those whose watch
+/// has listed); as with polling, a ready object is not looked at again. Returns those a
+/// listed watch does not hold.
 fn judge_watched(
     targets: &[Target],
     source: &[Source],
@@ -289,7 +290,7 @@ fn judge_watched(
         let Source::Watch(g) = source[i] else {
             continue;
         };
-        if !watches.listed(g) {
+        if state[i].is_ready() || !watches.listed(g) {
             continue;
         }
         let namespace = t.key.namespace.as_deref();
