@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::live::{judge_live, judge_with};
 use super::verdict::{Status, Verdict};
-use super::watch::Watches;
+use super::watch::{Note, Watches};
 use crate::cluster::{Cluster, Resolved, api_error, status_code};
 use shared::duration::format_duration;
 
@@ -222,40 +222,15 @@ pub async fn wait(
                     _ = tokio::time::sleep_until(round.min(wake)) => {}
                     _ = &mut stop => break End::Interrupted,
                 }
-                let mut note = note;
-                while let Some(n) = note {
-                    if let Some(given_up) = watches.note(n) {
-                        for s in source.iter_mut().filter(|s| **s == Source::Watch(given_up)) {
-                            *s = Source::Poll;
-                        }
-                        poll.now();
-                    }
-                    note = notes.try_recv().ok();
-                }
+                take_notes(note, &mut notes, &mut watches, &mut source, &mut poll);
             }
             _ = tokio::time::sleep_until(wake) => {}
             _ = &mut stop => break End::Interrupted,
         }
     };
     drop(progress);
-    // What the watches could never list is said as the polling said it.
-    for (i, s) in source.iter().enumerate() {
-        if let Source::Watch(g) = *s
-            && !looked[i]
-        {
-            state[i] = match watches.trouble(g) {
-                Some(message) => {
-                    Verdict::in_progress("ReadFailed", format!("reading the status: {message}"))
-                }
-                None => Verdict::in_progress(
-                    "NoAnswer",
-                    format!(
-                        "no answer from the API server within {}",
-                        format_duration(started.elapsed())
-                    ),
-                ),
-            };
-        }
+    if end == End::TimedOut {
+        never_listed(&source, &looked, &watches, started.elapsed(), &mut state);
     }
     print_table(targets, &state);
     let waited = targets
@@ -273,6 +248,56 @@ pub async fn wait(
         end,
         timeout,
     })
+}
+
+/// Takes in `first` and every note waiting behind it; the objects of a watch given up
+/// (refused by RBAC) are polled from now on.
+fn take_notes(
+    first: Option<Note>,
+    notes: &mut tokio::sync::mpsc::UnboundedReceiver<Note>,
+    watches: &mut Watches,
+    source: &mut [Source],
+    poll: &mut Poll,
+) {
+    let mut note = first;
+    while let Some(n) = note {
+        if let Some(given_up) = watches.note(n) {
+            for s in source.iter_mut().filter(|s| **s == Source::Watch(given_up)) {
+                *s = Source::Poll;
+            }
+            poll.now();
+        }
+        note = notes.try_recv().ok();
+    }
+}
+
+/// At the timeout, the objects whose watch never listed are said as the polling said them:
+/// the last error, or no answer at all.
+fn never_listed(
+    source: &[Source],
+    looked: &[bool],
+    watches: &Watches,
+    waited: Duration,
+    state: &mut [Verdict],
+) {
+    for (i, s) in source.iter().enumerate() {
+        if let Source::Watch(g) = *s
+            && !looked[i]
+        {
+            state[i] = match watches.trouble(g) {
+                Some(message) => {
+                    Verdict::in_progress("ReadFailed", format!("reading the status: {message}"))
+                }
+                None => Verdict::in_progress(
+                    "NoAnswer",
+                    format!(
+                        "no answer from the API server within {}",
+                        format_duration(waited)
+                    ),
+                ),
+            };
+        }
+    }
 }
 
 /// Judges the watched objects not ready yet from what their watches hold (those whose watch
