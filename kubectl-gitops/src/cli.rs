@@ -42,7 +42,7 @@ unschedulable for more than 15s), and these early signals: a Pod, bare or of a D
 ReplicaSet, whose container waits on ErrImagePull, ImagePullBackOff, InvalidImageName, \
 ErrImageNeverPull or CreateContainerConfigError 30s after the Pod was created, or in \
 CrashLoopBackOff after 3 restarts; a Job with FailureTarget=True; a Lost PVC. For a Deployment \
-that is still rolling out, its ReplicaSets and Pods are listed (if allowed) to find these."
+that is still rolling out, its ReplicaSets and Pods are read (if allowed) to find these."
     };
 }
 
@@ -364,7 +364,12 @@ pub struct ApplyArgs {
              at most --timeout; exit 1 at the first object that failed. The revision is \
              recorded once the wait is over, as failed if it did not end with everything \
              ready. Manifests with sync waves or hooks are waited for wave by wave in any \
-             case.\n\n",
+             case.\n\n\
+             The wait reads the cluster by watch, not by polling: one LIST and WATCH per kind \
+             and namespace of what was applied (selected by the ApplySet label), and for \
+             Deployments still rolling out one of the ReplicaSets and one of the Pods of their \
+             namespace. A kind the user may get but not list and watch (RBAC) is polled \
+             instead (-v 2 says so).\n\n",
             health_rules!()
         )
     )]

@@ -557,11 +557,17 @@ async fn record_and_finish(
         applied: created,
         ..Progress::default()
     };
-    // `biased`: a Ctrl-C during a wait ends the wait itself first, which shows where it was.
+    // A Ctrl-C during a wait ends the wait itself first, which shows where it was: the stages
+    // listen for it themselves, and get a moment to do so (`biased` alone is not enough on a
+    // multi-threaded runtime: the signal may land after a stage last looked and before this
+    // does).
     let stop = tokio::select! {
         biased;
         r = run(cluster, plan, opts, &mut progress, seen, guard) => r.err(),
-        _ = crate::interrupt::after(seen) => Some(Stop::Interrupted),
+        _ = async {
+            crate::interrupt::after(seen).await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        } => Some(Stop::Interrupted),
     };
     if matches!(stop, Some(Stop::Failed(_)) | Some(Stop::NotReady { .. }))
         && !matches!(&stop, Some(Stop::NotReady { report, .. }) if report.end == health::End::Interrupted)

@@ -27,6 +27,7 @@ mod rollback;
 mod source;
 mod trust;
 mod unchanged;
+mod watched;
 mod waves;
 
 #[cfg(test)]

@@ -15,12 +15,11 @@ use futures::StreamExt;
 use shared::Error;
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, Resolved};
+use crate::cluster::Cluster;
 use crate::execute::{self, Progress, SyncOptions};
 use crate::health::{self, Report};
 use crate::hooks::{self, Started};
 use crate::lock::Guard;
-use crate::manifest::ObjectKey;
 use crate::phases::Phase;
 use crate::plan::{Action, Item, Plan, Step};
 use crate::record::HookRun;
@@ -97,11 +96,11 @@ pub async fn run(
         }
     }
     if opts.wait && !plan.ordered {
-        let targets: Vec<(ObjectKey, Resolved)> = plan
+        let targets: Vec<health::Target> = plan
             .items
             .iter()
             .filter(|i| i.desired.is_some())
-            .map(|i| (i.key.clone(), i.resolved.clone()))
+            .map(|i| health::Target::of(i.key.clone(), i.resolved.clone(), i.desired.as_ref()))
             .collect();
         // As each wave of an ordered plan says it: a pipeline's log (no terminal, so no
         // progress display) shows what the run is doing while it waits.
@@ -242,15 +241,13 @@ async fn run_step(
     if !plan.ordered {
         return Ok(());
     }
-    let targets: Vec<(ObjectKey, Resolved)> = items
+    let targets: Vec<health::Target> = items
         .iter()
         .filter(|i| i.action != Action::Hook)
-        .map(|i| (i.key.clone(), i.resolved.clone()))
-        .chain(
-            started
-                .iter()
-                .map(|(_, s)| (s.key.clone(), s.resolved.clone())),
-        )
+        .map(|i| health::Target::of(i.key.clone(), i.resolved.clone(), i.desired.as_ref()))
+        .chain(started.iter().map(|(item, s)| {
+            health::Target::of(s.key.clone(), s.resolved.clone(), item.desired.as_ref())
+        }))
         .collect();
     let remaining = budget.remaining();
     let own = started

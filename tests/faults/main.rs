@@ -1056,3 +1056,67 @@ fn a_record_write_that_fails_midway_leaves_nothing_that_blocks_later_runs() {
         "parts of a run that may still be writing are left alone for 10 minutes"
     );
 }
+
+/// Connections cut while `--wait` watches (3 s, shorter than what the lease tolerates): the
+/// wait's watches reconnect on their own, and the sync ends ready and recorded, as the polling
+/// did. The Deployment becomes Available only 15 s after its Pod is ready
+/// (`minReadySeconds`), so the resets land while the wait is still watching it.
+#[test]
+fn connections_reset_during_the_wait_are_ridden_out() {
+    let c = cluster::cluster();
+    let kc = c.kubeconfig();
+    let ns = c.fresh_namespace("wait-reset");
+    let proxies = toxiproxy::Toxiproxy::start();
+    let dir = tempfile::tempdir().unwrap();
+    let proxied = dir.path().join("kubeconfig");
+    let proxy = proxies.proxied_kubeconfig("apiserver", kc, &proxied);
+    let repo = Repo::new();
+    repo.write(
+        "app/web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  minReadySeconds: 15\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n        - name: app\n          image: nginx:1.27\n",
+    );
+    repo.tag("v1");
+    let mut args = sync_args(&repo, "v1", &ns);
+    args.extend(["--wait", "--timeout", "120s", "-v", "4"]);
+    let child = gitops(&proxied, &args).spawn().unwrap();
+    let started = Instant::now();
+    while kubectl(kc, &["get", "deployment", "web", "-n", &ns])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "never applied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // A disabled proxy closes every connection, open (the watches) or new, and refuses more.
+    proxy.set_enabled(false);
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.set_enabled(true);
+    let (o, took) = wait_bounded(child, Duration::from_secs(150), "sync --wait across resets");
+    let stderr = err(&o);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Deployment.apps/{ns}/web")) && stderr.contains("Ready"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("(retrying)"),
+        "the watch lost its connection and retried: {stderr}"
+    );
+    let available = kubectl_ok(
+        kc,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.status.availableReplicas}",
+        ],
+    );
+    assert_eq!(available.trim(), "1", "{stderr}");
+    assert_eq!(history(kc, &ns).len(), 1);
+    eprintln!("sync --wait ended {took:?} after it started");
+}

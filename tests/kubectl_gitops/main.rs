@@ -18,6 +18,7 @@ mod signed;
 mod skip;
 #[path = "../common/tools.rs"]
 mod tools;
+mod wait;
 mod waves;
 
 use std::path::{Path, PathBuf};

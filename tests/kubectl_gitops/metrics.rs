@@ -615,12 +615,12 @@ fn serve_follows_a_new_sync_without_restart() {
 
 /// A cluster this test owns alone (a bare API server: nothing else sends requests), started
 /// with `tests/cluster/start` and stopped when dropped.
-struct OwnCluster {
+pub(super) struct OwnCluster {
     dir: tempfile::TempDir,
 }
 
 impl OwnCluster {
-    fn start(extra: &[&str]) -> OwnCluster {
+    pub(super) fn start(extra: &[&str]) -> OwnCluster {
         let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("metrics");
         std::fs::create_dir_all(&base).unwrap();
         let dir = tempfile::Builder::new()
@@ -638,11 +638,11 @@ impl OwnCluster {
         OwnCluster { dir }
     }
 
-    fn kubeconfig(&self) -> PathBuf {
+    pub(super) fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
     }
 
-    fn kubectl(&self, args: &[&str]) -> String {
+    pub(super) fn kubectl(&self, args: &[&str]) -> String {
         let o = Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
@@ -655,7 +655,7 @@ impl OwnCluster {
 
     /// `apiserver_request_total` (requests completed) by (verb, resource, scope), from the
     /// API server's /metrics.
-    fn requests(&self) -> BTreeMap<(String, String, String), f64> {
+    pub(super) fn requests(&self) -> BTreeMap<(String, String, String), f64> {
         self.api_server_metric("apiserver_request_total")
     }
 

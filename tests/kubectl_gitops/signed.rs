@@ -752,7 +752,7 @@ fn a_policy_that_does_not_parse_is_exit_2_and_nothing_is_written() {
 }
 
 /// The README's Role for a CI identity, for namespace `ns`.
-fn readme_role(ns: &str) -> String {
+pub(super) fn readme_role(ns: &str) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
             .unwrap();

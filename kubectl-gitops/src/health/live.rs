@@ -36,11 +36,20 @@ pub async fn judge_live(cluster: &Cluster, obj: &Value, limit: Duration) -> Verd
 /// superset: the rules pick those the Deployment controls) rather than read from the cluster:
 /// for a reader that already holds them, such as the exporter's watches.
 pub fn judge_known(obj: &Value, related: impl FnOnce() -> Related) -> Verdict {
+    judge_with(obj, || Some(related()))
+}
+
+/// As [`judge_known`], for a reader that may not hold them (yet): `None` gives the verdict
+/// the Deployment's own status gives. `related` is called only when they can change the
+/// verdict, which also tells the reader that it needs them.
+pub fn judge_with(obj: &Value, related: impl FnOnce() -> Option<Related>) -> Verdict {
     let own = judge(obj, &Context::now());
     if !needs_related(obj, &own) {
         return own;
     }
-    let related = related();
+    let Some(related) = related() else {
+        return own;
+    };
     judge(
         obj,
         &Context {

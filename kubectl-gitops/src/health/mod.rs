@@ -26,7 +26,8 @@
 //!
 //! The rules (`rules/`) are pure: the object, the time and, for a Deployment, its ReplicaSets
 //! and Pods in; a [`Verdict`] out. Reading those from the cluster is `live.rs`; `wait.rs` is
-//! the polling loop of `--wait`.
+//! the loop of `--wait`, judging what the watches of `watch.rs` hold (and polling what it may
+//! not watch).
 //!
 //! Tests: the rules are unit-tested in `rules/` (kstatus's table and our own cases), including
 //! what no controller of a real cluster writes, such as `Stalled` on a built-in kind. End to
@@ -39,7 +40,8 @@ mod live;
 mod rules;
 mod verdict;
 mod wait;
+mod watch;
 
 pub use live::{judge_known, judge_live};
 pub use verdict::{Related, Status, Verdict};
-pub use wait::{End, Report, Waited, wait};
+pub use wait::{End, Report, Target, Waited, wait};

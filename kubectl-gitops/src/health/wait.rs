@@ -1,5 +1,6 @@
-//! The waiting machinery of `--wait`: polls the applied objects, judges each with the rules,
-//! shows progress, and ends on all ready, the first failure, or the timeout.
+//! The waiting machinery of `--wait`: watches the applied objects (`watch.rs`; polls those
+//! it may not watch), judges each with the rules, shows progress, and ends on all ready, the
+//! first failure, or the timeout.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -8,11 +9,13 @@ use std::time::Duration;
 use crate::manifest::ObjectKey;
 use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
 use shared::{Error, Result};
 use tokio::time::Instant;
 
-use super::live::judge_live;
+use super::live::{judge_live, judge_with};
 use super::verdict::{Status, Verdict};
+use super::watch::{Note, Watches};
 use crate::cluster::{Cluster, Resolved, api_error, status_code};
 use shared::duration::format_duration;
 
@@ -26,6 +29,31 @@ fn needs_no_wait(key: &ObjectKey) -> bool {
         ),
         "rbac.authorization.k8s.io" => true,
         _ => false,
+    }
+}
+
+/// One object to wait for.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub key: ObjectKey,
+    pub resolved: Resolved,
+    /// `label=value` the applied object carries (our ApplySet's label, or a hook run's): the
+    /// objects of a kind and namespace sharing it are watched together. `None`: polled.
+    pub selector: Option<String>,
+}
+
+impl Target {
+    /// Watched by the label of ours that `applied` (the object as we applied it) carries.
+    pub fn of(key: ObjectKey, resolved: Resolved, applied: Option<&Value>) -> Target {
+        let labels = applied.map(|o| &o["metadata"]["labels"]);
+        let selector = [crate::applyset::LABEL_PART_OF, crate::phases::HOOK_LABEL]
+            .into_iter()
+            .find_map(|l| Some(format!("{l}={}", labels?[l].as_str()?)));
+        Target {
+            key,
+            resolved,
+            selector,
+        }
     }
 }
 
@@ -59,15 +87,31 @@ pub struct Report {
 const CONCURRENCY: usize = 16;
 /// More lines than this would scroll off a terminal and garble the redraw.
 const MAX_LINES: usize = 10;
-const FIRST_PAUSE: Duration = Duration::from_millis(500);
-const MAX_PAUSE: Duration = Duration::from_secs(2);
+/// The pace of polling (objects that cannot be watched), and of retrying a failed watch.
+pub(super) const FIRST_PAUSE: Duration = Duration::from_millis(500);
+pub(super) const MAX_PAUSE: Duration = Duration::from_secs(2);
+/// Verdicts that depend on the time (grace periods, deadlines) change without an event:
+/// judged again from what the watches hold this often (no request).
+const TICK: Duration = Duration::from_secs(1);
+/// Events come in bursts while many objects roll out: judged together at most this often.
+const ROUND: Duration = Duration::from_millis(200);
 
-/// Polls `targets` until all are ready, one has failed, `timeout` has passed (a zero timeout
-/// checks once) or `stop` completes. Shows progress on stderr when it is a terminal and always
-/// ends with a table there. Errs only when the objects cannot be read at all (no rights).
+/// Where an object's verdict comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Ready once applied (`needs_no_wait`): never read.
+    Applied,
+    Watch(usize),
+    Poll,
+}
+
+/// Waits until all `targets` are ready, one has failed, `timeout` has passed (a zero timeout
+/// looks once) or `stop` completes, reading them by watch (by GET when they cannot be
+/// watched). Shows progress on stderr when it is a terminal and always ends with a table
+/// there. Errs only when the objects cannot be read at all (no rights).
 pub async fn wait(
     cluster: &Cluster,
-    targets: &[(ObjectKey, Resolved)],
+    targets: &[Target],
     timeout: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Report> {
@@ -80,84 +124,121 @@ pub async fn wait(
     }
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut state: Vec<Verdict> = targets
+    // Even a zero timeout gets one honest look, however slowly the server answers it.
+    let grace = timeout.clamp(Duration::from_secs(5), Duration::from_secs(30));
+    let last_look = deadline.max(started + grace);
+    let (mut watches, mut notes) = Watches::new(cluster);
+    let mut source: Vec<Source> = targets
         .iter()
-        .map(|(key, _)| {
-            if needs_no_wait(key) {
-                Verdict::ready("", "")
-            } else {
-                Verdict::in_progress("NotChecked", "not checked yet")
+        .map(|t| match &t.selector {
+            _ if needs_no_wait(&t.key) => Source::Applied,
+            Some(selector) => {
+                Source::Watch(watches.group(&t.resolved, t.key.namespace.as_deref(), selector))
             }
+            None => Source::Poll,
         })
         .collect();
+    let mut state: Vec<Verdict> = source
+        .iter()
+        .map(|s| match s {
+            Source::Applied => Verdict::ready("", ""),
+            _ => Verdict::in_progress("NotChecked", "not checked yet"),
+        })
+        .collect();
+    let mut looked: Vec<bool> = source.iter().map(|s| *s == Source::Applied).collect();
     let mut settled: Vec<Option<Duration>> = state
         .iter()
         .map(|v| v.is_ready().then_some(Duration::ZERO))
         .collect();
     let mut progress = Progress::new();
-    let mut pause = FIRST_PAUSE;
+    let mut poll = Poll::new(started);
     let mut stop = std::pin::pin!(stop);
-    let mut end = End::TimedOut;
-    loop {
-        let pending: Vec<usize> = (0..targets.len())
-            .filter(|&i| !state[i].is_ready())
-            .collect();
-        if pending.is_empty() {
-            end = End::Ready;
-            break;
+    let end = loop {
+        watches.next_round();
+        let gone = judge_watched(targets, &source, &mut watches, &mut state, &mut looked);
+        for i in gone {
+            // Not where its watch looks (deleted, or relabelled by someone): a GET says
+            // which, as the polling did.
+            crate::log::info(
+                4,
+                format!("{}: not in its watch; reading it", targets[i].key),
+            );
+            source[i] = Source::Poll;
+            poll.now();
         }
-        // Even a zero timeout gets one honest look; a hung request must not outlive the
-        // deadline by more than that.
-        let limit = deadline
-            .saturating_duration_since(Instant::now())
-            .clamp(Duration::from_secs(5), Duration::from_secs(30));
-        let look = futures::stream::iter(pending)
-            .map(|i| async move { (i, check(cluster, &targets[i], limit).await) })
-            .buffer_unordered(CONCURRENCY)
-            .collect::<Vec<(usize, Result<Verdict>)>>();
-        let results = tokio::select! {
-            r = look => r,
-            _ = &mut stop => {
-                end = End::Interrupted;
-                break;
+        let polled: Vec<usize> = (0..targets.len())
+            .filter(|&i| source[i] == Source::Poll && !state[i].is_ready())
+            .collect();
+        if !polled.is_empty() && poll.due() {
+            let limit = deadline
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_secs(5), Duration::from_secs(30));
+            let look = futures::stream::iter(polled)
+                .map(|i| async move { (i, check(cluster, &targets[i], limit).await) })
+                .buffer_unordered(CONCURRENCY)
+                .collect::<Vec<(usize, Result<Verdict>)>>();
+            let results = tokio::select! {
+                r = look => r,
+                _ = &mut stop => break End::Interrupted,
+            };
+            for (i, result) in results {
+                state[i] = result?;
+                looked[i] = true;
             }
-        };
-        for (i, result) in results {
-            state[i] = result?;
-            if state[i].status != Status::InProgress && settled[i].is_none() {
+            poll.done();
+        }
+        for (i, v) in state.iter().enumerate() {
+            if v.status != Status::InProgress && settled[i].is_none() {
                 settled[i] = Some(started.elapsed());
             }
         }
         progress.show(targets, &state);
         if state.iter().all(Verdict::is_ready) {
-            end = End::Ready;
-            break;
+            break End::Ready;
         }
         if state.iter().any(|v| v.status == Status::Failed) {
-            end = End::Failed;
-            break;
+            break End::Failed;
         }
         let now = Instant::now();
-        if now >= deadline {
-            break;
+        if now >= deadline && (looked.iter().all(|l| *l) || now >= last_look) {
+            break End::TimedOut;
         }
+        // Until something happens, the clock moves the time-based rules, the next poll is
+        // due, or time is up.
+        let mut wake = now + TICK;
+        if source.contains(&Source::Poll) {
+            wake = wake.min(poll.next);
+        }
+        if now < deadline {
+            wake = wake.min(deadline);
+        } else {
+            wake = wake.min(last_look);
+        }
+        let round = now + ROUND;
         tokio::select! {
-            _ = tokio::time::sleep_until((now + pause).min(deadline)) => {}
-            _ = &mut stop => {
-                end = End::Interrupted;
-                break;
+            note = notes.recv() => {
+                // A burst of events is judged once.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(round.min(wake)) => {}
+                    _ = &mut stop => break End::Interrupted,
+                }
+                take_notes(note, &mut notes, &mut watches, &mut source, &mut poll);
             }
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = &mut stop => break End::Interrupted,
         }
-        pause = (pause * 3 / 2).min(MAX_PAUSE);
-    }
+    };
     drop(progress);
+    if end == End::TimedOut {
+        never_listed(&source, &looked, &watches, started.elapsed(), &mut state);
+    }
     print_table(targets, &state);
     let waited = targets
         .iter()
         .zip(state)
         .zip(settled)
-        .map(|(((key, _), verdict), settled)| Waited {
-            key: key.clone(),
+        .map(|((t, verdict), settled)| Waited {
+            key: t.key.clone(),
             verdict,
             settled,
         })
@@ -169,11 +250,116 @@ pub async fn wait(
     })
 }
 
-async fn check(
-    cluster: &Cluster,
-    (key, resolved): &(ObjectKey, Resolved),
-    limit: Duration,
-) -> Result<Verdict> {
+/// Takes in `first` and every note waiting behind it; the objects of a watch given up
+/// (refused by RBAC) are polled from now on.
+fn take_notes(
+    first: Option<Note>,
+    notes: &mut tokio::sync::mpsc::UnboundedReceiver<Note>,
+    watches: &mut Watches,
+    source: &mut [Source],
+    poll: &mut Poll,
+) {
+    let mut note = first;
+    while let Some(n) = note {
+        if let Some(given_up) = watches.note(n) {
+            for s in source.iter_mut().filter(|s| **s == Source::Watch(given_up)) {
+                *s = Source::Poll;
+            }
+            poll.now();
+        }
+        note = notes.try_recv().ok();
+    }
+}
+
+/// At the timeout, the objects whose watch never listed are said as the polling said them:
+/// the last error, or no answer at all.
+fn never_listed(
+    source: &[Source],
+    looked: &[bool],
+    watches: &Watches,
+    waited: Duration,
+    state: &mut [Verdict],
+) {
+    for (i, s) in source.iter().enumerate() {
+        if let Source::Watch(g) = *s
+            && !looked[i]
+        {
+            state[i] = match watches.trouble(g) {
+                Some(message) => {
+                    Verdict::in_progress("ReadFailed", format!("reading the status: {message}"))
+                }
+                None => Verdict::in_progress(
+                    "NoAnswer",
+                    format!(
+                        "no answer from the API server within {}",
+                        format_duration(waited)
+                    ),
+                ),
+            };
+        }
+    }
+}
+
+/// Judges the watched objects not ready yet from what their watches hold (those whose watch
+/// has listed); as with polling, a ready object is not looked at again. Returns those a
+/// listed watch does not hold.
+fn judge_watched(
+    targets: &[Target],
+    source: &[Source],
+    watches: &mut Watches,
+    state: &mut [Verdict],
+    looked: &mut [bool],
+) -> Vec<usize> {
+    let mut gone = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        let Source::Watch(g) = source[i] else {
+            continue;
+        };
+        if state[i].is_ready() || !watches.listed(g) {
+            continue;
+        }
+        let namespace = t.key.namespace.as_deref();
+        let Some(obj) = watches.get(g, namespace, &t.key.name) else {
+            gone.push(i);
+            continue;
+        };
+        state[i] = judge_with(&obj, || watches.related(namespace?, &obj));
+        looked[i] = true;
+    }
+    gone
+}
+
+/// When the objects that are polled are read next: soon at first, then every 2 s.
+struct Poll {
+    next: Instant,
+    pause: Duration,
+}
+
+impl Poll {
+    fn new(now: Instant) -> Poll {
+        Poll {
+            next: now,
+            pause: FIRST_PAUSE,
+        }
+    }
+
+    fn due(&self) -> bool {
+        Instant::now() >= self.next
+    }
+
+    fn now(&mut self) {
+        self.next = Instant::now();
+    }
+
+    fn done(&mut self) {
+        self.next = Instant::now() + self.pause;
+        self.pause = (self.pause * 3 / 2).min(MAX_PAUSE);
+    }
+}
+
+/// Reads one object by GET and judges it: how objects that cannot be watched are waited for.
+async fn check(cluster: &Cluster, target: &Target, limit: Duration) -> Result<Verdict> {
+    let (key, resolved) = (&target.key, &target.resolved);
     let api = cluster.api(resolved, key.namespace.as_deref());
     let answer = match tokio::time::timeout(limit, api.get_opt(&key.name)).await {
         Ok(answer) => answer,
@@ -350,12 +536,12 @@ impl Progress {
         }
     }
 
-    fn show(&mut self, targets: &[(ObjectKey, Resolved)], state: &[Verdict]) {
+    fn show(&mut self, targets: &[Target], state: &[Verdict]) {
         let waiting: Vec<String> = targets
             .iter()
             .zip(state)
             .filter(|(_, v)| !v.is_ready())
-            .map(|((key, _), v)| format!("{key}: {}", v.summary()))
+            .map(|(t, v)| format!("{}: {}", t.key, v.summary()))
             .collect();
         let ready = targets.len() - waiting.len();
         let mut header = format!("{ready} of {} objects ready", targets.len());
@@ -394,11 +580,11 @@ impl Drop for Progress {
     }
 }
 
-fn print_table(targets: &[(ObjectKey, Resolved)], state: &[Verdict]) {
+fn print_table(targets: &[Target], state: &[Verdict]) {
     let rows: Vec<(String, &Verdict)> = targets
         .iter()
         .zip(state)
-        .map(|((key, _), v)| (key.to_string(), v))
+        .map(|(t, v)| (t.key.to_string(), v))
         .collect();
     let width = |column: &str, cell: fn(&(String, &Verdict)) -> usize| {
         rows.iter()
@@ -458,6 +644,42 @@ mod tests {
         assert!(!needs_no_wait(&key("apps", "Deployment", "web")));
         assert!(!needs_no_wait(&key("", "Pod", "p")));
         assert!(!needs_no_wait(&key("example.com", "Secret", "x")));
+    }
+
+    #[test]
+    fn objects_are_watched_by_the_label_of_ours_they_carry() {
+        let resolved = Resolved {
+            resource: kube::discovery::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(
+                &(),
+            ),
+            namespaced: true,
+            pending: false,
+        };
+        let of = |labels: serde_json::Value| {
+            Target::of(
+                key("apps", "Deployment", "web"),
+                resolved.clone(),
+                Some(&serde_json::json!({"metadata": {"labels": labels}})),
+            )
+            .selector
+        };
+        assert_eq!(
+            of(
+                serde_json::json!({"app": "web", "applyset.kubernetes.io/part-of": "applyset-x-v1"})
+            )
+            .as_deref(),
+            Some("applyset.kubernetes.io/part-of=applyset-x-v1")
+        );
+        assert_eq!(
+            of(serde_json::json!({"gitops.kubectl.io/hook-of": "applyset-x-v1"})).as_deref(),
+            Some("gitops.kubectl.io/hook-of=applyset-x-v1")
+        );
+        // The target Namespace carries neither: it is polled.
+        assert_eq!(of(serde_json::json!({"app": "web"})), None);
+        assert_eq!(
+            Target::of(key("apps", "Deployment", "web"), resolved.clone(), None).selector,
+            None
+        );
     }
 
     fn report(keys: Vec<ObjectKey>, state: Vec<Verdict>, end: End, timeout: Duration) -> Report {

@@ -13,18 +13,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use futures::{FutureExt, StreamExt};
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::{Value, json};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use serde_json::Value;
 
 use super::{Exporter, Scope, parse_key};
 use crate::applyset::LABEL_PART_OF;
 use crate::cluster::Cluster;
 use crate::health::{self, Related, Status};
 use crate::manifest::ObjectKey;
+use crate::watched::{Watched, value};
 
 /// Objects of a revision by health.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,24 +51,6 @@ impl WatchKey {
             Some(ns) => format!("watch of {plural} in {ns}"),
             None => format!("watch of {plural}"),
         }
-    }
-}
-
-struct Watched {
-    resource: ApiResource,
-    store: Store<DynamicObject>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Watched {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Watched {
-    fn listed(&self) -> bool {
-        self.store.wait_until_ready().now_or_never().is_some()
     }
 }
 
@@ -205,30 +187,6 @@ fn related(watches: &BTreeMap<WatchKey, Watched>, keys: &[WatchKey], key: &Objec
     out
 }
 
-/// As the rules want it: JSON with apiVersion and kind (list items lack them).
-fn value(o: &DynamicObject, r: &ApiResource) -> Value {
-    let mut v = serde_json::to_value(o).unwrap_or_default();
-    v["apiVersion"] = json!(r.api_version);
-    v["kind"] = json!(r.kind);
-    v
-}
-
-/// What health never looks at is not kept: managed fields, the last-applied copy, and the
-/// values of Secrets and ConfigMaps.
-fn trim(o: &mut DynamicObject, kind: &str) {
-    o.metadata.managed_fields = None;
-    if let Some(a) = o.metadata.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-    if matches!(kind, "Secret" | "ConfigMap")
-        && let Some(fields) = o.data.as_object_mut()
-    {
-        for f in ["data", "stringData", "binaryData"] {
-            fields.remove(f);
-        }
-    }
-}
-
 /// Keeps the watches in line with the current revisions, whenever something changed.
 pub async fn follow(exporter: Arc<Exporter>) {
     let mut changed = exporter.changed.subscribe();
@@ -344,32 +302,21 @@ fn start(exporter: Arc<Exporter>, key: &WatchKey, resource: ApiResource) -> Watc
     if let Some(f) = &key.fields {
         config = config.fields(f);
     }
-    let writer = reflector::store::Writer::new(resource.clone());
-    let store = writer.as_reader();
-    let kind = resource.kind.clone();
     let source = key.describe(&resource.plural);
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(move |o| trim(o, &kind))
-        .reflect(writer);
-    let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            match event {
-                Err(e) => exporter.problem(source.clone(), e.to_string()),
-                Ok(watcher::Event::InitDone) => {
-                    exporter.clear_problem(&source);
-                    exporter.bump();
-                }
-                Ok(_) => {}
-            }
-        }
-    });
-    Watched {
+    Watched::start(
+        api,
+        config,
         resource,
-        store,
-        task,
-    }
+        watcher::DefaultBackoff::default(),
+        move |event| match event {
+            Err(e) => exporter.problem(source.clone(), e.to_string()),
+            Ok(watcher::Event::InitDone) => {
+                exporter.clear_problem(&source);
+                exporter.bump();
+            }
+            Ok(_) => {}
+        },
+    )
 }
 
 #[cfg(test)]
@@ -415,21 +362,5 @@ mod tests {
         assert_eq!(ns[0].labels, None);
         let cm = keys_for(false, "shop", &key("", "ConfigMap", Some("shop"), "c"));
         assert_eq!(cm.len(), 1);
-    }
-
-    #[test]
-    fn values_of_secrets_are_not_kept() {
-        let mut o: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "s", "managedFields": [{"manager": "x"}],
-                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"k\":\"djE=\"}}"}},
-            "data": {"k": "djE="}, "type": "Opaque"
-        }))
-        .unwrap();
-        trim(&mut o, "Secret");
-        let v = serde_json::to_string(&o).unwrap();
-        assert!(!v.contains("djE="), "{v}");
-        assert!(!v.contains("managedFields"), "{v}");
-        assert!(v.contains("Opaque"), "{v}");
     }
 }
