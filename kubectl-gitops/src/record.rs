@@ -44,7 +44,7 @@ pub const SECRET_TYPE: &str = "kubectl-gitops/revision";
 /// Raw bytes per part: base64 makes them 4/3 larger, well under the 1 MiB object limit.
 const PART_BYTES: usize = 512 * 1024;
 /// Longest object list (as JSON) kept inline in `meta.json`, readable by every version: about
-/// 1,400 objects. Longer lists are compressed (`objects_gz`), ~10x smaller.
+/// 1,400 objects. Longer lists are compressed (`objects_gz`), ~15x smaller.
 const INLINE_OBJECTS_BYTES: usize = 64 * 1024;
 /// Highest revision number: a billion syncs, and far from overflowing any arithmetic on it.
 pub const MAX_REVISION: u64 = 1_000_000_000;
