@@ -420,6 +420,7 @@ pub async fn execute(
     let blob = tokio::task::block_in_place(|| {
         record::compress(plan.items.iter().filter_map(|i| i.desired.as_ref()))
     })?;
+    record::objects_fit(&recorded_objects(plan))?;
     let mut created = Vec::new();
     // From the first write on (the namespace, the Lease) a Ctrl-C is counted, not fatal: one
     // that arrives between taking the Lease and applying stops the run, which records it and
@@ -492,6 +493,15 @@ fn changed_meanwhile(ns: &str, newest: Option<&Meta>) -> Error {
         "namespace {ns} changed while this run was planning: {who}"
     ))
     .hint("rerun to see the plan against the namespace as it is now")
+}
+
+/// The keys a revision records: the objects the plan wants.
+fn recorded_objects(plan: &Plan) -> Vec<String> {
+    plan.items
+        .iter()
+        .filter(|i| i.desired.is_some())
+        .map(|i| i.key.to_string())
+        .collect()
 }
 
 /// Writes the record as the next revision. A lease holder whose revision number was taken
@@ -604,12 +614,7 @@ async fn record_and_finish(
         Some(g) => g.held().await,
         None => false,
     };
-    let objects: Vec<String> = plan
-        .items
-        .iter()
-        .filter(|i| i.desired.is_some())
-        .map(|i| i.key.to_string())
-        .collect();
+    let objects = recorded_objects(plan);
     let outcome = match &stop {
         None => info.success.clone(),
         Some(_) if interrupted => "interrupted".to_string(),
@@ -634,6 +639,8 @@ async fn record_and_finish(
         user: info.user,
         outcome: outcome.clone(),
         objects,
+        object_count: None,
+        objects_gz: None,
         parts: 0,
         reverted_to: info.reverted_to,
         signature: Some(info.signature.clone()),

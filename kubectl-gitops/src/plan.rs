@@ -654,6 +654,9 @@ pub async fn discover(
     })
 }
 
+/// Objects per LIST request (kubectl's default chunk size).
+const LIST_PAGE: u32 = 500;
+
 /// The live side: objects of every kind the manifests or the parent name.
 pub struct Live {
     /// Live objects without `managedFields`; those proven unchanged only with
@@ -760,34 +763,53 @@ pub async fn list_live(
         live.objects.insert(key, v);
     };
     let namespace_exists = found.namespace_exists;
+    // Page by page (LIST_PAGE objects), each page checked and dropped before more are held:
+    // a namespace of 20,000 objects listed whole held ~190 MB of them at once.
     let mut lists = futures::stream::iter(lists_to_make.into_iter().map(|(r, in_ns, scope)| {
-        let api = cluster.api(&r, in_ns.as_deref());
-        let selector = selector.clone();
         let target_missing = scope == Scope::Target && !namespace_exists;
-        async move {
-            if r.pending || target_missing {
-                return Ok((r, scope, Vec::new()));
+        let api = cluster.api(&r, in_ns.as_deref());
+        // Cluster-scoped kinds and other namespaces without wanted objects: only our
+        // members (a list of everything there could be huge, and is none of our business).
+        let params = match scope {
+            Scope::Members => ListParams::default().labels(&selector),
+            // Not the revision records: megabytes of compressed manifests per revision at
+            // thousands of objects, which the plan would only skip (`infrastructure`).
+            Scope::Target | Scope::Wanted if is_secret(&r) => {
+                ListParams::default().fields(&format!("type!={}", crate::record::SECRET_TYPE))
             }
-            // Cluster-scoped kinds and other namespaces without wanted objects: only our
-            // members (a list of everything there could be huge, and is none of our business).
-            let params = match scope {
-                Scope::Members => ListParams::default().labels(&selector),
-                Scope::Target | Scope::Wanted => ListParams::default(),
-            };
-            let list = idempotent(|| api.list(&params)).await.map_err(|e| {
-                let place = match (&in_ns, scope) {
-                    (None, _) => "the cluster".to_string(),
-                    (Some(n), Scope::Target) => format!("namespace {n}"),
-                    (Some(n), _) => {
-                        format!("namespace {n} (an additional namespace of the ApplySet)")
+            Scope::Target | Scope::Wanted => ListParams::default(),
+        }
+        .limit(LIST_PAGE);
+        let first = (!(r.pending || target_missing)).then(String::new);
+        futures::stream::unfold(first, move |next| {
+            let (api, r, in_ns, params) = (api.clone(), r.clone(), in_ns.clone(), params.clone());
+            async move {
+                let token = next?;
+                let params = match token.is_empty() {
+                    true => params,
+                    false => params.continue_token(&token),
+                };
+                let page = match idempotent(|| api.list(&params)).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let place = match (&in_ns, scope) {
+                            (None, _) => "the cluster".to_string(),
+                            (Some(n), Scope::Target) => format!("namespace {n}"),
+                            (Some(n), _) => {
+                                format!("namespace {n} (an additional namespace of the ApplySet)")
+                            }
+                        };
+                        let e = api_error(format!("listing {} in {place}", r.resource.plural), e);
+                        return Some((Err(e), None));
                     }
                 };
-                api_error(format!("listing {} in {place}", r.resource.plural), e)
-            })?;
-            Ok::<_, Error>((r, scope, list.items))
-        }
+                let next = page.metadata.continue_.filter(|c| !c.is_empty());
+                Some((Ok::<_, Error>((r, scope, page.items)), next))
+            }
+        })
+        .boxed()
     }))
-    .buffer_unordered(opts.concurrency);
+    .flatten_unordered(opts.concurrency);
     while let Some(result) = lists.next().await {
         let (r, scope, items) = result?;
         for o in items {
@@ -1256,6 +1278,10 @@ fn infrastructure(v: &Value) -> bool {
         || v["type"] == crate::record::SECRET_TYPE
         // A hook's run: created by a sync, kept or deleted by its delete policy.
         || v["metadata"]["labels"][phases::HOOK_LABEL].is_string()
+}
+
+fn is_secret(r: &Resolved) -> bool {
+    r.resource.group.is_empty() && r.resource.kind == "Secret"
 }
 
 fn strip_managed_fields(v: &mut Value) {

@@ -9,6 +9,14 @@
 //!   data `meta.json` (revision, tag, commit, time, user, outcome, objects, parts, signature) and
 //!   `manifests.0`; further parts in `kubectl-gitops.rev.<N>.<k>` with data `manifests.<k>`.
 //! - The manifests are a JSON array of the applied objects, gzip-compressed, split in parts.
+//!   When they do not fit in part 0 beside `meta.json`, part 0 holds no manifests
+//!   (`manifests.0` is empty) and they start in part 1: part 0, which `history` lists for every
+//!   revision, stays small however large the render.
+//! - `objects` lists the objects' keys when the list is small ([`INLINE_OBJECTS_BYTES`]);
+//!   a longer one (thousands of objects: 45 bytes each would take part 0 past the 1 MiB object
+//!   limit at ~20,000) is `objects_gz` instead, the base64 of the gzip'd JSON array, with
+//!   `objects: []` and `object_count`. Readers of earlier versions still read such a record
+//!   (they ignore fields they do not know and concatenate the parts), but see no objects in it.
 //!
 //! A record is untrusted input: anyone who may write Secrets in the namespace may edit one.
 //! Everything read from it is bounded ([`MAX_REVISION`], [`MAX_PARTS`], parts that exist,
@@ -35,6 +43,9 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const SECRET_TYPE: &str = "kubectl-gitops/revision";
 /// Raw bytes per part: base64 makes them 4/3 larger, well under the 1 MiB object limit.
 const PART_BYTES: usize = 512 * 1024;
+/// Longest object list (as JSON) kept inline in `meta.json`, readable by every version: about
+/// 1,400 objects. Longer lists are compressed (`objects_gz`), ~15x smaller.
+const INLINE_OBJECTS_BYTES: usize = 64 * 1024;
 /// Highest revision number: a billion syncs, and far from overflowing any arithmetic on it.
 pub const MAX_REVISION: u64 = 1_000_000_000;
 /// Most a record's manifests may inflate to (the JSON array of the applied objects). A sync
@@ -52,7 +63,17 @@ pub struct Meta {
     pub time: String,
     pub user: String,
     pub outcome: String,
+    /// The objects' keys, whichever way the record stores them: [`list`] and [`read_meta`]
+    /// inflate `objects_gz` into this field. Always written (readers of earlier versions
+    /// require it), empty when the keys went to `objects_gz`.
+    #[serde(default)]
     pub objects: Vec<String>,
+    /// How many objects, in records whose keys are in `objects_gz`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_count: Option<u64>,
+    /// Base64 of the gzip'd JSON array of the keys, when they are too many to list inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_gz: Option<String>,
     pub parts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverted_to: Option<u64>,
@@ -230,8 +251,11 @@ fn check(secret: &str, meta_b64: Option<&str>, parts: &BTreeSet<String>) -> Resu
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| corrupt(format!("meta.json is not base64: {e}")))?;
-    let meta: Meta = serde_json::from_slice(&bytes)
+    let mut meta: Meta = serde_json::from_slice(&bytes)
         .map_err(|e| corrupt(format!("meta.json cannot be read ({})", json_problem(&e))))?;
+    if let Some(gz) = meta.objects_gz.take() {
+        meta.objects = inflate_objects(&gz, meta.object_count).map_err(corrupt)?;
+    }
     if meta.revision != n {
         return Err(corrupt(format!(
             "meta.json claims revision {} but the record is revision {n}",
@@ -460,16 +484,119 @@ fn json_problem(e: &serde_json::Error) -> String {
     format!("{what} at line {} column {}", e.line(), e.column())
 }
 
+/// Whether a record can list these objects (see [`pack`]), checked before any write.
+pub fn objects_fit(objects: &[String]) -> Result<()> {
+    pack(Meta {
+        revision: MAX_REVISION,
+        tag: String::new(),
+        commit: String::new(),
+        time: String::new(),
+        user: String::new(),
+        outcome: String::new(),
+        objects: objects.to_vec(),
+        object_count: None,
+        objects_gz: None,
+        parts: MAX_PARTS,
+        reverted_to: None,
+        signature: None,
+        hooks: Vec::new(),
+        rolled_back_to: None,
+    })
+    .and_then(|json| match json.len() + OTHER_META_BYTES > PART_BYTES {
+        true => Err(Error::invalid(format!(
+            "the list of the {} objects takes {} KiB compressed, too much for a revision \
+             record's part 0 ({} KiB); nothing was written",
+            objects.len(),
+            json.len() >> 10,
+            PART_BYTES >> 10
+        ))
+        .hint("split the manifests across namespaces")),
+        false => Ok(()),
+    })
+}
+
+/// Room [`objects_fit`] leaves in part 0 for the rest of the meta (tag, user, outcome, hooks,
+/// signature), so a run it lets through is not refused when it records.
+const OTHER_META_BYTES: usize = 64 * 1024;
+
+/// `meta` as stored: the object list inline when short, else compressed. Refuses a list that
+/// would not fit in part 0 (hundreds of thousands of objects), before anything is written.
+pub fn pack(mut meta: Meta) -> Result<Vec<u8>> {
+    let inline = serde_json::to_vec(&meta.objects).expect("serialises");
+    if inline.len() > INLINE_OBJECTS_BYTES {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&inline).expect("writing to memory");
+        let gz = enc.finish().expect("writing to memory");
+        meta.object_count = Some(meta.objects.len() as u64);
+        meta.objects_gz = Some(base64::engine::general_purpose::STANDARD.encode(gz));
+        meta.objects = Vec::new();
+    }
+    drop(inline);
+    let json = serde_json::to_vec(&meta).expect("serialises");
+    if json.len() > PART_BYTES {
+        return Err(Error::invalid(format!(
+            "the list of the {} objects takes {} KiB compressed, more than a revision record's \
+             part 0 holds ({} KiB); nothing was written",
+            meta.object_count.unwrap_or(meta.objects.len() as u64),
+            json.len() >> 10,
+            PART_BYTES >> 10
+        ))
+        .hint("split the manifests across namespaces"));
+    }
+    Ok(json)
+}
+
+/// The keys of `objects_gz`; the reason the record is corrupt otherwise. Inflates at most
+/// [`MAX_RECORD_BYTES`], and the count must match.
+fn inflate_objects(b64: &str, count: Option<u64>) -> std::result::Result<Vec<String>, String> {
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| format!("its objects_gz is not base64: {e}"))?;
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .take(MAX_RECORD_BYTES + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| format!("its objects_gz cannot be inflated: {e}"))?;
+    if json.len() as u64 > MAX_RECORD_BYTES {
+        return Err(format!(
+            "its objects_gz inflates to more than {} MiB",
+            MAX_RECORD_BYTES >> 20
+        ));
+    }
+    let keys: Vec<String> = serde_json::from_slice(&json).map_err(|e| {
+        format!(
+            "its objects_gz is not a list of keys ({})",
+            json_problem(&e)
+        )
+    })?;
+    if count != Some(keys.len() as u64) {
+        return Err(format!(
+            "its objects_gz holds {} keys but object_count says {}",
+            keys.len(),
+            count.map_or("nothing".to_string(), |c| c.to_string())
+        ));
+    }
+    Ok(keys)
+}
+
 /// Writes a new record. Creation (not apply) makes two concurrent writers of the same
 /// revision collide: the loser gets exit 3 instead of silently overwriting.
 /// `blob` is [`compress`]'s output.
 pub async fn write(cluster: &Cluster, ns: &str, mut meta: Meta, blob: &[u8]) -> Result<()> {
-    let chunks: Vec<&[u8]> = if blob.is_empty() {
-        vec![&[][..]]
+    // Part 0 holds the manifests only when they fit beside the meta (its size does not depend
+    // on `parts`, a number of a few digits at most, hence the margin).
+    let probe = pack(meta.clone())?;
+    let chunks: Vec<&[u8]> = if probe.len() + blob.len() + 64 <= PART_BYTES {
+        vec![blob]
     } else {
-        blob.chunks(PART_BYTES).collect()
+        std::iter::once(&[][..])
+            .chain(blob.chunks(PART_BYTES))
+            .collect()
     };
+    drop(probe);
     meta.parts = chunks.len() as u32;
+    let meta_json = pack(meta.clone())?;
     let api = secrets(cluster, ns);
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     // Later parts first, so a part-0 record that exists is always complete. Parts written
@@ -480,10 +607,7 @@ pub async fn write(cluster: &Cluster, ns: &str, mut meta: Meta, blob: &[u8]) -> 
         data.insert(format!("manifests.{k}"), json!(b64(chunk)));
         let mut labels = json!({ MANAGED_BY: "kubectl-gitops" });
         if k == 0 {
-            data.insert(
-                "meta.json".into(),
-                json!(b64(&serde_json::to_vec(&meta).expect("serialises"))),
-            );
+            data.insert("meta.json".into(), json!(b64(&meta_json)));
             labels[REVISION_LABEL] = json!(meta.revision.to_string());
         } else {
             labels[PART_LABEL] = json!(meta.revision.to_string());
@@ -798,6 +922,85 @@ mod tests {
             0,
             "no complete record to compare with"
         );
+    }
+
+    fn meta_with(objects: Vec<String>) -> Meta {
+        let mut m: Meta = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(meta_b64(3, 1))
+                .unwrap(),
+        )
+        .unwrap();
+        m.objects = objects;
+        m
+    }
+
+    #[test]
+    fn a_long_object_list_is_stored_compressed_and_read_back_whole() {
+        let keys: Vec<String> = (0..20_000)
+            .map(|i| format!("ConfigMap/a-namespace-of-some-length/config-{i:05}"))
+            .collect();
+        let json = pack(meta_with(keys.clone())).unwrap();
+        assert!(json.len() < 200 * 1024, "meta.json is {} bytes", json.len());
+        let stored: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(stored["objects"], json!([]), "older readers need the field");
+        assert_eq!(stored["object_count"], 20_000);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&json);
+        let read = check("kubectl-gitops.rev.3", Some(&b64), &BTreeSet::new()).unwrap();
+        assert_eq!(read.objects, keys);
+        assert_eq!(read.objects_gz, None);
+
+        let short = vec!["ConfigMap/ns/a".to_string()];
+        let stored: Value =
+            serde_json::from_slice(&pack(meta_with(short.clone())).unwrap()).unwrap();
+        assert_eq!(stored["objects"], json!(short), "a short list stays inline");
+        assert!(stored.get("objects_gz").is_none());
+    }
+
+    #[test]
+    fn a_forged_object_list_is_corrupt() {
+        let gz = |text: &str| {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text.as_bytes()).unwrap();
+            base64::engine::general_purpose::STANDARD.encode(e.finish().unwrap())
+        };
+        for (objects_gz, count, needle) in [
+            ("not base64!".to_string(), json!(1), "not base64"),
+            (
+                base64::engine::general_purpose::STANDARD.encode("plain"),
+                json!(1),
+                "inflated",
+            ),
+            (gz("{\"a\": 1}"), json!(1), "not a list of keys"),
+            (
+                gz("[\"a\", \"b\"]"),
+                json!(3),
+                "holds 2 keys but object_count says 3",
+            ),
+            (gz("[\"a\"]"), Value::Null, "says nothing"),
+        ] {
+            let mut m: Value = serde_json::to_value(meta_with(Vec::new())).unwrap();
+            m["objects_gz"] = json!(objects_gz);
+            m["object_count"] = count;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(m.to_string());
+            let c = check("kubectl-gitops.rev.3", Some(&b64), &BTreeSet::new()).unwrap_err();
+            assert!(c.reason.contains(needle), "{needle}: {}", c.reason);
+        }
+    }
+
+    #[test]
+    fn a_list_too_long_for_part_0_is_refused_before_writing() {
+        // Keys that do not compress: random hex.
+        let keys: Vec<String> = (0..60_000u64)
+            .map(|i| {
+                let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 17).wrapping_mul(31);
+                format!("ConfigMap/ns/{h:016x}{:016x}", h.rotate_left(29) ^ i)
+            })
+            .collect();
+        let e = objects_fit(&keys).unwrap_err();
+        assert!(e.message.contains("nothing was written"), "{}", e.message);
+        assert!(objects_fit(&keys[..1000]).is_ok());
     }
 
     #[test]

@@ -165,6 +165,8 @@ mod tests {
             user: "u".into(),
             outcome: outcome.into(),
             objects: Vec::new(),
+            object_count: None,
+            objects_gz: None,
             parts: 1,
             reverted_to: None,
             signature: None,

@@ -8,6 +8,7 @@ mod health;
 mod helm;
 #[path = "../install/common.rs"]
 mod install_common;
+mod large_record;
 mod metrics;
 mod notify;
 #[path = "../common/repo.rs"]

@@ -283,6 +283,8 @@ mod tests {
             user: "ann".into(),
             outcome: outcome.into(),
             objects: vec![],
+            object_count: None,
+            objects_gz: None,
             parts: 1,
             reverted_to: None,
             signature: None,
