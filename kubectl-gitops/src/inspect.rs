@@ -87,6 +87,8 @@ pub async fn inspect(
         keep_unchanged_live: true,
         replace_immutable: false,
         report_rejections: true,
+        // Nothing here shows what a create would make.
+        keep_create_answers: false,
     };
     let plan = plan::build(cluster, manifests, &opts).await?;
     let keys = |a: Action| {

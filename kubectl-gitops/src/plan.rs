@@ -107,6 +107,11 @@ pub struct Options {
     /// An object whose dry-run the server rejects is a finding in [`Plan::rejected`] (diff,
     /// status) rather than an error that ends planning (sync, revert: nothing is written).
     pub report_rejections: bool,
+    /// Keep the server's dry-run answer for an object to create: only a plan that is shown
+    /// (diff, `--dry-run`, `-o json`) shows it. A sync that only applies needs of a create
+    /// that the server accepts it, and at 20,000 objects holding every answer until the plan
+    /// is complete costs ~100 MB.
+    pub keep_create_answers: bool,
 }
 
 /// A wanted object the server will not take as it stands (its dry-run answered 400, 413, 422
@@ -360,7 +365,7 @@ pub async fn build(
     let wanted = validate(manifests, opts, &id, |v, k| cluster.resolve(v, k))?;
     let found = discover(cluster, opts, &id, wanted.namespace_in_set).await?;
     let mut live = list_live(cluster, opts, &id, &wanted.objects, &found).await?;
-    let (runs, mut rejected) = dry_run(cluster, wanted.objects, &live.proven, &found, opts).await?;
+    let (runs, mut rejected) = dry_run(cluster, wanted.objects, &live, &found, opts).await?;
     if !opts.report_rejections
         && let Some(e) = rejections_error(&rejected)
     {
@@ -942,19 +947,21 @@ async fn dry_run_hook(cluster: &Cluster, desired: &Desired) -> Result<Value> {
 pub async fn dry_run(
     cluster: &Cluster,
     wanted: Vec<Desired>,
-    proven: &BTreeMap<ObjectKey, Option<String>>,
+    live: &Live,
     found: &Discovered,
     opts: &Options,
 ) -> Result<(Vec<DryRun>, Vec<Rejection>)> {
     let namespace_exists = found.namespace_exists;
     let skip_dry_run = |r: &Resolved| r.pending || (r.namespaced && !namespace_exists);
     let outcomes = futures::stream::iter(wanted.into_iter().map(|desired| {
+        // Dropped as it arrives, not after every dry-run: it is the plan's peak.
+        let keep_answer = opts.keep_create_answers || live.objects.contains_key(&desired.key);
         let api = cluster.api(
             &desired.resolved,
             desired.object["metadata"]["namespace"].as_str(),
         );
         let skip = skip_dry_run(&desired.resolved);
-        let known_unchanged = proven.contains_key(&desired.key);
+        let known_unchanged = live.proven.contains_key(&desired.key);
         async move {
             let unchecked = |desired: Desired, merged: Option<Value>| DryRun {
                 desired,
@@ -966,7 +973,7 @@ pub async fn dry_run(
                 return Ok(Ok(unchecked(desired, None)));
             }
             if skip {
-                let merged = Some(desired.object.clone());
+                let merged = keep_answer.then(|| desired.object.clone());
                 return Ok(Ok(unchecked(desired, merged)));
             }
             if desired.placement.is_hook() {
@@ -1002,11 +1009,15 @@ pub async fn dry_run(
             drop(patch);
             match result {
                 Ok((merged, conflict)) => {
-                    let mut m = to_value(&merged, r);
-                    strip_managed_fields(&mut m);
+                    let m = keep_answer.then(|| {
+                        let mut m = to_value(&merged, r);
+                        strip_managed_fields(&mut m);
+                        m
+                    });
+                    drop(merged);
                     Ok(Ok(DryRun {
                         desired,
-                        merged: Some(m),
+                        merged: m,
                         conflict,
                         immutable: None,
                     }))
@@ -1320,6 +1331,7 @@ mod tests {
             keep_unchanged_live: false,
             replace_immutable: false,
             report_rejections: false,
+            keep_create_answers: true,
         }
     }
 

@@ -1823,6 +1823,66 @@ fn rejected_objects_are_reported_beside_the_rest() {
     assert_eq!(snapshot(&ns), before, "nothing written");
 }
 
+/// A first sync keeps nothing of the server's dry-run answers for the objects it creates (they
+/// are only shown by diff, `--dry-run` and `-o json`), but what the server rejects at dry-run
+/// is still found, every object named in one error, before any write: the fine objects are
+/// not created and no revision is recorded.
+#[test]
+fn a_first_sync_names_every_create_the_server_rejects_and_writes_nothing() {
+    let c = cluster::cluster();
+    let ns = c.fresh_namespace("first-rejected");
+    let repo = Repo::new();
+    for i in 0..3 {
+        repo.write(
+            &format!("app/cm-{i}.yaml"),
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  a: b\n"),
+        );
+    }
+    // Two ports named `http`: the server refuses to create it (422, Duplicate value).
+    repo.write(
+        "app/svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: twice\nspec:\n  selector:\n    app: x\n  ports:\n  - name: http\n    port: 80\n  - name: http\n    port: 81\n",
+    );
+    // A negative replica count: refused too (422, must be greater than or equal to 0).
+    repo.write(
+        "app/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: negative\nspec:\n  replicas: -1\n  selector:\n    matchLabels:\n      app: x\n  template:\n    metadata:\n      labels:\n        app: x\n    spec:\n      containers:\n      - name: c\n        image: example.com/x:1\n",
+    );
+    repo.tag("A");
+    let r = repo.path.to_str().unwrap();
+    let before = snapshot(&ns);
+    assert!(
+        !before.iter().any(|v| v.starts_with("ConfigMap/cm-")),
+        "a namespace without the objects: {before:?}"
+    );
+    for extra in [&[][..], &["-o", "json"][..]] {
+        let o = sync_app(r, "A", &ns, extra);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{extra:?}\n{}\n{}",
+            out(&o),
+            err(&o)
+        );
+        let errors = err(&o).lines().filter(|l| l.starts_with("error:")).count();
+        assert_eq!(errors, 1, "{}", err(&o));
+        for (k, why) in [
+            (
+                format!("Deployment.apps/{ns}/negative"),
+                "greater than or equal to 0",
+            ),
+            (format!("Service/{ns}/twice"), "Duplicate value"),
+        ] {
+            assert!(
+                err(&o).contains(&k) && err(&o).contains(why),
+                "{extra:?}: {k} ({why}) in:\n{}",
+                err(&o)
+            );
+        }
+        assert_eq!(snapshot(&ns), before, "{extra:?}: nothing written");
+    }
+}
+
 /// A sync that fails on something every rerun meets again (here an admission policy that
 /// refuses the real write but not its dry-run, as a full Service IP range or a quota would)
 /// does not tell the user that rerunning converges; it says what must change. An interrupted

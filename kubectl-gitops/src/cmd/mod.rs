@@ -131,6 +131,9 @@ pub fn plan_options(
         replace_immutable: apply.is_some_and(|a| a.replace_immutable),
         // diff shows every object it could compute, then every rejection (exit 2).
         report_rejections: apply.is_none(),
+        // Shown by diff, `--dry-run` and `-o json` only; a sync that prints text lists creates
+        // by name.
+        keep_create_answers: apply.is_none_or(|a| a.dry_run || a.output == Format::Json),
     }
 }
 

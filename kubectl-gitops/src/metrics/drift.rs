@@ -141,6 +141,8 @@ async fn compute(exporter: &Exporter, ns: &str) -> Result<Checked> {
         keep_unchanged_live: false,
         replace_immutable: false,
         report_rejections: true,
+        // Nothing here shows what a create would make.
+        keep_create_answers: false,
     };
     let plan = plan::build(&mut cluster, manifests, &opts).await?;
     Ok(Checked {
