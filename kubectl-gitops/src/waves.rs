@@ -100,7 +100,7 @@ pub async fn run(
             .items
             .iter()
             .filter(|i| i.desired.is_some())
-            .map(|i| health::Target::of(i.key.clone(), i.resolved.clone(), i.desired.as_ref()))
+            .map(wait_target)
             .collect();
         // As each wave of an ordered plan says it: a pipeline's log (no terminal, so no
         // progress display) shows what the run is doing while it waits.
@@ -244,7 +244,7 @@ async fn run_step(
     let targets: Vec<health::Target> = items
         .iter()
         .filter(|i| i.action != Action::Hook)
-        .map(|i| health::Target::of(i.key.clone(), i.resolved.clone(), i.desired.as_ref()))
+        .map(|i| wait_target(i))
         .chain(started.iter().map(|(item, s)| {
             health::Target::of(s.key.clone(), s.resolved.clone(), item.desired.as_ref())
         }))
@@ -358,4 +358,13 @@ fn say_waiting(prefix: &str, n: usize) {
         "{prefix}waiting for {n} object{}",
         if n == 1 { "" } else { "s" }
     );
+}
+
+/// What `--wait` watches for an applied item: it carries the labels of what was applied.
+fn wait_target(item: &Item) -> health::Target {
+    health::Target::of(
+        item.key.clone(),
+        item.resolved.clone(),
+        item.desired.as_ref(),
+    )
 }
